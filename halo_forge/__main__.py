@@ -1,0 +1,3 @@
+from halo_forge.cli import entry
+
+entry()

@@ -1,0 +1,72 @@
+"""Command line: `halo-forge <stage> ...` and `python -m halo_forge run pipeline.toml`.
+
+Each command group lives in the module that owns the stage and exposes
+`register(subparsers)`; handlers take the parsed namespace and return an exit code.
+Group modules must stay light at import time (no torch) so that `halo-forge verify`
+starts fast; heavy imports go inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from halo_forge import __version__
+from halo_forge.errors import HaloError
+
+# group name -> module exposing register(subparsers). Order is the order in --help.
+_GROUPS = (
+    "halo_forge.pipeline_cli",
+    "halo_forge.data.cli",
+    "halo_forge.sft_cli",
+    "halo_forge.raft_cli",
+    "halo_forge.benchmark_cli",
+    "halo_forge.verify.cli",
+    "halo_forge.sandbox_cli",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage as a one-line HaloError (exit 2) instead of exiting."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise HaloError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="halo-forge", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"halo-forge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in _GROUPS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that stage is not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (tests call this directly)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help()
+            return 2
+        return int(handler(args) or 0)
+    except HaloError as exc:
+        print(f"halo-forge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("halo-forge: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,316 @@
+#include "namespaces.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/fsuid.h>
+#include <sys/mount.h>
+#include <linux/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace hf {
+
+namespace {
+
+// Sandboxed programs run as this uid/gid when the zygote is root: an id no account uses.
+constexpr uid_t kRunId = 1999900000;
+
+std::string err(const char* what, int e) { return std::string(what) + ": " + std::strerror(e); }
+
+bool write_file(const std::string& path, const std::string& data) {
+    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = write(fd, data.data(), data.size());
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n == ssize_t(data.size());
+}
+
+bool mkdir_p(const std::string& path, mode_t mode) {
+    std::string cur;
+    size_t i = 0;
+    while (i < path.size()) {
+        size_t j = path.find('/', i + 1);
+        if (j == std::string::npos) j = path.size();
+        cur = path.substr(0, j);
+        if (!cur.empty() && mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) return false;
+        i = j;
+    }
+    return true;
+}
+
+// Flags a remount must keep: the kernel refuses to clear ones inherited from a more
+// privileged namespace (nosuid, nodev, noexec, atime), so carry over whatever is set.
+unsigned long kept_flags(const char* path) {
+    struct statvfs s;
+    if (statvfs(path, &s) != 0) return 0;
+    unsigned long f = 0;
+    if (s.f_flag & ST_NOSUID) f |= MS_NOSUID;
+    if (s.f_flag & ST_NODEV) f |= MS_NODEV;
+    if (s.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+    if (s.f_flag & ST_NOATIME) f |= MS_NOATIME;
+    if (s.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+    if (s.f_flag & ST_RELATIME) f |= MS_RELATIME;
+    return f;
+}
+
+std::string bind_ro(const std::string& src, const std::string& dst, bool device) {
+    struct stat st;
+    if (stat(src.c_str(), &st) != 0) return err(("stat " + src).c_str(), errno);
+    if (S_ISDIR(st.st_mode)) {
+        if (!mkdir_p(dst, 0755)) return err(("mkdir " + dst).c_str(), errno);
+    } else {
+        auto slash = dst.rfind('/');
+        if (!mkdir_p(dst.substr(0, slash), 0755)) return err(("mkdir " + dst).c_str(), errno);
+        int fd = open(dst.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) return err(("create " + dst).c_str(), errno);
+        close(fd);
+    }
+    if (mount(src.c_str(), dst.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+        return err(("bind " + src).c_str(), errno);
+    // Device nodes stay writable (/dev/null); everything else is read-only.
+    unsigned long f = MS_REMOUNT | MS_BIND | MS_NOSUID | kept_flags(dst.c_str());
+    if (!device) f |= MS_NODEV | MS_RDONLY;
+    if (mount(nullptr, dst.c_str(), nullptr, f, nullptr) != 0)
+        return err(("remount read-only " + dst).c_str(), errno);
+    return {};
+}
+
+// Does a clone with these namespace flags work here? Returns "" or the reason.
+std::string probe_clone(int flags) {
+    pid_t pid = pid_t(syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+    if (pid < 0) return std::strerror(errno);
+    if (pid == 0) _exit(0);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    return {};
+}
+
+const std::string& reason_of(const std::vector<Protection>& prot, const std::string& name) {
+    static const std::string none;
+    for (auto& p : prot)
+        if (p.name == name) return p.reason;
+    return none;
+}
+
+void set_reason(std::vector<Protection>& prot, const std::string& name, const std::string& why) {
+    for (auto& p : prot)
+        if (p.name == name) { p.reason = why; return; }
+    prot.push_back({name, why});
+}
+
+}  // namespace
+
+void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& base_dir) {
+    ns.root = geteuid() == 0;
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    for (const char* n : {"network_namespace", "user_namespace", "pid_namespace", "mount_namespace",
+                          "readonly_filesystem", "ipc_namespace", "process_limit_per_run"})
+        set_reason(prot, n, "");
+
+    // Step 1: the zygote's own namespaces: one empty network namespace that every run
+    // inherits (creating one per run is slow and serialised in the kernel), and a private
+    // mount namespace to hold the template root.
+    bool own_userns = false;
+    if (ns.root) {
+        if (unshare(CLONE_NEWNET | CLONE_NEWNS) == 0) {
+            ns.netns = ns.mntns = true;
+        } else if (unshare(CLONE_NEWNS) == 0) {
+            ns.mntns = true;
+            set_reason(prot, "network_namespace", err("unshare(CLONE_NEWNET)", errno));
+        } else {
+            set_reason(prot, "network_namespace", err("unshare(CLONE_NEWNET)", errno));
+        }
+    } else if (unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS) == 0) {
+        // Identity map: files the runs write stay owned by the calling user.
+        if (write_file("/proc/self/setgroups", "deny") &&
+            write_file("/proc/self/uid_map", std::to_string(uid) + " " + std::to_string(uid) + " 1") &&
+            write_file("/proc/self/gid_map", std::to_string(gid) + " " + std::to_string(gid) + " 1")) {
+            own_userns = ns.netns = ns.mntns = true;
+        } else {
+            // An unmapped user namespace is useless; the process cannot leave it, so
+            // carry on without mounts (there is nothing privileged left to lose).
+            set_reason(prot, "user_namespace", err("writing uid_map/gid_map", errno));
+        }
+    } else {
+        set_reason(prot, "user_namespace", err("unshare(CLONE_NEWUSER) (unprivileged user namespaces disabled?)", errno));
+    }
+    if (!ns.netns && reason_of(prot, "network_namespace").empty())
+        set_reason(prot, "network_namespace", "needs root or an unprivileged user namespace");
+    if (ns.mntns && mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+        set_reason(prot, "mount_namespace", err("making / private", errno));
+        ns.mntns = false;
+    }
+
+    // Step 2: which per-run namespaces can be created here.
+    bool can_userns = (ns.root || own_userns) && probe_clone(CLONE_NEWUSER).empty();
+    if (!can_userns && (ns.root || own_userns))
+        set_reason(prot, "user_namespace", "clone(CLONE_NEWUSER): " + probe_clone(CLONE_NEWUSER));
+    int base = can_userns ? CLONE_NEWUSER : 0;
+    if (!ns.root && !can_userns) base = -1;  // nothing else is possible without privilege
+    if (base >= 0) {
+        ns.userns = can_userns;
+        std::string why = probe_clone(base | CLONE_NEWPID);
+        ns.pidns = why.empty();
+        if (!ns.pidns) set_reason(prot, "pid_namespace", "clone(CLONE_NEWPID): " + why);
+        why = probe_clone(base | CLONE_NEWIPC);
+        ns.ipcns = why.empty();
+        if (!ns.ipcns) set_reason(prot, "ipc_namespace", "clone(CLONE_NEWIPC): " + why);
+        ns.utsns = probe_clone(base | CLONE_NEWUTS).empty();
+        if (ns.mntns) {
+            why = probe_clone(base | CLONE_NEWNS);
+            if (!why.empty()) {
+                ns.mntns = false;
+                set_reason(prot, "mount_namespace", "clone(CLONE_NEWNS): " + why);
+            }
+        }
+    } else {
+        set_reason(prot, "pid_namespace", "needs root or an unprivileged user namespace");
+        set_reason(prot, "ipc_namespace", "needs root or an unprivileged user namespace");
+        ns.mntns = false;
+    }
+    if (!ns.mntns && reason_of(prot, "mount_namespace").empty())
+        set_reason(prot, "mount_namespace", "needs root or an unprivileged user namespace");
+
+    // The program's ids: root hands runs to an unused uid; an ordinary user keeps its own.
+    if (ns.root) {
+        ns.run_uid = ns.run_gid = kRunId;
+        ns.set_ids = true;
+    } else {
+        ns.run_uid = uid;
+        ns.run_gid = gid;
+        ns.set_ids = ns.userns;
+    }
+    if (!ns.userns) {
+        ns.inside_uid = ns.run_uid;
+        ns.inside_gid = ns.run_gid;
+        set_reason(prot, "process_limit_per_run",
+                   ns.root ? "no user namespaces: RLIMIT_NPROC is shared by all runs (one sandbox uid)"
+                           : "no user namespaces: RLIMIT_NPROC would count every process of this user, so it is not set");
+    }
+
+    // Step 3: the template root, a tmpfs showing the system read-only.
+    if (ns.mntns) {
+        ns.root_dir = base_dir + "/.root";
+        std::string why;
+        if (mount("tmpfs", ns.root_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m") != 0) {
+            why = err("mount tmpfs template root", errno);
+        } else {
+            for (const char* d : {"/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
+                struct stat st;
+                if (lstat(d, &st) != 0) continue;
+                std::string dst = ns.root_dir + d;
+                if (S_ISLNK(st.st_mode)) {
+                    char target[4096];
+                    ssize_t n = readlink(d, target, sizeof target - 1);
+                    if (n < 0) { why = err(d, errno); break; }
+                    target[n] = 0;
+                    if (symlink(target, dst.c_str()) != 0) { why = err(("symlink " + dst).c_str(), errno); break; }
+                } else if (S_ISDIR(st.st_mode)) {
+                    why = bind_ro(d, dst, false);
+                    if (!why.empty()) break;
+                    ns.shown.insert(d);
+                }
+            }
+            for (const char* d : {"/proc", "/tmp", "/dev", "/dev/shm"})
+                if (why.empty() && mkdir((ns.root_dir + d).c_str(), 0755) != 0) why = err(d, errno);
+            for (const char* d : {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"})
+                if (why.empty()) why = bind_ro(d, ns.root_dir + d, true);
+            const char* links[][2] = {{"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"},
+                                      {"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"}};
+            for (auto& l : links)
+                if (why.empty() && symlink(l[0], (ns.root_dir + l[1]).c_str()) != 0) why = err(l[1], errno);
+        }
+        if (!why.empty()) {
+            ns.mntns = false;
+            set_reason(prot, "mount_namespace", why);
+        }
+    }
+    if (!ns.mntns) set_reason(prot, "readonly_filesystem", "no mount namespace: " + reason_of(prot, "mount_namespace"));
+}
+
+std::string ensure_visible(NsPlan& ns, const std::string& path) {
+    if (!ns.mntns) return {};
+    if (path.empty() || path[0] != '/' || path == "/") return "refusing to show '" + path + "' read-only";
+    for (auto& s : ns.shown)
+        if (path == s || (path.size() > s.size() && path.compare(0, s.size(), s) == 0 && path[s.size()] == '/'))
+            return {};
+    std::string why = bind_ro(path, ns.root_dir + path, false);
+    if (why.empty()) ns.shown.insert(path);
+    return why;
+}
+
+std::string ensure_mountpoint(NsPlan& ns, const std::string& cwd) {
+    if (!ns.mntns || ns.mountpoints.count(cwd)) return {};
+    if (!mkdir_p(ns.root_dir + cwd, 0755)) return err(("mkdir " + ns.root_dir + cwd).c_str(), errno);
+    ns.mountpoints.insert(cwd);
+    return {};
+}
+
+// mkdir -p without allocating (runs in the child); existing directories are fine.
+static bool mkdirs_in_child(const char* path) {
+    char buf[4096];
+    size_t n = std::strlen(path);
+    if (n >= sizeof buf) { errno = ENAMETOOLONG; return false; }
+    std::memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; ++i) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return false;
+        buf[i] = c;
+    }
+    return true;
+}
+
+const char* enter_run_root(const RunMounts& m, bool pidns, uid_t fsuid, gid_t fsgid) {
+    // The template arrived locked (copied into a less privileged user namespace) and
+    // pivot_root refuses a locked new root: stack a fresh recursive bind of it on itself.
+    if (mount(m.root.c_str(), m.root.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) return "bind template root";
+    if (pidns && mount("proc", m.proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+        return "mount /proc";
+    // Take hold of the workdir while this process can still walk the caller's private
+    // directories (as root, through a mode-0700 base); it is attached further down.
+    int tree = int(syscall(SYS_open_tree, AT_FDCWD, m.cwd_host.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+    if (tree < 0) return "open_tree workdir";
+    if (mount("tmpfs", m.tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, m.tmp_opts.c_str()) != 0)
+        return "mount /tmp";
+    // From here on paths are relative to the new root: the caller's base directory above it
+    // may be closed to the program's ids.
+    if (chdir(m.root.c_str()) != 0) return "chdir root";
+    // New inodes need an owner the run's user namespace can represent: the program's ids.
+    setfsgid(fsgid);
+    setfsuid(fsuid);
+    const char* rel = m.cwd.c_str() + 1;  // "/a/b" -> "a/b" below the new root
+    // A workdir under /tmp needs its mount point again inside the private /tmp.
+    if (!mkdirs_in_child(rel)) return "mkdir workdir mount point";
+    if (syscall(SYS_move_mount, tree, "", AT_FDCWD, rel, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+        return "attach workdir";
+    close(tree);
+    if (mount(nullptr, rel, nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept_flags(rel), nullptr) != 0)
+        return "remount workdir";
+    if (mount(nullptr, ".", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | kept_flags("."), nullptr) != 0)
+        return "remount root read-only";
+    if (syscall(SYS_pivot_root, ".", ".") != 0) return "pivot_root";
+    if (umount2(".", MNT_DETACH) != 0) return "detach old root";
+    if (chdir(m.cwd.c_str()) != 0) return "chdir workdir";
+    return nullptr;
+}
+
+std::string write_id_maps(const NsPlan& ns, pid_t pid) {
+    std::string p = "/proc/" + std::to_string(pid);
+    if (!write_file(p + "/uid_map", std::to_string(ns.inside_uid) + " " + std::to_string(ns.run_uid) + " 1"))
+        return err("write uid_map", errno);
+    if (!write_file(p + "/gid_map", std::to_string(ns.inside_gid) + " " + std::to_string(ns.run_gid) + " 1"))
+        return err("write gid_map", errno);
+    return {};
+}
+
+}  // namespace hf

@@ -1,0 +1,488 @@
+#include "pool.hpp"
+
+#include "limits.hpp"
+#include "namespaces.hpp"
+#include "protocol.hpp"
+#include "seccomp.hpp"
+#include "spawn.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <deque>
+#include <fcntl.h>
+#include <memory>
+#include <sched.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <unordered_map>
+
+namespace hf {
+
+namespace {
+
+double now() {
+    timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return double(t.tv_sec) + double(t.tv_nsec) * 1e-9;
+}
+
+enum class Kill { None, Wall, Output, Cancel, Shutdown };
+enum Role : uint32_t { kCtl = 0, kPidfd = 1, kOut = 2, kErr = 3, kTimer = 4 };
+
+struct Job {
+    RunRequest req;
+    pid_t pid = -1;
+    int pidfd = -1, out_r = -1, err_r = -1, report_r = -1, timer = -1;
+    double start = 0;
+    std::string out, err;
+    bool out_trunc = false, err_trunc = false;
+    Kill killed = Kill::None;
+    pid_t program = -1;
+};
+
+void close_fd(int& fd) {
+    if (fd >= 0) close(fd);
+    fd = -1;
+}
+
+class Zygote {
+public:
+    Zygote(int ctl, std::string base, int max_conc) : ctl_(ctl), base_(std::move(base)), max_(max_conc) {}
+
+    [[noreturn]] void run() {
+        setup();
+        for (;;) {
+            epoll_event ev[64];
+            int n = epoll_wait(ep_, ev, 64, -1);
+            if (n < 0 && errno != EINTR) die("epoll_wait");
+            for (int i = 0; i < n; ++i) dispatch(ev[i]);
+            start_queued();
+            if (closing_ && jobs_.empty()) finish();
+        }
+    }
+
+private:
+    int ctl_, ep_ = -1;
+    std::string base_;
+    int max_;
+    NsPlan ns_;
+    std::vector<Protection> prot_;
+    std::vector<sock_filter> filter_;
+    std::string inbuf_, outbuf_;
+    bool want_out_ = false, closing_ = false;
+    std::deque<RunRequest> queue_;
+    std::unordered_map<uint64_t, std::unique_ptr<Job>> jobs_;
+    std::unordered_map<int, std::pair<Job*, Role>> fds_;
+
+    [[noreturn]] void die(const char* what) {
+        dprintf(2, "halo-forge sandbox zygote: %s: %s\n", what, std::strerror(errno));
+        _exit(1);
+    }
+
+    void setup() {
+        signal(SIGPIPE, SIG_IGN);
+        // Each run holds ~6 descriptors here; hundreds run at once.
+        rlimit r;
+        if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+            r.rlim_cur = r.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &r);
+        }
+        setup_zygote(ns_, prot_, base_);
+        std::string why;
+        filter_ = build_seccomp_filter(why);
+        prot_.push_back({"seccomp", why});
+        prot_.push_back({"rlimits", ""});
+        prot_.push_back({"wall_clock", ""});
+        prot_.push_back({"process_tree_kill", ns_.pidns ? "" : "no pid namespace: falling back to setsid + subreaper sweep"});
+        prot_.push_back({"environment_allowlist", ""});
+        ep_ = epoll_create1(EPOLL_CLOEXEC);
+        if (ep_ < 0) die("epoll_create1");
+        fcntl(ctl_, F_SETFL, fcntl(ctl_, F_GETFL) | O_NONBLOCK);
+        fcntl(ctl_, F_SETFD, FD_CLOEXEC);
+        add(ctl_, nullptr, kCtl, EPOLLIN);
+        Writer w;
+        w.pod(Msg::Hello);
+        w.pod<uint32_t>(uint32_t(prot_.size()));
+        for (auto& p : prot_) { w.str(p.name); w.str(p.reason); }
+        w.pod<uint32_t>(ns_.run_uid);
+        w.pod<uint32_t>(ns_.run_gid);
+        w.pod<uint8_t>(ns_.root && ns_.set_ids);  // workdirs must be handed to run_uid
+        send(w.take());
+    }
+
+    void add(int fd, Job* j, Role role, uint32_t events) {
+        epoll_event ev{};
+        ev.events = events;
+        ev.data.fd = fd;
+        if (epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) die("epoll_ctl");
+        fds_[fd] = {j, role};
+    }
+
+    void drop(int& fd) {
+        if (fd < 0) return;
+        fds_.erase(fd);
+        epoll_ctl(ep_, EPOLL_CTL_DEL, fd, nullptr);
+        close_fd(fd);
+    }
+
+    void send(std::string frame) {
+        outbuf_ += frame;
+        flush();
+    }
+
+    void flush() {
+        while (!outbuf_.empty()) {
+            ssize_t n = ::send(ctl_, outbuf_.data(), outbuf_.size(), MSG_NOSIGNAL);
+            if (n > 0) { outbuf_.erase(0, size_t(n)); continue; }
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            // The caller is gone: nobody wants results any more.
+            outbuf_.clear();
+            begin_shutdown();
+            break;
+        }
+        bool want = !outbuf_.empty();
+        if (want != want_out_) {
+            epoll_event ev{};
+            ev.events = EPOLLIN | (want ? EPOLLOUT : 0);
+            ev.data.fd = ctl_;
+            epoll_ctl(ep_, EPOLL_CTL_MOD, ctl_, &ev);
+            want_out_ = want;
+        }
+    }
+
+    void dispatch(const epoll_event& ev) {
+        auto it = fds_.find(ev.data.fd);
+        if (it == fds_.end()) return;
+        Job* j = it->second.first;
+        switch (it->second.second) {
+            case kCtl:
+                if (ev.events & EPOLLOUT) flush();
+                if (ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_ctl();
+                break;
+            case kPidfd: reap(j); break;
+            case kOut: pump(j, j->out_r, j->out, j->out_trunc); break;
+            case kErr: pump(j, j->err_r, j->err, j->err_trunc); break;
+            case kTimer: {
+                uint64_t x;
+                (void)!read(j->timer, &x, sizeof x);
+                kill_job(j, Kill::Wall);
+                break;
+            }
+        }
+    }
+
+    void read_ctl() {
+        char buf[65536];
+        for (;;) {
+            ssize_t n = read(ctl_, buf, sizeof buf);
+            if (n > 0) { inbuf_.append(buf, size_t(n)); continue; }
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            begin_shutdown();  // EOF or error: the caller closed the sandbox or died
+            return;
+        }
+        for (auto& body : split_frames(inbuf_)) {
+            Reader rd(body);
+            Msg m = rd.pod<Msg>();
+            uint64_t id = rd.pod<uint64_t>();
+            if (m == Msg::Run) {
+                RunRequest r;
+                r.id = id;
+                if (!decode_run(rd, r)) die("malformed run request");
+                queue_.push_back(std::move(r));
+            } else if (m == Msg::Cancel) {
+                cancel(id);
+            } else if (m == Msg::Shutdown) {
+                begin_shutdown();
+            }
+        }
+    }
+
+    void cancel(uint64_t id) {
+        for (auto it = queue_.begin(); it != queue_.end(); ++it)
+            if (it->id == id) {
+                RunResult res;
+                res.id = id;
+                res.error = "cancelled before it started";
+                queue_.erase(it);
+                send(encode_result(res));
+                return;
+            }
+        auto it = jobs_.find(id);
+        if (it != jobs_.end()) kill_job(it->second.get(), Kill::Cancel);
+    }
+
+    void begin_shutdown() {
+        if (closing_) return;
+        closing_ = true;
+        queue_.clear();
+        for (auto& [id, j] : jobs_) kill_job(j.get(), Kill::Shutdown);
+        if (jobs_.empty()) finish();
+    }
+
+    [[noreturn]] void finish() {
+        // Best effort: hand over what is left, then go. Runs are all reaped by now.
+        fcntl(ctl_, F_SETFL, fcntl(ctl_, F_GETFL) & ~O_NONBLOCK);
+        if (!outbuf_.empty()) (void)!::send(ctl_, outbuf_.data(), outbuf_.size(), MSG_NOSIGNAL);
+        _exit(0);
+    }
+
+    void kill_job(Job* j, Kill why) {
+        if (j->killed == Kill::None) j->killed = why;
+        if (ns_.pidns) {
+            syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, nullptr, 0);
+            return;
+        }
+        // No pid namespace: kill the program's session; the init sweeps the rest and exits.
+        if (j->program < 0) read_reports(j, nullptr);
+        if (j->program > 0) kill(-j->program, SIGKILL);
+        else syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, nullptr, 0);
+    }
+
+    // Reads the init's reports; fills `done` with the last kDone/failure record.
+    void read_reports(Job* j, ChildReport* last) {
+        ChildReport r;
+        while (read(j->report_r, &r, sizeof r) == ssize_t(sizeof r)) {
+            if (r.kind == kStarted) j->program = r.value;
+            else if (last) *last = r;
+        }
+    }
+
+    void pump(Job* j, int& fd, std::string& buf, bool& trunc) {
+        char tmp[65536];
+        size_t cap = size_t(j->req.limits.output_bytes);
+        for (;;) {
+            ssize_t n = read(fd, tmp, sizeof tmp);
+            if (n > 0) {
+                size_t room = cap > buf.size() ? cap - buf.size() : 0;
+                buf.append(tmp, std::min(room, size_t(n)));
+                if (size_t(n) > room) {
+                    // Flooding: stop the program now rather than let it block on a full pipe.
+                    trunc = true;
+                    drop(fd);
+                    kill_job(j, Kill::Output);
+                    return;
+                }
+                continue;
+            }
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+            drop(fd);  // EOF
+            return;
+        }
+    }
+
+    void start_queued() {
+        while (!closing_ && !queue_.empty() && int(jobs_.size()) < max_) {
+            RunRequest r = std::move(queue_.front());
+            queue_.pop_front();
+            start(std::move(r));
+        }
+    }
+
+    void fail_now(uint64_t id, const std::string& why) {
+        RunResult res;
+        res.id = id;
+        res.error = why;
+        send(encode_result(res));
+    }
+
+    void start(RunRequest r) {
+        uint64_t id = r.id;
+        for (auto& p : r.ro_paths) {
+            std::string why = ensure_visible(ns_, p);
+            if (!why.empty()) return fail_now(id, "read-only view: " + why);
+        }
+        if (std::string why = ensure_mountpoint(ns_, r.cwd); !why.empty()) return fail_now(id, why);
+
+        auto j = std::make_unique<Job>();
+        j->req = std::move(r);
+        const RunRequest& q = j->req;
+        int out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1}, sync[2] = {-1, -1};
+        int in = memfd_create("stdin", MFD_CLOEXEC);
+        auto cleanup = [&] {
+            for (int* p : {out, err, rep, sync}) { close_fd(p[0]); close_fd(p[1]); }
+            close_fd(in);
+        };
+        if (in < 0 || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(rep, O_CLOEXEC) || pipe2(sync, O_CLOEXEC)) {
+            std::string why = std::string("pipes: ") + std::strerror(errno);
+            cleanup();
+            return fail_now(id, why);
+        }
+        size_t off = 0;
+        while (off < q.stdin_data.size()) {
+            ssize_t n = write(in, q.stdin_data.data() + off, q.stdin_data.size() - off);
+            if (n <= 0) { cleanup(); return fail_now(id, "writing stdin to memfd failed"); }
+            off += size_t(n);
+        }
+        lseek(in, 0, SEEK_SET);
+
+        std::vector<char*> argv, envp;
+        for (auto& a : q.argv) argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        for (auto& e : q.envp) envp.push_back(const_cast<char*>(e.c_str()));
+        envp.push_back(nullptr);
+        RunMounts m;
+        m.root = ns_.root_dir;
+        m.proc = ns_.root_dir + "/proc";
+        m.tmp = ns_.root_dir + "/tmp";
+        m.tmp_opts = "mode=1777,size=" + std::to_string(q.limits.file_size_mb) + "m,nr_inodes=4096";
+        m.cwd_host = q.cwd;
+        m.cwd_in_root = ns_.root_dir + q.cwd;
+        m.cwd = q.cwd;
+        ChildPlan plan{q.exe.c_str(), argv.data(), envp.data(), in, out[1], err[1], rep[1], sync[0],
+                       &ns_, &m, &q.limits, &filter_};
+
+        unsigned long flags = SIGCHLD | CLONE_PIDFD;
+        if (ns_.userns) flags |= CLONE_NEWUSER;
+        if (ns_.pidns) flags |= CLONE_NEWPID;
+        if (ns_.mntns) flags |= CLONE_NEWNS;
+        if (ns_.ipcns) flags |= CLONE_NEWIPC;
+        if (ns_.utsns) flags |= CLONE_NEWUTS;
+        int pidfd = -1;
+        j->start = now();
+        pid_t pid = pid_t(syscall(SYS_clone, flags, nullptr, &pidfd, nullptr, nullptr));
+        if (pid == 0) {
+            close(sync[1]);
+            run_init(plan);
+        }
+        if (pid < 0) {
+            std::string why = std::string("clone: ") + std::strerror(errno);
+            cleanup();
+            return fail_now(id, why);
+        }
+        j->pid = pid;
+        j->pidfd = pidfd;
+        if (ns_.userns) {
+            if (std::string why = write_id_maps(ns_, pid); !why.empty()) {
+                syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+                while (waitpid(pid, nullptr, __WALL) < 0 && errno == EINTR) {}
+                close(pidfd);
+                cleanup();
+                return fail_now(id, why);
+            }
+        }
+        (void)!write(sync[1], "g", 1);
+        close_fd(sync[1]); close_fd(sync[0]);
+        close_fd(out[1]); close_fd(err[1]); close_fd(rep[1]); close_fd(in);
+        j->out_r = out[0];
+        j->err_r = err[0];
+        j->report_r = rep[0];
+        for (int fd : {j->out_r, j->err_r, j->report_r}) fcntl(fd, F_SETFL, O_NONBLOCK);
+        j->timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        itimerspec its{};
+        double w = q.limits.wall_s > 0 ? q.limits.wall_s : 1e-3;
+        its.it_value.tv_sec = time_t(w);
+        its.it_value.tv_nsec = long((w - double(time_t(w))) * 1e9);
+        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
+        timerfd_settime(j->timer, 0, &its, nullptr);
+        Job* jp = j.get();
+        jobs_[id] = std::move(j);
+        add(jp->pidfd, jp, kPidfd, EPOLLIN);
+        add(jp->out_r, jp, kOut, EPOLLIN);
+        add(jp->err_r, jp, kErr, EPOLLIN);
+        add(jp->timer, jp, kTimer, EPOLLIN);
+    }
+
+    void reap(Job* j) {
+        int st = 0;
+        rusage ru{};
+        pid_t r;
+        do r = wait4(j->pid, &st, __WALL | WNOHANG, &ru); while (r < 0 && errno == EINTR);
+        if (r == 0) return;
+        double wall = now() - j->start;
+        // The init is gone; with a pid namespace so is every writer of the pipes.
+        if (j->out_r >= 0) pump(j, j->out_r, j->out, j->out_trunc);
+        if (j->err_r >= 0) pump(j, j->err_r, j->err, j->err_trunc);
+        ChildReport last{};
+        read_reports(j, &last);
+        RunResult res = verdict(j, last, ru, wall);
+        drop(j->pidfd);
+        drop(j->out_r);
+        drop(j->err_r);
+        drop(j->timer);
+        close_fd(j->report_r);
+        uint64_t id = j->req.id;
+        jobs_.erase(id);
+        send(encode_result(res));
+    }
+
+    RunResult verdict(Job* j, const ChildReport& last, const rusage& ru, double wall) {
+        RunResult res;
+        res.id = j->req.id;
+        res.wall_s = wall;
+        res.cpu_s = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                    double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+        res.peak_memory_kb = ru.ru_maxrss;
+        res.out = std::move(j->out);
+        res.err = std::move(j->err);
+        res.out_truncated = j->out_trunc;
+        res.err_truncated = j->err_trunc;
+        const Limits& l = j->req.limits;
+        if (last.kind == kSetupFailed || last.kind == kExecFailed) {
+            res.status = Status::SandboxError;
+            res.error = std::string(last.kind == kSetupFailed ? "sandbox setup: " : "starting the program: ") +
+                        last.step + ": " + std::strerror(last.err);
+            if (last.kind == kExecFailed && std::strcmp(last.step, "execve") == 0)
+                res.error = "execve " + j->req.exe + ": " + std::strerror(last.err);
+            return res;
+        }
+        switch (j->killed) {
+            case Kill::Wall: res.status = Status::Timeout; res.signal = SIGKILL; return res;
+            case Kill::Output: res.status = Status::OutputLimit; res.signal = SIGKILL; return res;
+            case Kill::Cancel: res.status = Status::SandboxError; res.error = "cancelled"; return res;
+            case Kill::Shutdown: res.status = Status::SandboxError; res.error = "sandbox closed"; return res;
+            case Kill::None: break;
+        }
+        if (last.kind != kDone) {
+            res.status = Status::SandboxError;
+            res.error = "the run's init process died without a report";
+            return res;
+        }
+        int st = last.value;
+        if (WIFEXITED(st)) {
+            res.exited = true;
+            res.exit_code = WEXITSTATUS(st);
+            res.status = res.exit_code == 0 ? Status::Ok : Status::RuntimeError;
+        } else {
+            res.signal = WTERMSIG(st);
+            res.status = Status::RuntimeError;
+            if (res.signal == SIGXCPU || (res.signal == SIGKILL && res.cpu_s >= double(cpu_rlimit_seconds(l)) - 0.05))
+                res.status = Status::Timeout;
+            else if (res.signal == SIGXFSZ)
+                res.status = Status::OutputLimit;
+        }
+        if (res.cpu_s > l.cpu_s && res.status != Status::OutputLimit) res.status = Status::Timeout;
+        if (res.status == Status::RuntimeError && out_of_memory(res, l)) res.status = Status::MemoryLimit;
+        return res;
+    }
+
+    // RLIMIT_AS makes allocations fail rather than kill: recognise the usual ways a program
+    // dies of that (a resident set near the limit, or a runtime's out-of-memory message).
+    static bool out_of_memory(const RunResult& r, const Limits& l) {
+        if (l.memory_mb > 0 && r.peak_memory_kb >= l.memory_mb * 1024 * 8 / 10) return true;
+        static const char* markers[] = {"std::bad_alloc", "memory allocation of", "MemoryError",
+                                        "Cannot allocate memory", "out of memory", "Out of memory"};
+        for (const char* m : markers)
+            if (r.err.find(m) != std::string::npos) return true;
+        return false;
+    }
+};
+
+}  // namespace
+
+void zygote_main(int fd, const char* base_dir, int max_concurrency) {
+    Zygote z(fd, base_dir, max_concurrency > 0 ? max_concurrency : 1);
+    z.run();
+}
+
+}  // namespace hf

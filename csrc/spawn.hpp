@@ -1,0 +1,41 @@
+// The two processes of one run below the zygote:
+//   init (C2): pid 1 of the run's pid namespace (or a subreaper without one). Sets up the
+//              mounts, forks the program, reaps everything, reports the program's wait
+//              status, exits; with a pid namespace its exit kills whatever is left.
+//   program (C3): stdio, rlimits, ids, seccomp, then execve.
+// Everything is prepared by the zygote before clone; the children only make syscalls.
+#pragma once
+
+#include "namespaces.hpp"
+#include "protocol.hpp"
+
+#include <cstdint>
+#include <linux/filter.h>
+#include <vector>
+
+namespace hf {
+
+enum ReportKind : int32_t { kSetupFailed = 1, kExecFailed = 2, kStarted = 3, kDone = 4 };
+
+// Fixed-size record written to the report pipe (atomic: smaller than PIPE_BUF).
+struct ChildReport {
+    int32_t kind;
+    int32_t err;    // errno for failures
+    int32_t value;  // program pid (kStarted) or wait status (kDone)
+    char step[52];  // name of the failed step
+};
+
+struct ChildPlan {
+    const char* exe;
+    char* const* argv;
+    char* const* envp;
+    int stdin_fd, out_w, err_w, report_w, sync_r;
+    const NsPlan* ns;
+    const RunMounts* mounts;
+    const Limits* limits;
+    const std::vector<sock_filter>* seccomp;  // empty: seccomp unavailable (reported)
+};
+
+[[noreturn]] void run_init(const ChildPlan& p);
+
+}  // namespace hf

@@ -1,0 +1,204 @@
+"""`halo-forge data ...`: inspect / export / import shards, prepare datasets, generate problems.
+
+Light at import time: loaders, `datasets` and `httpx` are imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from halo_forge.errors import HaloError
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="prepare, generate, inspect and convert data")
+    sub = data.add_subparsers(dest="data_command", metavar="COMMAND",
+                              parser_class=type(data))
+    data.set_defaults(handler=lambda args: _usage(data))
+
+    p = sub.add_parser("inspect", help="print a shard (or a folder of them) as JSONL")
+    p.add_argument("path", type=Path, help="a .shard file or a folder of them")
+    p.add_argument("--limit", type=int, default=None, help="print at most N records")
+    p.add_argument("--partial", action="store_true",
+                   help="read the complete frames of an unfinished or damaged shard")
+    p.set_defaults(handler=_inspect)
+
+    p = sub.add_parser("export", help="shards -> JSONL")
+    p.add_argument("path", type=Path, help="a .shard file or a folder of them")
+    p.add_argument("--out", type=Path, required=True, help="JSONL file to write")
+    p.add_argument("--partial", action="store_true",
+                   help="export the complete frames of an unfinished or damaged shard")
+    p.set_defaults(handler=_export)
+
+    p = sub.add_parser("import", help="JSONL -> shards")
+    p.add_argument("path", type=Path, help="JSONL file, one record per line")
+    p.add_argument("--type", dest="record_type", required=True,
+                   choices=("Problem", "Sample", "Verdict", "Example"), help="record type")
+    p.add_argument("--out", type=Path, required=True, help="folder to write the shards into")
+    p.add_argument("--prefix", default="part", help="shard file name prefix (default: part)")
+    p.add_argument("--max-mb", type=float, default=256.0, help="size bound per shard file")
+    p.set_defaults(handler=_import)
+
+    p = sub.add_parser("prepare", help="a dataset -> SFT text, prompts and shards")
+    p.add_argument("--list", action="store_true", help="list the datasets and exit")
+    p.add_argument("--dataset", help="dataset name (see --list)")
+    p.add_argument("--output", type=Path, help='SFT JSONL to write ({"text": ...} per line)')
+    p.add_argument("--prompts", type=Path, help="prompts JSONL to write (for RAFT, benchmarks)")
+    p.add_argument("--shards", type=Path, help="folder for Problem and Example shards")
+    p.add_argument("--split", choices=("train", "test", "all"), default="train")
+    p.add_argument("--test-fraction", type=float, default=0.1,
+                   help="share of problems held out as test (datasets without an official split)")
+    p.add_argument("--limit", type=int, default=None, help="at most N problems")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the selection")
+    p.add_argument("--from", dest="from_paths", type=Path, action="append", default=[],
+                   metavar="PATH", help="a local copy instead of the hub (JSONL, Parquet, or a "
+                   "save_to_disk folder); repeat to merge sources")
+    p.add_argument("--field", action="append", metavar="FIELD=COLUMN",
+                   help="local: which column holds a field (id, language, prompt, reference, "
+                   "io_tests, test_code, title, difficulty)")
+    p.add_argument("--language", help="local: the language when no column says")
+    p.add_argument("--tokenizer", help="render SFT text with this local tokenizer's chat "
+                   "template (default: ChatML)")
+    p.add_argument("--system", default=None, help="system prompt ('' for none)")
+    p.add_argument("--verify-references", action="store_true",
+                   help="run every reference solution through the verifier; drop failures")
+    p.set_defaults(handler=_prepare)
+
+    p = sub.add_parser("generate", help="generate verified problems with an LLM API")
+    p.add_argument("--topic", required=False, help="topic name or path to a topic .toml")
+    p.add_argument("--list-topics", action="store_true", help="list the topics and exit")
+    p.add_argument("--backend", choices=("deepseek", "openai", "openai-compatible"),
+                   default="deepseek")
+    p.add_argument("--model", help="model name (default: the backend's)")
+    p.add_argument("--base-url", help="API base URL (required for openai-compatible), e.g. "
+                   "http://localhost:8000/v1")
+    p.add_argument("--output", type=Path, help="problems JSONL (appended; a rerun continues)")
+    p.add_argument("--count", type=int, default=10, help="problems to keep")
+    p.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    p.add_argument("--max-attempts", type=int, default=None,
+                   help="give up after this many requests (default: 3 x count)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--topics-dir", type=Path, action="append", default=[],
+                   help="extra folder of topic .toml files")
+    p.set_defaults(handler=_generate)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _inspect(args) -> int:
+    import msgspec
+
+    from halo_forge.shards import ShardReader, shard_paths
+
+    if args.limit is not None and args.limit < 0:
+        raise HaloError("--limit must be >= 0")
+    encoder = msgspec.json.Encoder()
+    out = sys.stdout.buffer
+    printed = total = 0
+    types: set[str] = set()
+    notes: list[str] = []
+    paths = shard_paths(args.path)
+    for path in paths:
+        reader = ShardReader(path, allow_partial=args.partial)
+        types.add(f"{reader.header.record_type} v{reader.header.schema_version}")
+        for record in reader:
+            total += 1
+            if args.limit is None or printed < args.limit:
+                out.write(encoder.encode(record) + b"\n")
+                printed += 1
+        if reader.recovery is not None and not reader.recovery.finished:
+            notes.append(f"{path}: unfinished; {reader.recovery.describe()}")
+    out.flush()
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(f"{total} records ({', '.join(sorted(types))}) in {len(paths)} file(s); "
+          f"printed {printed}", file=sys.stderr)
+    return 0
+
+
+def _export(args) -> int:
+    from halo_forge.data.jsonl import write_jsonl
+    from halo_forge.shards import read_shards
+
+    n = write_jsonl(args.out, read_shards(args.path, allow_partial=args.partial))
+    print(f"exported {n} records to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _import(args) -> int:
+    import msgspec
+
+    from halo_forge.data.sources import read_jsonl
+    from halo_forge.records import RECORD_TYPES
+    from halo_forge.shards import ShardWriter
+
+    record_type = RECORD_TYPES[args.record_type]
+
+    def records():
+        for n, row in enumerate(read_jsonl(args.path), 1):
+            try:
+                yield msgspec.convert(row, record_type)
+            except msgspec.ValidationError as exc:
+                raise HaloError(f"{args.path}:{n}: not a {args.record_type}: {exc}") from None
+
+    with ShardWriter(args.out, record_type, prefix=args.prefix,
+                     max_bytes=int(args.max_mb * (1 << 20))) as w:
+        w.write_all(records())
+    print(f"imported {w.records_written} {args.record_type} records into "
+          f"{len(w.paths)} shard(s) in {args.out}", file=sys.stderr)
+    return 0
+
+
+def _prepare(args) -> int:
+    from halo_forge.data import chat, prepare, registry
+    from halo_forge.data.loaders import parse_mapping
+
+    if args.list:
+        _print_datasets(registry.DATASETS)
+        return 0
+    if not args.dataset:
+        raise HaloError("data prepare: pass --dataset NAME (or --list to see them)")
+    if not 0.0 <= args.test_fraction <= 1.0:
+        raise HaloError("--test-fraction must be between 0 and 1")
+    tokenizer = chat.load_tokenizer(args.tokenizer) if args.tokenizer else None
+    report = prepare.prepare(
+        dataset=args.dataset,
+        which=args.split,
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        limit=args.limit,
+        from_paths=args.from_paths,
+        mapping=parse_mapping(args.field),
+        language=args.language,
+        output=args.output,
+        prompts=args.prompts,
+        shards=args.shards,
+        tokenizer=tokenizer,
+        system=chat.DEFAULT_SYSTEM if args.system is None else (args.system or None),
+        verify_references=args.verify_references,
+    )
+    for line in report.lines():
+        print(line, file=sys.stderr)
+    return 0
+
+
+def _print_datasets(datasets) -> None:
+    rows = [("NAME", "LANGUAGE", "SIZE", "TESTS", "SOURCE")]
+    rows += [(s.name, s.language, s.size, s.tests, s.origin) for s in datasets.values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+    for s in datasets.values():
+        if s.notes:
+            print(f"  {s.name}: {s.notes}")
+
+
+def _generate(args) -> int:
+    from halo_forge.data import generate
+
+    return generate.main(args)

@@ -1,0 +1,154 @@
+"""`halo-forge data prepare`: a dataset -> SFT text, a prompts file and shards.
+
+Outputs (any combination):
+- SFT JSONL: `{"text": ...}` per problem with a reference, in the model's chat template
+  (ChatML by default);
+- prompts JSONL: `{"id", "language", "prompt", "io_tests" and/or "test_code", "source"}` for
+  RAFT and benchmarks;
+- a shard folder: `problems-*.shard` (Problem records) and `examples-*.shard` (Example records).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from halo_forge.data import chat, registry, split
+from halo_forge.data.jsonl import write_jsonl
+from halo_forge.errors import HaloError
+from halo_forge.records import Example, Problem
+from halo_forge.shards import ShardWriter
+
+
+class PrepareReport(msgspec.Struct, kw_only=True):
+    dataset: str
+    split: str
+    rows: int = 0
+    problems: int = 0  # in the dataset after merging and skipping
+    skipped_rows: int = 0
+    in_split: int = 0
+    selected: int = 0  # after --limit
+    references_failed: int = 0  # dropped by --verify-references
+    sft_written: int = 0
+    sft_without_reference: int = 0
+    prompts_written: int = 0
+    shard_files: list[str] = []
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{self.dataset}: {self.rows} rows -> {self.problems} problems "
+            f"({self.skipped_rows} rows not checkable, skipped)",
+            f"split {self.split}: {self.in_split} problems, {self.selected} selected",
+        ]
+        if self.references_failed:
+            out.append(f"references that failed verification, dropped: {self.references_failed}")
+        if self.sft_written or self.sft_without_reference:
+            out.append(f"SFT examples: {self.sft_written} written, "
+                       f"{self.sft_without_reference} problems without a reference left out")
+        if self.prompts_written:
+            out.append(f"prompts: {self.prompts_written} written")
+        if self.shard_files:
+            out.append(f"shards: {len(self.shard_files)} files")
+        return out
+
+
+def prompt_row(problem: Problem) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": problem.id, "language": problem.language,
+                           "prompt": problem.prompt}
+    if problem.io_tests:
+        row["io_tests"] = [{"stdin": t.stdin, "stdout": t.stdout} for t in problem.io_tests]
+    if problem.test_code:
+        row["test_code"] = problem.test_code
+    row["source"] = problem.source
+    return row
+
+
+def select(
+    problems: Sequence[Problem],
+    *,
+    spec: registry.DatasetSpec,
+    which: str,
+    seed: int,
+    test_fraction: float,
+    limit: int | None,
+) -> list[Problem]:
+    if which == "all":
+        chosen = list(problems)
+    else:
+        train, test = split.split_problems(
+            problems, seed=seed, test_fraction=test_fraction, official=spec.official_split
+        )
+        chosen = train if which == "train" else test
+    ordered = split.sample_order(chosen, seed=seed)
+    return ordered if limit is None else ordered[:limit]
+
+
+def prepare(
+    *,
+    dataset: str,
+    which: str = "train",
+    seed: int = 0,
+    test_fraction: float = 0.1,
+    limit: int | None = None,
+    from_paths: Sequence[str | Path] = (),
+    mapping: dict[str, str] | None = None,
+    language: str | None = None,
+    output: Path | None = None,
+    prompts: Path | None = None,
+    shards: Path | None = None,
+    tokenizer: Any = None,
+    system: str | None = chat.DEFAULT_SYSTEM,
+    verify_references: bool = False,
+) -> PrepareReport:
+    if output is None and prompts is None and shards is None:
+        raise HaloError("nothing to write: pass --output (SFT), --prompts and/or --shards")
+    if limit is not None and limit < 0:
+        raise HaloError("--limit must be >= 0")
+    spec = registry.get_spec(dataset)
+    stats = registry.LoadStats()
+    problems = registry.load_problems(
+        dataset, from_paths=from_paths, mapping=mapping, language=language, stats=stats
+    )
+    report = PrepareReport(dataset=dataset, split=which, rows=stats.rows,
+                           problems=stats.problems, skipped_rows=stats.skipped)
+    chosen = select(problems, spec=spec, which=which, seed=seed, test_fraction=test_fraction,
+                    limit=None)
+    report.in_split = len(chosen)
+    if verify_references:
+        from halo_forge.data.check import failing_references
+
+        bad = failing_references(chosen)
+        report.references_failed = len(bad)
+        chosen = [p for p in chosen if p.id not in bad]
+    if limit is not None:
+        chosen = chosen[:limit]
+    report.selected = len(chosen)
+
+    examples = [
+        Example(id=p.id, messages=chat.problem_messages(p, system=system), source=p.source)
+        for p in chosen
+        if p.reference.strip()
+    ]
+    report.sft_without_reference = len(chosen) - len(examples)
+    if output is not None:
+        report.sft_written = write_jsonl(
+            output,
+            ({"text": chat.apply_chat_template(e.messages, tokenizer=tokenizer)}
+             for e in examples),
+        )
+    if prompts is not None:
+        report.prompts_written = write_jsonl(prompts, (prompt_row(p) for p in chosen))
+    if shards is not None:
+        paths: list[Path] = []
+        for prefix, record_type, records in (("problems", Problem, chosen),
+                                             ("examples", Example, examples)):
+            for old in shards.glob(f"{prefix}-*.shard"):
+                old.unlink()  # a rerun replaces the previous output instead of mixing with it
+            with ShardWriter(shards, record_type, prefix=prefix) as w:
+                w.write_all(records)
+            paths += w.paths
+        report.shard_files = [str(p) for p in paths]
+    return report

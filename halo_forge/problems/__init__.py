@@ -1,0 +1,1 @@
+"""Problem sets shipped with halo-forge (data files; loaded by halo_forge.data.registry)."""

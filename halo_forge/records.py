@@ -1,0 +1,121 @@
+"""The records every stage reads and writes: Problem, Sample, Verdict, Example.
+
+These Structs are the single schema of halo-forge's data. Shards store them msgpack-encoded
+as maps (field names kept), so a reader decodes shards written by an older version: new fields
+get defaults, never positions. Bump SCHEMA_VERSION when a field is removed or changes meaning
+(adding a field with a default does not need a bump).
+
+Verdict is the verifier's (halo_forge/verify/types.py); it is re-exported here so that the
+rest of the code has one place to import records from.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from halo_forge.verify.types import LANGUAGES, Verdict
+
+SCHEMA_VERSION = 1
+
+Language = Literal["c", "cpp", "rust", "python"]
+
+
+class IOTest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One stdin/stdout test: the program's output must match `stdout`."""
+
+    stdin: str = ""
+    stdout: str = ""
+
+
+class Problem(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A programming problem: what the model is asked, and how its answer is checked."""
+
+    id: str
+    language: Language
+    prompt: str
+    io_tests: list[IOTest] = []
+    # Appended to the program: Python asserts, a Rust #[cfg(test)] module, a C/C++ main.
+    test_code: str = ""
+    reference: str = ""  # a known-good solution (source code, no fences); "" when none
+    source: str = ""  # dataset name, e.g. "mbpp", "codeforces_cpp", "generate:topic"
+    difficulty: float | None = None  # the source's own scale (CodeForces rating); None if unknown
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ValueError("Problem.id must not be empty")
+        if not self.prompt.strip():
+            raise ValueError(f"Problem {self.id!r}: prompt must not be empty")
+
+    @property
+    def tests_kind(self) -> str:
+        """"io", "test_code", "io+test_code" or "none"."""
+        kinds = [k for k, v in (("io", self.io_tests), ("test_code", self.test_code)) if v]
+        return "+".join(kinds) or "none"
+
+
+class GenerationParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a sample was generated, so that a run can be reproduced and compared."""
+
+    model: str = ""
+    adapter: str = ""  # LoRA adapter path, "" for the base model
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 0
+    seed: int | None = None
+
+
+class Sample(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One model completion for one problem in one RAFT cycle."""
+
+    id: str  # unique within a run, e.g. "<problem_id>/c<cycle>/s<index>"
+    problem_id: str
+    cycle: int = 0
+    index: int = 0
+    language: Language | None = None
+    completion: str = ""  # raw model output
+    code: str = ""  # code extracted from the completion ("" when none was found)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    params: GenerationParams = GenerationParams()
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Example(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One SFT training example: chat messages, or text already in the model's template."""
+
+    id: str
+    messages: list[Message] = []
+    text: str = ""
+    source: str = ""
+    reward: float | None = None  # the verdict's reward when the example came from RAFT
+
+    def __post_init__(self) -> None:
+        if bool(self.messages) == bool(self.text):
+            raise ValueError(f"Example {self.id!r}: set exactly one of messages or text")
+
+
+# Record type name (as stored in shard headers) -> Struct.
+RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
+    cls.__name__: cls for cls in (Problem, Sample, Verdict, Example)
+}
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "LANGUAGES",
+    "Language",
+    "IOTest",
+    "Problem",
+    "GenerationParams",
+    "Sample",
+    "Message",
+    "Example",
+    "Verdict",
+    "RECORD_TYPES",
+]

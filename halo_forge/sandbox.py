@@ -1,0 +1,382 @@
+"""Async facade over the C++ sandbox (`halo_forge._sandbox`).
+
+`await sandbox.run(argv, cwd=...)` runs a compiler or a compiled program contained (rlimits,
+wall clock, output caps, seccomp, user/pid/mount/ipc namespaces, one shared empty network
+namespace) and returns a `RunResult`. The runs themselves live in a small zygote process
+owned by the extension; this module only sends requests and waits on one file descriptor for
+completions, so hundreds of runs can be in flight with no Python thread per run.
+
+    async with Sandbox(max_concurrency=8) as sb:
+        with sb.workdir({"main.c": src}) as wd:
+            r = await sb.run(["gcc", "main.c", "-o", "main"], cwd=wd)
+            if r.status == "ok":
+                r = await sb.run(["./main"], cwd=wd, stdin=b"1 2\\n")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import anyio
+import msgspec
+
+from halo_forge.errors import HaloError
+
+__all__ = ["Limits", "RunResult", "Sandbox", "SandboxUnavailable", "STATUSES"]
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("ok", "runtime_error", "timeout", "memory_limit", "output_limit", "sandbox_error")
+
+# Directories always visible (read-only) inside a run; anything else must be asked for.
+_SYSTEM_DIRS = ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+_warned_protections: set[str] = set()
+
+
+class SandboxUnavailable(HaloError):
+    """The sandbox cannot start at all (extension missing, zygote failed to start)."""
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    cpu_s: float = 5.0  # RLIMIT_CPU per process; CPU of the whole run above it -> "timeout"
+    wall_s: float = 10.0  # enforced by the zygote's own clock
+    memory_mb: int = 1024  # address space / data
+    output_bytes: int = 1 << 20  # cap per stream (stdout, stderr); exceeding -> "output_limit"
+    file_size_mb: int = 64  # RLIMIT_FSIZE, and the size of the run's private /tmp
+    processes: int = 64  # per run (each run has its own user namespace), not per user
+    open_files: int = 256
+    stack_mb: int = 8  # also every thread's stack (glibc); capped at memory_mb / 4
+
+    def __post_init__(self) -> None:
+        if self.cpu_s <= 0 or self.wall_s <= 0:
+            raise ValueError("Limits: cpu_s and wall_s must be positive")
+        for name in ("memory_mb", "output_bytes", "file_size_mb", "processes", "open_files", "stack_mb"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Limits: {name} must be at least 1")
+        if self.open_files < 4:
+            raise ValueError("Limits: open_files must be at least 4 (stdio plus one)")
+
+    def _as_tuple(self) -> tuple:
+        return (
+            float(self.cpu_s), float(self.wall_s), int(self.memory_mb), int(self.output_bytes),
+            int(self.file_size_mb), int(self.processes), int(self.open_files), int(self.stack_mb),
+        )
+
+
+class RunResult(msgspec.Struct, frozen=True, kw_only=True):
+    status: str  # one of STATUSES
+    exit_code: int | None  # None when killed by a signal
+    signal: int | None
+    cpu_s: float
+    wall_s: float
+    peak_memory_kb: int
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    error: str = ""  # why, when status == "sandbox_error" (infrastructure, never the program)
+
+
+def _sandbox_error(error: str) -> RunResult:
+    return RunResult(
+        status="sandbox_error", exit_code=None, signal=None, cpu_s=0.0, wall_s=0.0,
+        peak_memory_kb=0, stdout=b"", stderr=b"", error=error,
+    )
+
+
+def _load_extension():
+    try:
+        from halo_forge import _sandbox
+    except ImportError as exc:
+        raise SandboxUnavailable(
+            f"the sandbox extension halo_forge._sandbox is not built ({exc}); "
+            "reinstall with `pip install -e .`"
+        ) from exc
+    return _sandbox
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _toolchain_dirs(exe: str) -> list[str]:
+    """Host directories a program needs to be visible: for each hop of its symlink chain,
+    its directory, or the prefix above it when that is a `bin/` (libraries live beside it)."""
+    dirs: list[str] = []
+    seen: set[str] = set()
+    path = os.path.abspath(exe)
+    for _ in range(40):
+        d = os.path.dirname(path)
+        if os.path.basename(d) in ("bin", "sbin"):
+            d = os.path.dirname(d)
+        d = os.path.realpath(d)
+        if d not in seen:
+            seen.add(d)
+            dirs.append(d)
+        if not os.path.islink(path):
+            break
+        path = os.path.join(os.path.dirname(path), os.readlink(path))
+    return dirs
+
+
+def _remove_tree(path: Path) -> None:
+    """rm -rf that also copes with directories a run made unreadable or unwritable."""
+
+    def fix(func, p, _exc):
+        try:
+            os.chmod(os.path.dirname(p), stat.S_IRWXU)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, stat.S_IRWXU)
+            func(p)
+        except FileNotFoundError:
+            pass
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=fix)
+    else:
+        shutil.rmtree(path, onerror=fix)
+
+
+class Sandbox:
+    """A pool of contained runs. Usable from many anyio tasks at once."""
+
+    def __init__(self, *, max_concurrency: int | None = None, readonly_paths: Sequence[str] = ()):
+        ext = _load_extension()
+        self._max = int(max_concurrency or os.cpu_count() or 1)
+        if self._max < 1:
+            raise HaloError(f"Sandbox: max_concurrency must be at least 1, got {max_concurrency}")
+        self._readonly: list[str] = []
+        for p in readonly_paths:
+            real = os.path.realpath(p)
+            if not os.path.isdir(real):
+                raise HaloError(f"sandbox: readonly path {p!r} is not a directory; fix readonly_paths")
+            if real == "/":
+                raise HaloError("sandbox: refusing to show '/' read-only; name the toolchain directories")
+            self._readonly.append(real)
+        # Private to the caller (0700): runs see only their own workdir, never its siblings.
+        self._base = Path(tempfile.mkdtemp(prefix="halo-forge-sandbox-"))
+        (self._base / ".root").mkdir()
+        try:
+            self._client = ext.Client(sys.executable, ext.__file__, str(self._base), self._max)
+        except (OSError, RuntimeError) as exc:
+            _remove_tree(self._base)
+            raise SandboxUnavailable(f"the sandbox could not start: {exc}") from exc
+        self._protections = {name: (reason or None) for name, reason in self._client.protections()}
+        for name, reason in self._protections.items():
+            if reason and name not in _warned_protections:
+                _warned_protections.add(name)
+                log.warning("sandbox protection %s is off: %s", name, reason)
+        self._fd = self._client.fileno()
+        self._next_id = 1
+        self._results: dict[int, RunResult | None] = {}
+        self._abandoned: set[int] = set()
+        self._reading = False
+        self._changed: anyio.Event | None = None
+        self._dead = ""
+        self._closed = False
+        self._exe_dirs: dict[str, list[str]] = {}
+
+    # -- context management ------------------------------------------------------------------
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Sandbox:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stops every run, reaps the zygote and removes every workdir."""
+        if self._closed:
+            return
+        self._closed = True
+        self._client.close()
+        _remove_tree(self._base)
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            with contextlib.suppress(Exception):
+                self.close()
+
+    # -- introspection -----------------------------------------------------------------------
+
+    def protections(self) -> dict[str, str | None]:
+        """Protection name -> None when active, else why it is not."""
+        return dict(self._protections)
+
+    @property
+    def zygote_pid(self) -> int:
+        return int(self._client.zygote_pid)
+
+    # -- workdirs ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def workdir(self, files: Mapping[str, bytes | str] = {}) -> Iterator[Path]:  # noqa: B006
+        """A private, empty working directory holding `files`; deleted on exit, whatever
+        the runs left in it."""
+        if self._closed:
+            raise HaloError("sandbox: workdir() after close()")
+        path = Path(tempfile.mkdtemp(dir=self._base, prefix="w"))
+        try:
+            uid = self._client.run_uid if self._client.chown_workdirs else None
+            if uid is not None:
+                os.chown(path, uid, self._client.run_gid)
+            for name, data in files.items():
+                rel = Path(name)
+                if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+                    raise HaloError(f"sandbox: workdir file name {name!r} must be relative, without '..'")
+                target = path / rel
+                for parent in reversed(target.relative_to(path).parents[:-1]):
+                    d = path / parent
+                    if not d.exists():
+                        d.mkdir()
+                        if uid is not None:
+                            os.chown(d, uid, self._client.run_gid)
+                target.write_bytes(data.encode() if isinstance(data, str) else bytes(data))
+            yield path
+        finally:
+            _remove_tree(path)
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def _resolve(self, argv0: str, cwd: Path, path_env: str) -> str | None:
+        if "/" in argv0:
+            p = argv0 if os.path.isabs(argv0) else os.path.join(cwd, argv0)
+            return p if os.path.exists(p) else None
+        return shutil.which(argv0, path=path_env)
+
+    @staticmethod
+    def _rustup_home(exe: str, argv0: str) -> str | None:
+        if os.path.basename(os.path.realpath(exe)) != "rustup" or os.path.basename(argv0) == "rustup":
+            return None
+        home = os.path.realpath(os.environ.get("RUSTUP_HOME") or os.path.expanduser("~/.rustup"))
+        return home if os.path.isdir(home) else None
+
+    def _visible_dirs(self, exe: str) -> list[str]:
+        dirs = self._exe_dirs.get(exe)
+        if dirs is None:
+            dirs = [d for d in _toolchain_dirs(exe)
+                    if not _under(d, _SYSTEM_DIRS) and not _under(d, [str(self._base)]) and d != "/"]
+            self._exe_dirs[exe] = dirs
+        return dirs
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        stdin: bytes = b"",
+        limits: Limits = Limits(),  # noqa: B008 - frozen, shared safely
+        env: Mapping[str, str] | None = None,
+    ) -> RunResult:
+        """Runs `argv` in `cwd` (a path from `workdir()`), contained; never raises for what
+        the program does. Setup failures come back as status "sandbox_error"."""
+        if self._closed:
+            return _sandbox_error("the sandbox is closed")
+        if self._dead:
+            return _sandbox_error(self._dead)
+        argv = [str(a) for a in argv]
+        if not argv:
+            return _sandbox_error("empty argv")
+        cwd = Path(cwd).resolve()
+        if cwd.parent != self._base:
+            return _sandbox_error(f"cwd {cwd} is not a workdir of this sandbox (use Sandbox.workdir())")
+        host_path = os.environ.get("PATH", _DEFAULT_PATH)
+        exe = self._resolve(argv[0], cwd, host_path)
+        if exe is None:
+            return _sandbox_error(f"{argv[0]!r} not found (PATH={host_path})")
+        exe_dir = os.path.dirname(os.path.abspath(exe))
+        environment = {
+            "PATH": (exe_dir + ":" if not _under(exe_dir, [str(cwd)]) else "") + _DEFAULT_PATH,
+            "LANG": "C.UTF-8",
+            "HOME": str(cwd),
+            "TMPDIR": str(cwd),
+        }
+        for k, v in (env or {}).items():
+            if not k or "=" in k or "\0" in k or "\0" in str(v):
+                return _sandbox_error(f"bad environment variable name or value: {k!r}")
+            environment[k] = str(v)
+        ro = list(self._readonly)
+        rustup_home = self._rustup_home(exe, argv[0])
+        if rustup_home:
+            # A rustup proxy (~/.cargo/bin/rustc) finds its toolchains through RUSTUP_HOME,
+            # which would otherwise default to HOME, the workdir.
+            environment.setdefault("RUSTUP_HOME", rustup_home)
+            ro.append(rustup_home)
+        envp = [f"{k}={v}" for k, v in environment.items()]
+        if not _under(os.path.realpath(exe), [str(cwd)]):
+            ro += [d for d in self._visible_dirs(exe) if d not in ro]
+        job = self._next_id
+        self._next_id += 1
+        self._results[job] = None
+        try:
+            self._client.submit(job, exe, argv, envp, str(cwd), bytes(stdin), ro, limits._as_tuple())
+        except (OSError, RuntimeError) as exc:
+            del self._results[job]
+            return _sandbox_error(f"submitting the run: {exc}")
+        try:
+            while self._results[job] is None:
+                if self._dead:
+                    return _sandbox_error(self._dead)
+                if not self._reading:
+                    await self._read_once()
+                else:
+                    assert self._changed is not None
+                    await self._changed.wait()
+            result = self._results[job]
+            assert result is not None
+            return result
+        except BaseException:
+            if self._results.get(job) is None and not self._dead:
+                self._abandoned.add(job)
+                self._client.cancel(job)
+            raise
+        finally:
+            self._results.pop(job, None)
+
+    async def _read_once(self) -> None:
+        # One task at a time waits on the zygote's fd (anyio allows one waiter per fd); the
+        # others wait on an Event that the reader replaces after every batch.
+        self._reading = True
+        self._changed = anyio.Event()
+        try:
+            await anyio.wait_readable(self._fd)
+            alive, batch = self._client.take()
+            for item in batch:
+                self._deliver(item)
+            if not alive and not self._closed:
+                self._dead = "the sandbox zygote exited unexpectedly"
+        finally:
+            self._reading = False
+            changed, self._changed = self._changed, None
+            changed.set()
+
+    def _deliver(self, item: tuple) -> None:
+        (job, status, code, sig, cpu, wall, peak, out, err, out_trunc, err_trunc, error) = item
+        if job in self._abandoned:
+            self._abandoned.discard(job)
+            return
+        if job not in self._results:
+            return
+        self._results[job] = RunResult(
+            status=status, exit_code=code, signal=sig, cpu_s=cpu, wall_s=wall,
+            peak_memory_kb=peak, stdout=out, stderr=err, stdout_truncated=out_trunc,
+            stderr_truncated=err_trunc, error=error,
+        )

@@ -1,0 +1,231 @@
+"""`halo-forge verify` and `halo-forge bench verify`.
+
+The `bench` command group lives here for now: `bench_subparsers(subparsers)` creates it on
+first use and returns its subparsers, so other modules can add `bench pipeline` and the like
+with the same helper (it belongs in halo_forge/cli.py once a second benchmark exists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from halo_forge.errors import HaloError
+
+_VERIFIERS = ("auto", "gcc", "clang", "rustc", "python")
+
+
+def bench_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The subparsers of the `bench` group, created on first call and reused after."""
+    bench = subparsers.choices.get("bench")
+    if bench is None:
+        bench = subparsers.add_parser("bench", help="throughput benchmarks against a baseline in the same run")
+        group = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", parser_class=type(bench))
+
+        def usage(_args: argparse.Namespace) -> int:
+            bench.print_help()
+            return 2
+
+        bench.set_defaults(handler=usage)
+        return group
+    for action in bench._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise RuntimeError("`bench` parser has no subcommands")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verifier", choices=_VERIFIERS, default="auto",
+                        help="toolchain: gcc/clang (C, C++), rustc, python, or auto by language (default)")
+    parser.add_argument("--concurrency", type=_positive_int, default=None, metavar="N",
+                        help="samples verified at once (default: CPU cores)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    verify = subparsers.add_parser(
+        "verify", help="compile and test samples in the sandbox, write one verdict per line",
+        description="Read samples (JSONL: id, language, code or completion, io_tests, test_code) and "
+                    "write one verdict per line (same id) with status and reward.",
+    )
+    verify.add_argument("input", metavar="INPUT.jsonl", help="samples, one JSON object per line")
+    verify.add_argument("--out", required=True, metavar="VERDICTS.jsonl", help="where verdicts go")
+    _add_common(verify)
+    verify.add_argument("--cache", metavar="PATH", default=None,
+                        help="sqlite file that keeps verdicts across runs (default: in memory only)")
+    verify.add_argument("--no-cache", action="store_true", help="verify repeated samples again")
+    verify.add_argument("--no-pch", action="store_true", help="compile without the precompiled <bits/stdc++.h>")
+    verify.add_argument("--compare", choices=("lines", "tokens"), default="lines",
+                        help="io_tests: compare lines (trailing whitespace ignored) or whitespace-separated tokens")
+    verify.add_argument("--float-tolerance", type=float, default=None, metavar="EPS",
+                        help="numbers in the output may differ by EPS (absolute or relative)")
+    verify.set_defaults(handler=run_verify)
+
+    bench = bench_subparsers(subparsers).add_parser(
+        "verify", help="verified samples/s vs a bare compiler loop on the same corpus",
+        description="Measure the verifier (samples/s, p50/p99 latency, CPU) on a corpus against a plain "
+                    "subprocess compile-and-run loop at the same concurrency, in the same run. "
+                    "The baseline runs the corpus UNSANDBOXED: use trusted corpora only.",
+    )
+    bench.add_argument("--corpus", default=None, metavar="CORPUS.jsonl",
+                       help="samples to verify (default: the corpus shipped in examples/verify/)")
+    _add_common(bench)
+    bench.add_argument("--repeat", type=_positive_int, default=3, metavar="K",
+                       help="copies of each sample in the cached run (RAFT-style repeats; default 3)")
+    bench.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
+    bench.set_defaults(handler=run_bench)
+
+
+def read_samples(path: Path) -> Iterator[tuple[int, object]]:
+    """(line number, VerifySample) for each non-blank line; a HaloError naming the line for
+    anything unreadable."""
+    import msgspec
+
+    from halo_forge.verify.types import VerifySample
+
+    decoder = msgspec.json.Decoder(VerifySample)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise HaloError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, decoder.decode(line)
+            except msgspec.DecodeError as exc:
+                raise HaloError(f"{path}:{number}: not a valid sample: {exc}") from None
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    import anyio
+    import msgspec
+
+    from halo_forge.verify.cache import VerdictCache
+    from halo_forge.verify.config import VerifierConfig
+    from halo_forge.verify.runner import Verifier, verify_indexed
+
+    source, out = Path(args.input), Path(args.out)
+    # Validate the whole input before any work, so a bad line 90,000 fails in a second.
+    total = sum(1 for _ in read_samples(source))
+    try:
+        config = VerifierConfig(
+            verifier=args.verifier, concurrency=args.concurrency, cache=not args.no_cache,
+            cache_path=args.cache, pch=not args.no_pch, compare=args.compare,
+            float_tolerance=args.float_tolerance,
+        )
+    except (ValueError, TypeError) as exc:
+        raise HaloError(f"verify: {exc}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    encoder = msgspec.json.Encoder()
+    counts: Counter[str] = Counter()
+    rewards = 0.0
+    cache = VerdictCache(config.cache_path) if config.cache else None
+    progress = _Progress(total)
+    started = time.perf_counter()
+
+    async def main() -> None:
+        nonlocal rewards
+        async with Verifier(config, cache=cache) as verifier:
+            samples = (sample for _, sample in read_samples(source))
+            with partial.open("wb") as handle:
+                async for _, verdict in verify_indexed(samples, verifier=verifier):
+                    handle.write(encoder.encode(verdict) + b"\n")
+                    counts[verdict.status] += 1
+                    rewards += verdict.reward
+                    progress.advance(verdict.status)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    try:
+        with progress:
+            anyio.run(main)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+        if cache is not None:
+            cache.close()
+    elapsed = time.perf_counter() - started
+    done = sum(counts.values())
+    hits = cache.stats.hits if cache else 0
+    lookups = cache.stats.lookups if cache else 0
+    print(f"verified {done} samples in {elapsed:.1f} s ({done / elapsed if elapsed else 0:.1f} samples/s); "
+          f"mean reward {rewards / done if done else 0:.3f}; "
+          f"cache hit rate {100 * hits / lookups if lookups else 0:.1f}% ({hits}/{lookups})")
+    print("  " + "  ".join(f"{status} {n}" for status, n in counts.most_common()) if counts else "  (no samples)")
+    if counts.get("sandbox_error"):
+        print(f"  warning: {counts['sandbox_error']} sandbox errors (infrastructure, not the programs): "
+              f"see `halo-forge sandbox check`", file=sys.stderr)
+    print(f"  verdicts: {out}")
+    return 0
+
+
+class _Progress:
+    """A rich progress bar on a terminal, a plain line every few seconds otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.passed = 0
+        self._bar = None
+        self._task = None
+        self._last_log = time.monotonic()
+        self._started = time.monotonic()
+
+    def __enter__(self) -> _Progress:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[passed]} passed"), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task("verify", total=self.total, passed=0)
+        return self
+
+    def advance(self, status: str) -> None:
+        self.done += 1
+        self.passed += status == "passed"
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, passed=self.passed)
+            return
+        now = time.monotonic()
+        if now - self._last_log >= 5.0 or self.done == self.total:
+            self._last_log = now
+            rate = self.done / max(now - self._started, 1e-9)
+            print(f"verify: {self.done}/{self.total} done, {self.passed} passed, {rate:.1f} samples/s",
+                  file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from halo_forge.verify.bench import run_benchmark
+
+    return run_benchmark(corpus=args.corpus, verifier=args.verifier, concurrency=args.concurrency,
+                         repeat=args.repeat, json_path=args.json)

@@ -1,0 +1,123 @@
+"""VerifierConfig: compilers, flags, limits, comparison and reward ladder, as one msgspec Struct.
+
+It is the `[verify]` table of pipeline.toml and the options of `halo-forge verify`; unknown
+keys are errors. It does not import the sandbox extension, so a config loads anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import msgspec
+
+from halo_forge.verify.compare import CompareMode
+from halo_forge.verify.rewards import RewardLadder
+
+VerifierName = Literal["auto", "gcc", "clang", "rustc", "python"]
+VERIFIERS: tuple[str, ...] = VerifierName.__args__  # type: ignore[attr-defined]
+
+
+class StepLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Limits of one sandboxed step; the fields of halo_forge.sandbox.Limits."""
+
+    cpu_s: float = 5.0
+    wall_s: float = 10.0
+    memory_mb: int = 1024
+    output_bytes: int = 1 << 20
+    file_size_mb: int = 64
+    processes: int = 64
+    open_files: int = 256
+    stack_mb: int = 8
+
+
+class Compiler(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A compiler (or, for Python, the interpreter) and its flags.
+
+    `command` is a name looked up on PATH or a path. For Python, `flags` go to the interpreter
+    when it runs the program."""
+
+    command: str
+    flags: tuple[str, ...] = ()
+    link_flags: tuple[str, ...] = ()
+
+
+# -Wall so that "compiles with warnings" is seen; -O2 so that correct programs do not time out.
+_C_FLAGS = ("-std=gnu17", "-O2", "-Wall", "-pipe", "-fdiagnostics-color=never")
+_CPP_FLAGS = ("-std=gnu++17", "-O2", "-Wall", "-pipe", "-fdiagnostics-color=never")
+
+
+def _default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "halo-forge")
+
+
+class VerifierConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Which toolchain family runs: "auto" picks by language (gcc/g++ for C/C++).
+    verifier: VerifierName = "auto"
+    gcc_c: Compiler = Compiler(command="gcc", flags=_C_FLAGS + ("-fmax-errors=20",), link_flags=("-lm",))
+    gcc_cpp: Compiler = Compiler(command="g++", flags=_CPP_FLAGS + ("-fmax-errors=20",))
+    clang_c: Compiler = Compiler(command="clang", flags=_C_FLAGS + ("-ferror-limit=20",), link_flags=("-lm",))
+    clang_cpp: Compiler = Compiler(command="clang++", flags=_CPP_FLAGS + ("-ferror-limit=20",))
+    rustc: Compiler = Compiler(
+        command="rustc",
+        flags=("--edition", "2021", "-C", "opt-level=2", "-C", "debuginfo=0", "--color", "never"),
+    )
+    python: Compiler = Compiler(command="python3", flags=("-I",))
+
+    compile_limits: StepLimits = StepLimits(cpu_s=30.0, wall_s=60.0, memory_mb=4096, processes=64)
+    run_limits: StepLimits = StepLimits(cpu_s=2.0, wall_s=5.0, memory_mb=1024)
+
+    compare: CompareMode = "lines"
+    float_tolerance: float | None = None
+    ladder: RewardLadder = RewardLadder()
+
+    concurrency: int | None = None  # samples in flight; None = os.cpu_count()
+    # After this many timed-out tests the rest of the sample's tests are not run (they count
+    # as failed): a program that hangs on one input rarely finishes the next, and each
+    # timeout costs a full wall limit.
+    max_timeouts: int = 1
+    output_tail: int = 2000  # characters of compiler/program output kept in a verdict
+
+    pch: bool = True  # precompiled <bits/stdc++.h> for C++
+    cache: bool = True  # in-memory verdict cache (identical work is never done twice)
+    cache_path: str | None = None  # sqlite file that keeps verdicts across runs
+    cache_dir: str = msgspec.field(default_factory=_default_cache_dir)  # PCH and the like
+
+    def __post_init__(self) -> None:
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.max_timeouts < 1:
+            raise ValueError(f"max_timeouts must be >= 1, got {self.max_timeouts}")
+        if self.float_tolerance is not None and self.float_tolerance < 0:
+            raise ValueError("float_tolerance must be >= 0")
+
+    def compiler(self, language: str) -> Compiler:
+        """The compiler configured for a language under this config's verifier.
+
+        Raises ValueError when the verifier does not handle the language (e.g. `rust` with
+        `--verifier gcc`)."""
+        family = self.verifier
+        if family == "auto":
+            family = {"c": "gcc", "cpp": "gcc", "rust": "rustc", "python": "python"}[language]
+        table = {
+            ("gcc", "c"): self.gcc_c, ("gcc", "cpp"): self.gcc_cpp,
+            ("clang", "c"): self.clang_c, ("clang", "cpp"): self.clang_cpp,
+            ("rustc", "rust"): self.rustc, ("python", "python"): self.python,
+        }
+        try:
+            return table[(family, language)]
+        except KeyError:
+            raise ValueError(
+                f"--verifier {self.verifier} does not handle {language} samples (use --verifier auto)"
+            ) from None
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return {
+            "auto": ("c", "cpp", "rust", "python"), "gcc": ("c", "cpp"), "clang": ("c", "cpp"),
+            "rustc": ("rust",), "python": ("python",),
+        }[self.verifier]
+
+    def workers(self) -> int:
+        return self.concurrency or os.cpu_count() or 1

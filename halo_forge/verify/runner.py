@@ -1,0 +1,517 @@
+"""The runner: compile once per sample in a sandboxed working directory, run every test
+against that binary, and turn what happened into a Verdict.
+
+`verify_stream` is what the pipeline uses: it yields verdicts as they finish, with a bounded
+number of samples in flight (default: the machine's cores), pulling samples from its input
+only as slots free up. `verify_many` is the synchronous convenience.
+
+Status mapping: the sandbox's `ok`/`runtime_error`/`timeout`/`memory_limit`/`output_limit`
+carry over; a compiler that exits non-zero is `compile_error`; a test whose output differs
+(or whose checks fail) is `wrong_answer`; `sandbox_error` means the infrastructure failed,
+never the program, and such verdicts are never cached or scored as bad samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import signal as _signal
+import sys
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from contextlib import aclosing
+from typing import Any
+
+import anyio
+import msgspec
+
+from halo_forge.errors import HaloError
+from halo_forge.verify.cache import VerdictCache, cache_key
+from halo_forge.verify.compare import outputs_match
+from halo_forge.verify.config import StepLimits, VerifierConfig
+from halo_forge.verify.extract import extract_code, guess_language
+from halo_forge.verify.guards import static_guard
+from halo_forge.verify.pch import PchCache, wants_pch
+from halo_forge.verify.rewards import Outcome, reward
+from halo_forge.verify.toolchains import Toolchain, resolve_toolchain
+from halo_forge.verify.types import SampleIOTest, Verdict, VerifySample
+
+if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport there
+    from exceptiongroup import BaseExceptionGroup
+
+log = logging.getLogger(__name__)
+
+# Python programs with test_code run under this harness. It reads a one-time token from
+# stdin before the program starts and prints it only after the program and its asserts have
+# finished, so a program that leaves early with exit status 0 (sys.exit, os._exit, an
+# excepthook that swallows the failing assert) has no token and does not pass.
+_PY_ASSERT_EXIT = 86
+PY_HARNESS = f"""
+def _halo_harness():
+    import sys
+    token = sys.stdin.readline().strip()
+    with open("main.py", "rb") as f:
+        code = compile(f.read(), "main.py", "exec", dont_inherit=True)
+    scope = {{"__name__": "__main__", "__file__": "main.py", "__builtins__": __builtins__}}
+    try:
+        exec(code, scope)
+    except AssertionError:
+        import traceback
+        traceback.print_exc()
+        sys.stderr.flush()
+        sys.stdout.flush()
+        raise SystemExit({_PY_ASSERT_EXIT})
+    sys.stdout.flush()
+    sys.stdout.write("\\n" + token + "\\n")
+    sys.stdout.flush()
+_halo_harness()
+"""
+
+_RUST_RUNNING = re.compile(rb"^running (\d+) tests?$", re.MULTILINE)
+_RUST_RESULT = re.compile(rb"^test result: (ok|FAILED)\. (\d+) passed; (\d+) failed", re.MULTILINE)
+
+
+def _tail(text: bytes | str, limit: int) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    text = text.strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def _limits(step: StepLimits) -> Any:
+    from halo_forge.sandbox import Limits
+
+    return Limits(**msgspec.structs.asdict(step))
+
+
+class _Prepared(msgspec.Struct, kw_only=True):
+    """Everything about a sample that is known before anything runs."""
+
+    sample_id: str
+    language: str
+    toolchain: Toolchain
+    program: str  # solution + appended test code: what gets compiled
+    solution: str
+    io_tests: list[SampleIOTest]
+    test_code: str
+    rust_test: bool  # test_code holds #[test] functions: build with `rustc --test`
+    guard: str
+
+
+class _TestResult(msgspec.Struct, kw_only=True):
+    status: str  # "passed" or a failing status
+    detail: str = ""
+    passed: int = 0  # a Rust harness reports several tests in one run
+    total: int = 1
+    guard: str = ""
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+
+
+class Verifier:
+    """Verifies samples against one config; holds the sandbox, the verdict cache and the PCHs.
+
+    Use as `async with Verifier(config) as v: verdict = await v.verify(sample)`."""
+
+    def __init__(self, config: VerifierConfig | None = None, *, sandbox: Any = None,
+                 cache: VerdictCache | None = None) -> None:
+        self.config = config or VerifierConfig()
+        self._sandbox = sandbox
+        self._own_sandbox = sandbox is None
+        self._own_cache = cache is None
+        if cache is None and self.config.cache:
+            cache = VerdictCache(self.config.cache_path)
+        self.cache = cache
+        self.pch = PchCache(self.config.cache_dir) if self.config.pch else None
+        self._compile_limits = _limits(self.config.compile_limits)
+        self._run_limits = _limits(self.config.run_limits)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def readonly_paths(self) -> list[str]:
+        """Host directories the sandbox must show read-only: toolchains outside the system
+        directories (rustup, pyenv) and the PCH cache. A missing compiler is skipped here
+        and reported when a sample needs it."""
+        paths: set[str] = set()
+        for language in self.config.languages:
+            try:
+                tc = resolve_toolchain(language, self.config.compiler(language))
+            except HaloError:
+                continue
+            paths.update(tc.readonly_paths)
+        if self.pch is not None:
+            self.pch.root.mkdir(parents=True, exist_ok=True)
+            paths.add(str(self.pch.root))
+        return sorted(paths)
+
+    async def __aenter__(self) -> Verifier:
+        if self.config.verifier != "auto":  # an explicit choice must work: fail before any sample
+            for language in self.config.languages:
+                resolve_toolchain(language, self.config.compiler(language))
+        if self._sandbox is None:
+            from halo_forge.sandbox import Sandbox
+
+            self._sandbox = Sandbox(max_concurrency=self.config.workers(), readonly_paths=self.readonly_paths())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own_sandbox and self._sandbox is not None:
+            sandbox, self._sandbox = self._sandbox, None
+            await sandbox.aclose()
+        if self._own_cache and self.cache is not None:
+            self.cache.close()
+
+    # -- one sample ---------------------------------------------------------------------
+
+    def prepare(self, sample: VerifySample) -> _Prepared | Verdict:
+        """Extraction, language, toolchain, static guards: a _Prepared, or the final verdict
+        when there is nothing to run (`no_code`)."""
+        config = self.config
+        handled = config.languages
+        language = sample.language
+        if language is not None and language not in handled:
+            raise HaloError(
+                f"sample {sample.id!r} is {language} but --verifier {config.verifier} handles "
+                f"{', '.join(handled)}: use --verifier auto"
+            )
+        requested = language or (handled[0] if len(handled) == 1 else None)
+        if sample.code is not None:
+            code = sample.code if sample.code.strip() else ""
+            language = requested or (guess_language(code) if code else None)
+        else:
+            found = extract_code(sample.completion or "", language=requested)
+            code, language = (found.code, found.language) if found else ("", None)
+        why = ""
+        if not code:
+            why = "no code found in the completion"
+        elif language is None:
+            why = "cannot tell the code's language: set the sample's `language`"
+        elif language not in handled:
+            why = f"the code is {language}; --verifier {config.verifier} runs {', '.join(handled)}"
+        if why:
+            return Verdict(id=sample.id, status="no_code", reward=reward(Outcome(has_code=False), config.ladder),
+                           output=why, language=language)
+        assert language is not None
+        toolchain = resolve_toolchain(language, config.compiler(language))
+        test_code = sample.test_code or ""
+        program = code if not test_code else code.rstrip("\n") + "\n\n" + test_code.rstrip("\n") + "\n"
+        return _Prepared(
+            sample_id=sample.id, language=language, toolchain=toolchain, program=program, solution=code,
+            io_tests=list(sample.io_tests), test_code=test_code,
+            rust_test=language == "rust" and bool(re.search(r"#\[\s*test\s*\]", test_code)),
+            guard=static_guard(code, language=language, has_test_code=bool(test_code)),
+        )
+
+    def key(self, p: _Prepared) -> str:
+        c = self.config
+        return cache_key(
+            p.toolchain.identity, p.toolchain.flags, p.toolchain.link_flags, p.language, p.program,
+            [(t.stdin, t.stdout) for t in p.io_tests], p.rust_test, c.compile_limits, c.run_limits,
+            c.compare, c.float_tolerance, c.max_timeouts, c.ladder, c.output_tail,
+        )
+
+    async def verify(self, sample: VerifySample) -> Verdict:
+        prepared = self.prepare(sample)
+        if isinstance(prepared, Verdict):
+            return prepared
+        if self.cache is None:
+            return await self._execute(prepared)
+        verdict, hit = await self.cache.get_or_compute(self.key(prepared), lambda: self._execute(prepared))
+        if verdict.id != sample.id or hit:
+            verdict = msgspec.structs.replace(verdict, id=sample.id, cached=hit)
+        return verdict
+
+    async def _execute(self, p: _Prepared) -> Verdict:
+        if self._sandbox is None:
+            raise RuntimeError("Verifier used outside `async with`")
+        config, tc = self.config, p.toolchain
+        limit = config.output_tail
+        extra: tuple[str, ...] = ()
+        if self.pch is not None and tc.is_gcc and p.language == "cpp" and wants_pch(p.program):
+            include = await self.pch.include_dir(tc)
+            if include is not None:
+                extra = ("-I", str(include))
+
+        def verdict(status: str, *, compiled: bool, outcome: Outcome, output: str, wall: float, cpu: float,
+                    compile_s: float = 0.0, warnings: bool = False, guard: str = "",
+                    passed: int = 0, total: int = 0) -> Verdict:
+            return Verdict(
+                id=p.sample_id, status=status, compiled=compiled, warnings=warnings, guard=guard,
+                reward=0.0 if status == "sandbox_error" else reward(outcome, config.ladder),
+                tests_passed=passed, tests_total=total, wall_s=round(wall, 4), cpu_s=round(cpu, 4),
+                compile_s=round(compile_s, 4), output=_tail(output, limit), language=p.language,
+            )
+
+        with self._sandbox.workdir({tc.source_name: p.program}) as workdir:
+            built = await self._sandbox.run(tc.compile_argv(rust_test=p.rust_test, extra=extra),
+                                            cwd=workdir, limits=self._compile_limits)
+            wall, cpu = built.wall_s, built.cpu_s
+            if built.status != "ok":
+                if built.status == "sandbox_error":
+                    status, output = "sandbox_error", f"sandbox: {built.error}"
+                else:
+                    status = "compile_error" if built.status == "runtime_error" else built.status
+                    output = built.stderr or built.stdout
+                    if built.status != "runtime_error":
+                        output = f"compiler stopped: {built.status}\n" + _tail(output, limit)
+                return verdict(status, compiled=False, outcome=Outcome(has_code=True), output=output,
+                               wall=wall, cpu=cpu, compile_s=built.wall_s)
+            warnings = b"warning" in built.stderr.lower()
+            compile_log = built.stderr.decode("utf-8", errors="replace")
+
+            results = await self._run_tests(p, workdir)
+            wall += sum(r.wall_s for r in results)
+            cpu += sum(r.cpu_s for r in results)
+            failed = next((r for r in results if r.status != "passed"), None)
+            if any(r.status == "sandbox_error" for r in results):
+                err = next(r for r in results if r.status == "sandbox_error")
+                return verdict("sandbox_error", compiled=True, outcome=Outcome(has_code=True, compiled=True),
+                               output=err.detail, wall=wall, cpu=cpu, compile_s=built.wall_s, warnings=warnings)
+            guard = p.guard or next((r.guard for r in results if r.guard), "")
+            has_tests = bool(p.io_tests or p.test_code)
+            passed = sum(r.passed for r in results) if has_tests else 0
+            total = sum(r.total for r in results) if has_tests else 0
+            status = failed.status if failed is not None else "passed"
+            if guard and status == "passed":
+                status, passed = "wrong_answer", 0  # never reported as a pass
+            output = failed.detail if failed is not None else (compile_log if warnings else "")
+            if guard:
+                output = f"guard: {guard}\n{output}"
+            outcome = Outcome(has_code=True, compiled=True, warnings=warnings,
+                              ran_ok=not has_tests and failed is None, tests_passed=passed,
+                              tests_total=total, guarded=bool(guard))
+            return verdict(status, compiled=True, outcome=outcome, output=output, wall=wall, cpu=cpu,
+                           compile_s=built.wall_s, warnings=warnings, guard=guard, passed=passed, total=total)
+
+    async def _run_tests(self, p: _Prepared, workdir: os.PathLike) -> list[_TestResult]:
+        results: list[_TestResult] = []
+        tc = p.toolchain
+        if p.test_code:
+            results.append(await self._run_test_code(p, workdir))
+        elif not p.io_tests:  # no tests at all: it must run and exit 0
+            run = await self._sandbox.run(tc.run_argv(workdir), cwd=workdir, limits=self._run_limits)
+            results.append(self._plain(run, total=0))
+        timeouts = sum(r.status == "timeout" for r in results)
+        for index, test in enumerate(p.io_tests):
+            if timeouts >= self.config.max_timeouts:
+                results.append(_TestResult(status="timeout", detail=f"test {index}: not run after {timeouts} timeout(s)"))
+                continue
+            run = await self._sandbox.run(tc.run_argv(workdir), cwd=workdir, stdin=test.stdin.encode(),
+                                          limits=self._run_limits)
+            result = self._plain(run, total=1)
+            if result.status == "passed" and not outputs_match(
+                run.stdout, test.stdout, mode=self.config.compare, float_tolerance=self.config.float_tolerance
+            ):
+                got = run.stdout.decode("utf-8", errors="replace")
+                result = _TestResult(status="wrong_answer", wall_s=run.wall_s, cpu_s=run.cpu_s,
+                                     detail=f"test {index}: expected {test.stdout[:200]!r}, got {got[:200]!r}")
+            elif result.status != "passed":
+                result.detail = f"test {index}: {result.detail}"
+            timeouts += result.status == "timeout"
+            results.append(result)
+        return results
+
+    def _plain(self, run: Any, *, total: int) -> _TestResult:
+        """A run judged by its status alone (output compared by the caller)."""
+        base = {"wall_s": run.wall_s, "cpu_s": run.cpu_s, "total": total}
+        if run.status == "ok":
+            return _TestResult(status="passed", passed=total, **base)
+        if run.status == "sandbox_error":
+            return _TestResult(status="sandbox_error", detail=f"sandbox: {run.error}", **base)
+        return _TestResult(status=run.status, detail=_describe(run), **base)
+
+    async def _run_test_code(self, p: _Prepared, workdir: os.PathLike) -> _TestResult:
+        tc = p.toolchain
+        if tc.kind == "python":
+            token = secrets.token_hex(16)
+            run = await self._sandbox.run(tc.run_argv(workdir, script=PY_HARNESS), cwd=workdir,
+                                          stdin=(token + "\n").encode(), limits=self._run_limits)
+            result = self._plain(run, total=1)
+            if run.status == "runtime_error" and run.exit_code == _PY_ASSERT_EXIT:
+                result.status = "wrong_answer"
+            elif result.status == "passed":
+                lines = run.stdout.decode("utf-8", errors="replace").split()
+                if not lines or lines[-1] != token:
+                    return _TestResult(status="wrong_answer", total=1, wall_s=run.wall_s, cpu_s=run.cpu_s,
+                                       guard="exited before its tests finished",
+                                       detail="the program ended with status 0 before the tests ran to the end")
+            return result
+        run = await self._sandbox.run(
+            [*tc.run_argv(workdir), *(("--test-threads=1",) if p.rust_test else ())],
+            cwd=workdir, limits=self._run_limits,
+        )
+        if p.rust_test:
+            return self._rust_harness(run, p)
+        result = self._plain(run, total=1)
+        # A C/C++/Rust test main reports failure by a non-zero exit or a failed assert().
+        if run.status == "runtime_error" and (
+            run.signal is None or (run.signal == _signal.SIGABRT and b"ssertion" in run.stderr)
+        ):
+            result.status = "wrong_answer"
+        return result
+
+    def _rust_harness(self, run: Any, p: _Prepared) -> _TestResult:
+        """Counts from libtest's own summary line; an exit 0 without one means the program
+        ended before the harness did."""
+        if run.status == "sandbox_error":
+            return _TestResult(status="sandbox_error", detail=f"sandbox: {run.error}")
+        base = {"wall_s": run.wall_s, "cpu_s": run.cpu_s}
+        expected = len(re.findall(r"#\[\s*test\s*\]", p.test_code))
+        running = _RUST_RUNNING.findall(run.stdout)
+        summary = _RUST_RESULT.findall(run.stdout)
+        total = max(int(running[0]) if running else 0, expected, 1)
+        if run.status in ("timeout", "memory_limit", "output_limit"):
+            return _TestResult(status=run.status, total=total, detail=_describe(run), **base)
+        if not summary:
+            guard = "exited before its tests finished" if run.status == "ok" else ""
+            status = "wrong_answer" if run.status == "ok" else "runtime_error"
+            return _TestResult(status=status, total=total, guard=guard, detail=_describe(run), **base)
+        verdict, passed, failed = summary[-1]
+        passed_n = int(passed)
+        total = max(total, passed_n + int(failed))
+        if verdict == b"ok" and run.status == "ok" and passed_n == total:
+            return _TestResult(status="passed", passed=passed_n, total=total, **base)
+        return _TestResult(status="wrong_answer", passed=min(passed_n, total), total=total,
+                           detail=_describe(run), **base)
+
+
+def _describe(run: Any) -> str:
+    how = f"exit code {run.exit_code}" if run.signal is None else f"signal {run.signal}"
+    if run.status == "timeout":
+        how = f"timed out ({run.cpu_s:.2f} s cpu, {run.wall_s:.2f} s wall)"
+    elif run.status in ("memory_limit", "output_limit"):
+        how = run.status.replace("_", " ")
+    stream = run.stderr.strip() or run.stdout
+    return f"{run.status}: {how}\n{_tail(stream, 1500)}".strip()
+
+
+# -- streaming API --------------------------------------------------------------------------
+
+async def _aiter(samples: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(samples, AsyncIterable):
+        async for item in samples:
+            yield item
+    else:
+        for item in samples:
+            yield item
+
+
+def _as_sample(item: Any) -> VerifySample:
+    if isinstance(item, VerifySample):
+        return item
+    if isinstance(item, Mapping):
+        return msgspec.convert(item, VerifySample)
+    return msgspec.convert(item, VerifySample, from_attributes=True)
+
+
+def _unwrap(group: BaseException) -> BaseException:
+    """The HaloError inside an exception group, so that users see one line, not a group."""
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        group = group.exceptions[0]
+    return group
+
+
+async def verify_indexed(
+    samples: Iterable[Any] | AsyncIterable[Any],
+    *,
+    verifier: Verifier,
+    concurrency: int | None = None,
+) -> AsyncIterator[tuple[int, Verdict]]:
+    """(input index, verdict) pairs as they finish; the engine under verify_stream."""
+    workers = concurrency or verifier.config.workers()
+    send, receive = anyio.create_memory_object_stream[tuple[int, Verdict]](workers)
+
+    async def one(index: int, sample: VerifySample, out: Any, limiter: anyio.CapacityLimiter, token: object) -> None:
+        try:
+            async with out:
+                try:
+                    verdict = await verifier.verify(sample)
+                except HaloError:
+                    raise
+                except Exception as exc:  # a verifier bug must not end a days-long run
+                    log.exception("verifying %s failed", sample.id)
+                    verdict = Verdict(id=sample.id, status="sandbox_error", reward=0.0,
+                                      output=f"internal error: {type(exc).__name__}: {exc}",
+                                      language=sample.language)
+                await out.send((index, verdict))
+        finally:
+            limiter.release_on_behalf_of(token)
+
+    async def feed() -> None:
+        limiter = anyio.CapacityLimiter(workers)
+        items = _aiter(samples)
+        async with send, anyio.create_task_group() as tg:
+            index = 0
+            while True:
+                # Take a slot before pulling the next sample: the input is read no faster
+                # than samples are verified.
+                token = object()
+                await limiter.acquire_on_behalf_of(token)
+                try:
+                    item = await anext(items)
+                    sample = _as_sample(item)
+                except BaseException:
+                    limiter.release_on_behalf_of(token)
+                    if isinstance(sys.exc_info()[1], StopAsyncIteration):
+                        break
+                    raise
+                tg.start_soon(one, index, sample, send.clone(), limiter, token)
+                index += 1
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed)
+            async with receive:
+                async for pair in receive:
+                    yield pair
+    except BaseExceptionGroup as group:
+        raise _unwrap(group) from None
+
+
+async def verify_stream(
+    samples: Iterable[Any] | AsyncIterable[Any],
+    *,
+    config: VerifierConfig | None = None,
+    sandbox: Any = None,
+    cache: VerdictCache | None = None,
+    concurrency: int | None = None,
+) -> AsyncIterator[Verdict]:
+    """Verdicts for `samples` (VerifySample, or dicts in the contract's shape), yielded as they
+    finish. At most `concurrency` samples (default config.concurrency, else the cores) are in
+    flight, and the input is read only as slots free up, so memory stays bounded.
+
+    Iterate it to the end, or close it from the task that iterates it
+    (`async with contextlib.aclosing(verify_stream(...)) as verdicts:`)."""
+    async with (
+        Verifier(config, sandbox=sandbox, cache=cache) as verifier,
+        aclosing(verify_indexed(samples, verifier=verifier, concurrency=concurrency)) as pairs,
+    ):
+        async for _, verdict in pairs:
+            yield verdict
+
+
+def verify_many(
+    samples: Iterable[Any],
+    *,
+    config: VerifierConfig | None = None,
+    cache: VerdictCache | None = None,
+    concurrency: int | None = None,
+) -> list[Verdict]:
+    """Verify samples and return their verdicts in input order (runs its own event loop)."""
+    items = list(samples)
+
+    async def collect() -> list[Verdict]:
+        out: list[Verdict | None] = [None] * len(items)
+        async with (
+            Verifier(config, cache=cache) as verifier,
+            aclosing(verify_indexed(items, verifier=verifier, concurrency=concurrency)) as pairs,
+        ):
+            async for index, verdict in pairs:
+                out[index] = verdict
+        return [v for v in out if v is not None]
+
+    return anyio.run(collect)

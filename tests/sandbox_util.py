@@ -1,0 +1,57 @@
+"""Helpers shared by the sandbox tests: leftovers checks and small hostile C programs."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def zygote_children(pid: int) -> list[int]:
+    """Live children of the zygote (each is a run's init); empty when no run is in flight."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(x) for x in (task / "children").read_text().split()]
+    return kids
+
+
+def processes_with_arg(marker: str) -> list[int]:
+    """Host pids whose command line contains `marker` (a run's leftover daemons)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmd and b"pytest" not in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+def processes_of_uid(uid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("Uid:") and int(line.split()[1]) == uid:
+                    found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def assert_nothing_left(sb, *, marker: str | None = None, timeout: float = 5.0) -> None:
+    """No run's process survives: the zygote has no children, no leftover carries `marker`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        kids = zygote_children(sb.zygote_pid)
+        stray = processes_with_arg(marker) if marker else []
+        if not kids and not stray:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"left behind: zygote children {kids}, processes {stray}")
+        time.sleep(0.05)

@@ -1,0 +1,55 @@
+"""Records: validation, the single Verdict, and JSON/msgpack round trips with schema evolution."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from halo_forge import records
+from halo_forge.records import Example, IOTest, Message, Problem, Sample
+from halo_forge.verify import types as verify_types
+
+
+def test_verdict_is_the_verifiers_own() -> None:
+    assert records.Verdict is verify_types.Verdict
+    assert records.RECORD_TYPES["Verdict"] is verify_types.Verdict
+
+
+def test_problem_round_trips_through_json_and_msgpack() -> None:
+    p = Problem(id="x/1", language="cpp", prompt="add", io_tests=[IOTest(stdin="1 2", stdout="3")],
+                reference="int main(){}", source="t", difficulty=800.0)
+    for enc, dec in ((msgspec.json.encode, msgspec.json.decode),
+                     (msgspec.msgpack.encode, msgspec.msgpack.decode)):
+        assert dec(enc(p), type=Problem) == p
+    assert p.tests_kind == "io"
+    assert Problem(id="a", language="c", prompt="p").tests_kind == "none"
+
+
+@pytest.mark.parametrize(
+    "row, match",
+    [
+        ({"id": "a", "language": "java", "prompt": "p"}, "language"),
+        ({"id": "a", "language": "c", "prompt": "   "}, "prompt must not be empty"),
+        ({"id": "", "language": "c", "prompt": "p"}, "id must not be empty"),
+        ({"id": "a", "language": "c", "prompt": "p", "promt": "typo"}, "unknown field"),
+    ],
+)
+def test_problem_rejects_bad_rows(row: dict, match: str) -> None:
+    with pytest.raises(msgspec.ValidationError, match=match):
+        msgspec.convert(row, Problem)
+
+
+def test_example_needs_exactly_one_of_messages_or_text() -> None:
+    Example(id="a", text="hi")
+    Example(id="a", messages=[Message(role="user", content="hi")])
+    with pytest.raises(ValueError):
+        Example(id="a")
+    with pytest.raises(ValueError):
+        Example(id="a", text="t", messages=[Message(role="user", content="hi")])
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"id": "a", "messages": [{"role": "robot", "content": "x"}]}, Example)
+
+
+def test_sample_decodes_old_rows_with_defaults() -> None:
+    s = msgspec.json.decode(b'{"id": "p/c0/s0", "problem_id": "p"}', type=Sample)
+    assert s.cycle == 0 and s.params.temperature == 1.0 and s.code == ""

@@ -1,0 +1,271 @@
+"""The sandbox facade: results, limits, containment, concurrency. One hostile test per property."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from halo_forge.sandbox import Limits, RunResult, Sandbox
+
+try:  # tests/ may or may not be a package, depending on who else added files there
+    from tests.sandbox_util import assert_nothing_left, processes_of_uid
+except ImportError:
+    from sandbox_util import assert_nothing_left, processes_of_uid
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def sb():
+    with Sandbox(max_concurrency=4) as s:
+        yield s
+
+
+def sh(script: str) -> list[str]:
+    return ["sh", "-c", script]
+
+
+async def run_in(sb: Sandbox, argv, files=None, **kw) -> tuple[RunResult, float]:
+    with sb.workdir(files or {}) as wd:
+        t0 = time.monotonic()
+        r = await sb.run(argv, cwd=wd, **kw)
+        return r, time.monotonic() - t0
+
+
+async def test_ok_run_with_stdin_stdout_stderr(sb):
+    r, _ = await run_in(sb, sh("cat; echo out; echo err >&2"), stdin=b"hello\n")
+    assert r.status == "ok", r
+    assert (r.exit_code, r.signal) == (0, None)
+    assert r.stdout == b"hello\nout\n"
+    assert r.stderr == b"err\n"
+    assert r.wall_s > 0 and r.peak_memory_kb > 0
+    assert_nothing_left(sb)
+
+
+async def test_nonzero_exit_is_runtime_error(sb):
+    r, _ = await run_in(sb, sh("exit 3"))
+    assert (r.status, r.exit_code, r.signal) == ("runtime_error", 3, None)
+
+
+async def test_fatal_signal_is_runtime_error(sb):
+    r, _ = await run_in(sb, sh("kill -SEGV $$"))
+    assert (r.status, r.exit_code, r.signal) == ("runtime_error", None, signal.SIGSEGV)
+
+
+async def test_missing_program_is_sandbox_error(sb):
+    r, _ = await run_in(sb, ["no-such-compiler-xyz"])
+    assert r.status == "sandbox_error" and "not found" in r.error
+
+
+async def test_sleep_ends_at_wall_clock(sb):
+    r, took = await run_in(sb, ["sleep", "100"], limits=Limits(wall_s=0.5))
+    assert r.status == "timeout" and r.signal == signal.SIGKILL
+    assert took < 5
+    assert_nothing_left(sb)
+
+
+async def test_infinite_loop_ends_at_cpu_limit(sb):
+    r, took = await run_in(sb, sh("while :; do :; done"), limits=Limits(cpu_s=1, wall_s=30))
+    assert r.status == "timeout", r
+    assert r.signal in (signal.SIGXCPU, signal.SIGKILL)
+    assert r.cpu_s >= 0.9
+    assert took < 15
+    assert_nothing_left(sb)
+
+
+async def test_output_flood_is_stopped_not_blocked(sb):
+    r, took = await run_in(sb, ["yes"], limits=Limits(output_bytes=10_000, wall_s=30))
+    assert r.status == "output_limit"
+    assert r.stdout_truncated and len(r.stdout) == 10_000
+    assert took < 10  # ended by the cap, long before the wall clock
+    assert_nothing_left(sb)
+
+
+async def test_stderr_flood_is_stopped(sb):
+    r, _ = await run_in(sb, sh("while :; do echo xxxxxxxxxxxxxxxx >&2; done"),
+                        limits=Limits(output_bytes=4096, wall_s=30))
+    assert r.status == "output_limit" and r.stderr_truncated and len(r.stderr) == 4096
+
+
+async def test_environment_is_allow_listed(sb, monkeypatch):
+    monkeypatch.setenv("HALO_TEST_SECRET", "hunter2")
+    with sb.workdir() as wd:
+        r = await sb.run(["env"], cwd=wd, env={"EXTRA": "1"})
+    env = dict(line.split("=", 1) for line in r.stdout.decode().splitlines())
+    assert "hunter2" not in r.stdout.decode()
+    assert "HALO_TEST_SECRET" not in env
+    assert env["HOME"] == str(wd) and env["TMPDIR"] == str(wd) and env["EXTRA"] == "1"
+    assert set(env) <= {"PATH", "LANG", "HOME", "TMPDIR", "EXTRA", "PWD", "SHLVL", "_"}
+
+
+async def test_fork_bomb_is_bounded_per_run(sb):
+    bomb = sh("b(){ b | b & }; b; sleep 2")
+    r, took = await run_in(sb, bomb, limits=Limits(processes=32, wall_s=3, cpu_s=3))
+    assert r.status in ("timeout", "ok", "runtime_error")
+    assert took < 15
+    assert_nothing_left(sb)
+
+
+async def test_setsid_double_fork_daemon_does_not_survive(sb):
+    marker = "987654"
+    r, took = await run_in(sb, sh(f"setsid sh -c 'sleep {marker} &' </dev/null >/dev/null 2>&1; exit 0"))
+    assert r.status == "ok", r
+    assert took < 5  # the daemon holds no pipe the sandbox waits on
+    assert_nothing_left(sb, marker=marker)
+
+
+async def test_daemon_holding_stdout_does_not_block_the_run(sb):
+    marker = "987653"
+    r, took = await run_in(sb, sh(f"setsid sleep {marker} & echo started"), limits=Limits(wall_s=20))
+    assert r.status == "ok" and r.stdout == b"started\n"
+    assert took < 5
+    assert_nothing_left(sb, marker=marker)
+
+
+async def test_files_persist_within_a_workdir_and_vanish_after(sb):
+    with sb.workdir({"in.txt": "data", "sub/dir/x.txt": b"deep"}) as wd:
+        r1 = await sb.run(sh("cat in.txt sub/dir/x.txt > out.txt; mkdir -p made/deeper; chmod 000 made"), cwd=wd)
+        assert r1.status == "ok", r1
+        r2 = await sb.run(["cat", "out.txt"], cwd=wd)
+        assert r2.stdout == b"datadeep"
+        assert (wd / "out.txt").read_bytes() == b"datadeep"
+    assert not wd.exists()
+
+
+async def test_write_outside_the_workdir_fails(sb, tmp_path):
+    target = tmp_path / "escaped"
+    script = (f"touch /etc/escaped || echo etc-denied; touch /usr/escaped || echo usr-denied; "
+              f"touch {target} || echo host-denied; echo x > /tmp/private && echo tmp-ok")
+    r, _ = await run_in(sb, sh(script))
+    out = r.stdout.decode()
+    for word in ("etc-denied", "usr-denied", "host-denied", "tmp-ok"):
+        assert word in out, (word, r)
+    assert not target.exists() and not Path("/etc/escaped").exists()
+    assert not Path("/tmp/private").exists() or Path("/tmp/private").read_bytes() != b"x\n"
+
+
+async def test_other_workdirs_are_invisible(sb):
+    with sb.workdir({"secret.txt": "mine"}) as other:
+        r, _ = await run_in(sb, ["cat", str(other / "secret.txt")])
+    assert r.status == "runtime_error" and b"mine" not in r.stdout
+
+
+async def test_disk_fill_hits_file_size_limit(sb):
+    r, took = await run_in(sb, ["dd", "if=/dev/zero", "of=big", "bs=1M", "count=4096"],
+                           limits=Limits(file_size_mb=8, wall_s=30))
+    assert r.status == "output_limit" and r.signal == signal.SIGXFSZ
+    assert took < 15
+
+
+async def test_loopback_listener_receives_nothing(sb):
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    port = srv.getsockname()[1]
+    got: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                got.append(srv.accept()[0])
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        # sh cannot open sockets; bash's /dev/tcp can if bash exists; else use python if visible.
+        script = f"exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected"
+        r, _ = await run_in(sb, ["bash", "-c", script])
+        assert b"connected" not in r.stdout
+        assert r.status == "runtime_error"
+    finally:
+        stop.set()
+        t.join()
+        srv.close()
+    assert got == []
+
+
+async def test_many_runs_at_once_respect_the_pool(sb):
+    results: list[RunResult] = []
+
+    async def one(i: int):
+        with sb.workdir() as wd:
+            results.append(await sb.run(sh(f"echo {i}"), cwd=wd))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(200):
+            tg.start_soon(one, i)
+    assert len(results) == 200
+    assert all(r.status == "ok" for r in results)
+    assert sorted(int(r.stdout) for r in results) == list(range(200))
+    assert_nothing_left(sb)
+
+
+async def test_one_runs_failure_does_not_disturb_another(sb):
+    async with anyio.create_task_group() as tg:
+        out = {}
+
+        async def go(name, argv, limits):
+            out[name], _ = await run_in(sb, argv, limits=limits)
+
+        tg.start_soon(go, "flood", ["yes"], Limits(output_bytes=1000))
+        tg.start_soon(go, "loop", sh("while :; do :; done"), Limits(wall_s=1))
+        tg.start_soon(go, "good", sh("sleep 0.3; echo fine"), Limits())
+    assert out["good"].status == "ok" and out["good"].stdout == b"fine\n"
+    assert out["flood"].status == "output_limit" and out["loop"].status == "timeout"
+
+
+async def test_cancelling_a_run_kills_it(sb):
+    marker = "987652"
+    with sb.workdir() as wd:
+        with anyio.move_on_after(0.3):
+            await sb.run(["sleep", marker], cwd=wd, limits=Limits(wall_s=60))
+    assert_nothing_left(sb, marker=marker)
+    r, _ = await run_in(sb, ["true"])  # the sandbox still works
+    assert r.status == "ok"
+
+
+async def test_program_runs_unprivileged_with_no_groups(sb):
+    r, _ = await run_in(sb, sh("id -u; id -G"))
+    uid, groups = r.stdout.decode().split("\n")[:2]
+    assert uid != "0" and "0" not in groups.split()
+    if os.geteuid() == 0:
+        assert processes_of_uid(0) and not processes_of_uid(sb._client.run_uid)
+
+
+def test_protections_are_reported(sb):
+    prot = sb.protections()
+    for name in ("seccomp", "rlimits", "wall_clock", "network_namespace", "pid_namespace",
+                 "mount_namespace", "user_namespace", "environment_allowlist"):
+        assert name in prot
+    assert all(v is None or isinstance(v, str) and v for v in prot.values())
+
+
+def test_sandbox_check_cli(capsys):
+    from halo_forge.cli import main
+
+    assert main(["sandbox", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "seccomp" in out and "trivial run: ok" in out
+
+
+def test_bad_readonly_path_is_a_user_error(tmp_path):
+    from halo_forge.errors import HaloError
+
+    with pytest.raises(HaloError, match="not a directory"):
+        Sandbox(readonly_paths=[str(tmp_path / "missing")])

@@ -1,0 +1,89 @@
+"""`halo-forge verify` and `halo-forge bench verify` through halo_forge.cli.main."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+
+from halo_forge.cli import main
+from halo_forge.verify.types import Verdict
+
+
+def _write(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_verify_writes_one_verdict_per_line(tmp_path, capsys):
+    rows = [
+        {"id": "ok", "language": "python", "code": "print(int(input()) * 2)\n",
+         "io_tests": [{"stdin": "2\n", "stdout": "4\n"}], "prompt": "double it"},
+        {"id": "bad", "language": "python", "code": "print(0)\n", "io_tests": [{"stdin": "2\n", "stdout": "4\n"}]},
+        {"id": "none", "completion": "no idea, sorry"},
+        {"id": "fenced", "completion": "```python\nprint(4)\n```", "io_tests": [{"stdin": "", "stdout": "4"}]},
+    ]
+    src = _write(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "sub" / "verdicts.jsonl"
+    assert main(["verify", str(src), "--out", str(out), "--concurrency", "2", "--no-pch"]) == 0
+    verdicts = {v.id: v for v in map(msgspec.json.Decoder(Verdict).decode, out.read_bytes().splitlines())}
+    assert set(verdicts) == {"ok", "bad", "none", "fenced"}
+    assert verdicts["ok"].status == "passed" and verdicts["ok"].reward == 1.0
+    assert verdicts["bad"].status == "wrong_answer"
+    assert verdicts["none"].status == "no_code"
+    assert verdicts["fenced"].status == "passed"
+    summary = capsys.readouterr().out
+    assert "verified 4 samples" in summary and "mean reward" in summary and "cache hit rate" in summary
+    assert "passed 2" in summary and "no_code 1" in summary
+    assert not list(tmp_path.glob("sub/.*partial"))
+
+
+def test_exit_zero_when_everything_fails(tmp_path):
+    src = _write(tmp_path / "in.jsonl", [{"id": "x", "language": "c", "code": "int main(void){ return y; }"}])
+    out = tmp_path / "v.jsonl"
+    assert main(["verify", str(src), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["status"] == "compile_error"
+
+
+def test_bad_line_is_named(tmp_path, capsys):
+    src = _write(tmp_path / "in.jsonl", [{"id": "a", "code": "print(1)", "language": "python"}, "{not json"])
+    assert main(["verify", str(src), "--out", str(tmp_path / "v.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("halo-forge: error:") and "in.jsonl:2" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "v.jsonl").exists()
+
+
+def test_schema_errors_are_named(tmp_path, capsys):
+    for row, needle in (
+        ({"id": "a"}, "needs `code` or `completion`"),
+        ({"id": "a", "code": "x", "language": "cobol"}, "unknown language"),
+        ({"id": 3, "code": "x"}, "$.id"),
+        ({"id": "a", "code": "x", "io_tests": [{"stdin": 1}]}, "io_tests"),
+    ):
+        src = _write(tmp_path / "in.jsonl", [row])
+        assert main(["verify", str(src), "--out", str(tmp_path / "v.jsonl")]) == 2
+        err = capsys.readouterr().err
+        assert "in.jsonl:1" in err and needle in err, err
+
+
+def test_missing_input_and_bad_flags(tmp_path, capsys):
+    assert main(["verify", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "v.jsonl")]) == 2
+    assert "nope.jsonl" in capsys.readouterr().err
+    src = _write(tmp_path / "in.jsonl", [{"id": "a", "code": "print(1)", "language": "python"}])
+    assert main(["verify", str(src), "--out", str(tmp_path / "v.jsonl"), "--concurrency", "0"]) == 2
+    assert main(["verify", str(src), "--out", str(tmp_path / "v.jsonl"), "--verifier", "javac"]) == 2
+
+
+def test_bench_group_is_extensible():
+    import argparse
+
+    from halo_forge.verify.cli import bench_subparsers
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    first = bench_subparsers(sub)
+    first.add_parser("verify")
+    again = bench_subparsers(sub)
+    assert again is first
+    again.add_parser("pipeline")
+    assert set(first.choices) == {"verify", "pipeline"}

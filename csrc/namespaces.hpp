@@ -26,6 +26,8 @@ struct NsPlan {
     bool set_ids = false;    // the program switches to run_uid/run_gid (root, or inside a userns)
     uid_t run_uid = 0;       // ids of the program as seen from the zygote's user namespace
     gid_t run_gid = 0;
+    bool slot_uids = false;  // root: each concurrent run gets a uid of its own (run_uid + slot),
+                             // so RLIMIT_NPROC counts that run only
     uid_t inside_uid = 1000; // ids of the program inside its own user namespace
     gid_t inside_gid = 1000;
     std::string root_dir;    // template root: a tmpfs in the zygote's mount namespace
@@ -39,12 +41,14 @@ void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& 
 
 // Before a run: the template shows host directory `path` read-only. Returns "" or an error.
 std::string ensure_visible(NsPlan& ns, const std::string& path);
-// Before a run: the template has an empty directory where the workdir `cwd` gets bound.
+// Before a run: the template has the workdir's parent directory (each run mounts its own
+// small tmpfs there and the workdir inside it).
 std::string ensure_mountpoint(NsPlan& ns, const std::string& cwd);
 
 // Paths for the per-run mount steps, prepared before clone (no allocation in the child).
 struct RunMounts {
     std::string root, proc, tmp, tmp_opts, cwd_host, cwd_in_root, cwd;
+    std::string parent_rel;  // the workdir's parent, relative to the new root
 };
 // In the run's init (after clone): proc, private /tmp, writable workdir, read-only root,
 // pivot_root. Returns nullptr, or the name of the step that failed (errno set).

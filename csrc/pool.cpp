@@ -46,6 +46,7 @@ struct Job {
     bool out_trunc = false, err_trunc = false;
     Kill killed = Kill::None;
     pid_t program = -1;
+    int slot = -1;
 };
 
 void close_fd(int& fd) {
@@ -81,6 +82,7 @@ private:
     std::deque<RunRequest> queue_;
     std::unordered_map<uint64_t, std::unique_ptr<Job>> jobs_;
     std::unordered_map<int, std::pair<Job*, Role>> fds_;
+    std::vector<char> slot_used_;
 
     [[noreturn]] void die(const char* what) {
         dprintf(2, "halo-forge sandbox zygote: %s: %s\n", what, std::strerror(errno));
@@ -103,6 +105,7 @@ private:
         prot_.push_back({"wall_clock", ""});
         prot_.push_back({"process_tree_kill", ns_.pidns ? "" : "no pid namespace: falling back to setsid + subreaper sweep"});
         prot_.push_back({"environment_allowlist", ""});
+        slot_used_.assign(size_t(max_), 0);
         ep_ = epoll_create1(EPOLL_CLOEXEC);
         if (ep_ < 0) die("epoll_create1");
         fcntl(ctl_, F_SETFL, fcntl(ctl_, F_GETFL) | O_NONBLOCK);
@@ -152,7 +155,7 @@ private:
         bool want = !outbuf_.empty();
         if (want != want_out_) {
             epoll_event ev{};
-            ev.events = EPOLLIN | (want ? EPOLLOUT : 0);
+            ev.events = EPOLLIN | (want ? uint32_t(EPOLLOUT) : 0u);
             ev.data.fd = ctl_;
             epoll_ctl(ep_, EPOLL_CTL_MOD, ctl_, &ev);
             want_out_ = want;
@@ -339,7 +342,12 @@ private:
         m.cwd_host = q.cwd;
         m.cwd_in_root = ns_.root_dir + q.cwd;
         m.cwd = q.cwd;
-        ChildPlan plan{q.exe.c_str(), argv.data(), envp.data(), in, out[1], err[1], rep[1], sync[0],
+        m.parent_rel = q.cwd.substr(1, q.cwd.rfind('/') > 0 ? q.cwd.rfind('/') - 1 : 0);
+        for (size_t i = 0; i < slot_used_.size(); ++i)
+            if (!slot_used_[i]) { j->slot = int(i); break; }
+        uid_t uid = ns_.inside_uid;
+        if (ns_.slot_uids) uid = ns_.run_uid + uid_t(j->slot % 256);
+        ChildPlan plan{q.exe.c_str(), uid, ns_.inside_gid, argv.data(), envp.data(), in, out[1], err[1], rep[1], sync[0],
                        &ns_, &m, &q.limits, &filter_};
 
         unsigned long flags = SIGCHLD | CLONE_PIDFD;
@@ -362,6 +370,7 @@ private:
         }
         j->pid = pid;
         j->pidfd = pidfd;
+        slot_used_[size_t(j->slot)] = 1;
         if (ns_.userns) {
             if (std::string why = write_id_maps(ns_, pid); !why.empty()) {
                 syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
@@ -412,6 +421,7 @@ private:
         drop(j->timer);
         close_fd(j->report_r);
         uint64_t id = j->req.id;
+        if (j->slot >= 0) slot_used_[size_t(j->slot)] = 0;
         jobs_.erase(id);
         send(encode_result(res));
     }
@@ -462,6 +472,11 @@ private:
                 res.status = Status::OutputLimit;
         }
         if (res.cpu_s > l.cpu_s && res.status != Status::OutputLimit) res.status = Status::Timeout;
+        // A compiler driver (gcc, g++) reports its child's SIGXCPU as an exit code of its own.
+        if (res.status == Status::RuntimeError &&
+            (res.cpu_s >= double(cpu_rlimit_seconds(l)) - 0.1 ||
+             res.err.find("CPU time limit exceeded") != std::string::npos))
+            res.status = Status::Timeout;
         if (res.status == Status::RuntimeError && out_of_memory(res, l)) res.status = Status::MemoryLimit;
         return res;
     }
@@ -471,7 +486,8 @@ private:
     static bool out_of_memory(const RunResult& r, const Limits& l) {
         if (l.memory_mb > 0 && r.peak_memory_kb >= l.memory_mb * 1024 * 8 / 10) return true;
         static const char* markers[] = {"std::bad_alloc", "memory allocation of", "MemoryError",
-                                        "Cannot allocate memory", "out of memory", "Out of memory"};
+                                        "Cannot allocate memory", "out of memory", "Out of memory",
+                                        "virtual memory exhausted"};
         for (const char* m : markers)
             if (r.err.find(m) != std::string::npos) return true;
         return false;

@@ -52,14 +52,15 @@ void reset_signals() {
     if (dup2(p.stdin_fd, 0) < 0 || dup2(p.out_w, 1) < 0 || dup2(p.err_w, 2) < 0) fail(p.report_w, kExecFailed, "dup2 stdio");
     // Nothing of the zygote reaches the program; the report pipe closes at exec.
     if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) fail(p.report_w, kExecFailed, "close_range");
-    umask(022);
+    // Per-slot uids share the workdir through its group.
+    umask(p.ns->slot_uids ? 002 : 022);
     if (const char* step = apply_rlimits(*p.limits, p.ns->userns || p.ns->root)) fail(p.report_w, kExecFailed, step);
     if (p.ns->set_ids) {
         // Supplementary groups of the caller (root's group 0) must not follow the program.
         // Inside an unprivileged user namespace setgroups is denied and there is nothing to drop.
         if (setgroups(0, nullptr) != 0 && errno != EPERM) fail(p.report_w, kExecFailed, "setgroups");
-        if (setresgid(p.ns->inside_gid, p.ns->inside_gid, p.ns->inside_gid) != 0) fail(p.report_w, kExecFailed, "setresgid");
-        if (setresuid(p.ns->inside_uid, p.ns->inside_uid, p.ns->inside_uid) != 0) fail(p.report_w, kExecFailed, "setresuid");
+        if (setresgid(p.gid, p.gid, p.gid) != 0) fail(p.report_w, kExecFailed, "setresgid");
+        if (setresuid(p.uid, p.uid, p.uid) != 0) fail(p.report_w, kExecFailed, "setresuid");
     }
     if (!install_seccomp(*p.seccomp)) fail(p.report_w, kExecFailed, "seccomp");
     execve(p.exe, p.argv, p.envp);
@@ -117,7 +118,7 @@ void run_init(const ChildPlan& p) {
     if (n != 1) _exit(125);  // the zygote died or gave up before the id maps were written
     close(p.sync_r);
     if (p.ns->mntns) {
-        if (const char* step = enter_run_root(*p.mounts, p.ns->pidns, p.ns->inside_uid, p.ns->inside_gid)) fail(p.report_w, kSetupFailed, step);
+        if (const char* step = enter_run_root(*p.mounts, p.ns->pidns, p.uid, p.gid)) fail(p.report_w, kSetupFailed, step);
     } else if (chdir(p.mounts->cwd.c_str()) != 0) {
         fail(p.report_w, kSetupFailed, "chdir workdir");
     }

@@ -27,6 +27,8 @@ struct ChildReport {
 
 struct ChildPlan {
     const char* exe;
+    uid_t uid;  // the program's ids, in the namespace it runs in
+    gid_t gid;
     char* const* argv;
     char* const* envp;
     int stdin_fd, out_w, err_w, report_w, sync_r;

@@ -30,7 +30,7 @@ import msgspec
 
 from halo_forge.errors import HaloError
 
-__all__ = ["Limits", "RunResult", "Sandbox", "SandboxUnavailable", "STATUSES"]
+__all__ = ["STATUSES", "Limits", "RunResult", "Sandbox", "SandboxUnavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -128,18 +128,24 @@ def _toolchain_dirs(exe: str) -> list[str]:
     return dirs
 
 
-def _remove_tree(path: Path) -> None:
+def _remove_tree(path: Path | str, _depth: int = 0) -> None:
     """rm -rf that also copes with directories a run made unreadable or unwritable."""
 
-    def fix(func, p, _exc):
-        try:
+    def fix(_func, p, _exc):
+        if _depth > 64:
+            return
+        with contextlib.suppress(OSError):
             os.chmod(os.path.dirname(p), stat.S_IRWXU)
-            if os.path.isdir(p) and not os.path.islink(p):
+        if os.path.isdir(p) and not os.path.islink(p):
+            with contextlib.suppress(OSError):
                 os.chmod(p, stat.S_IRWXU)
-            func(p)
-        except FileNotFoundError:
-            pass
+            _remove_tree(p, _depth + 1)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
 
+    if not os.path.lexists(path):
+        return
     if sys.version_info >= (3, 12):
         shutil.rmtree(path, onexc=fix)
     else:
@@ -187,13 +193,13 @@ class Sandbox:
 
     # -- context management ------------------------------------------------------------------
 
-    def __enter__(self) -> Sandbox:
+    def __enter__(self) -> Sandbox:  # noqa: PYI034 - py3.10 has no typing.Self
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    async def __aenter__(self) -> Sandbox:
+    async def __aenter__(self) -> Sandbox:  # noqa: PYI034
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -228,7 +234,7 @@ class Sandbox:
     # -- workdirs ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def workdir(self, files: Mapping[str, bytes | str] = {}) -> Iterator[Path]:  # noqa: B006
+    def workdir(self, files: Mapping[str, bytes | str] = {}) -> Iterator[Path]:
         """A private, empty working directory holding `files`; deleted on exit, whatever
         the runs left in it."""
         if self._closed:
@@ -237,7 +243,10 @@ class Sandbox:
         try:
             uid = self._client.run_uid if self._client.chown_workdirs else None
             if uid is not None:
+                # Concurrent runs use different uids of one group: the workdir belongs to the
+                # group, and new files inherit it (setgid directory).
                 os.chown(path, uid, self._client.run_gid)
+                os.chmod(path, 0o2770)
             for name, data in files.items():
                 rel = Path(name)
                 if rel.is_absolute() or ".." in rel.parts or not rel.parts:
@@ -249,6 +258,7 @@ class Sandbox:
                         d.mkdir()
                         if uid is not None:
                             os.chown(d, uid, self._client.run_gid)
+                            os.chmod(d, 0o2770)
                 target.write_bytes(data.encode() if isinstance(data, str) else bytes(data))
             yield path
         finally:

@@ -27,6 +27,7 @@ except ImportError:
 pytestmark = pytest.mark.anyio
 
 COMPILE = Limits(cpu_s=20, wall_s=40, memory_mb=2048)
+DEFAULT = Limits()
 BOMB = Limits(cpu_s=3, wall_s=8, memory_mb=512, output_bytes=256 << 10)
 
 
@@ -44,12 +45,12 @@ def sb():
 def rustc() -> str | None:
     if not shutil.which("rustc"):
         return None
-    sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True).stdout.strip()
+    sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True, check=False).stdout.strip()
     real = os.path.join(sysroot, "bin", "rustc")
     return real if os.path.exists(real) else shutil.which("rustc")
 
 
-async def build_and_run(sb: Sandbox, src: str, *, lang: str = "c", limits: Limits = Limits(),
+async def build_and_run(sb: Sandbox, src: str, *, lang: str = "c", limits: Limits = DEFAULT,
                         args: tuple[str, ...] = (), stdin: bytes = b"") -> tuple[RunResult, float]:
     name = {"c": "p.c", "cpp": "p.cpp"}[lang]
     cc = {"c": ["gcc", "-O1", "-pthread"], "cpp": ["g++", "-O1", "-pthread"]}[lang]

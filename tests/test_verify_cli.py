@@ -66,6 +66,14 @@ def test_schema_errors_are_named(tmp_path, capsys):
         assert "in.jsonl:1" in err and needle in err, err
 
 
+def test_language_the_verifier_does_not_run_is_named(tmp_path, capsys):
+    src = _write(tmp_path / "in.jsonl", [{"id": "a", "code": "print(1)", "language": "python"},
+                                         {"id": "b", "code": "fn main(){}", "language": "rust"}])
+    assert main(["verify", str(src), "--out", str(tmp_path / "v.jsonl"), "--verifier", "python"]) == 2
+    err = capsys.readouterr().err
+    assert "in.jsonl:2" in err and "--verifier auto" in err
+
+
 def test_missing_input_and_bad_flags(tmp_path, capsys):
     assert main(["verify", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "v.jsonl")]) == 2
     assert "nope.jsonl" in capsys.readouterr().err
@@ -87,3 +95,19 @@ def test_bench_group_is_extensible():
     assert again is first
     again.add_parser("pipeline")
     assert set(first.choices) == {"verify", "pipeline"}
+
+
+def test_bench_verify_on_a_small_corpus(tmp_path, capsys):
+    rows = [{"id": f"p{i}", "language": "python", "code": f"print(int(input()) + {i})\n",
+             "io_tests": [{"stdin": "1\n", "stdout": f"{1 + i}\n"}]} for i in range(3)]
+    corpus = _write(tmp_path / "corpus.jsonl", rows)
+    report = tmp_path / "bench.json"
+    assert main(["bench", "verify", "--corpus", str(corpus), "--repeat", "2", "--rounds", "1",
+                 "--concurrency", "2", "--json", str(report)]) == 0
+    text = capsys.readouterr().out
+    assert "bare compiler loop" in text and "verifier (no cache, no PCH)" in text and "x2" in text
+    runs = json.loads(report.read_text())
+    assert [r["samples"] for r in runs] == [3, 3, 3, 6]
+    assert all(r["passed"] == r["samples"] for r in runs)  # both loops judge the corpus alike
+    assert runs[0]["ratio_vs_bare"] == 1.0 and all(r["samples_per_s"] > 0 for r in runs)
+    assert "cache hit rate 50%" in runs[3]["note"]

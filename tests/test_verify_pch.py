@@ -20,6 +20,11 @@ def pch_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("pch-cache")
 
 
+# Sandboxed compiles get a private /tmp, so a PCH they read must live elsewhere: the default
+# cache directory (~/.cache/halo-forge), which also spares later runs the build.
+DEFAULT_CACHE = VerifierConfig().cache_dir
+
+
 def _config(cache_dir, *, pch=True):
     base = VerifierConfig()
     # -H lists the headers the compiler opens; "! <file>.gch" means it read the PCH instead.
@@ -27,11 +32,12 @@ def _config(cache_dir, *, pch=True):
     return msgspec.structs.replace(base, gcc_cpp=cpp, pch=pch, cache=False, cache_dir=str(cache_dir))
 
 
-def test_verifier_compiles_with_the_pch(pch_dir):
-    [with_pch] = verify_many([VerifySample(id="a", language="cpp", code=PROGRAM)], config=_config(pch_dir))
+def test_verifier_compiles_with_the_pch():
+    [with_pch] = verify_many([VerifySample(id="a", language="cpp", code=PROGRAM)], config=_config(DEFAULT_CACHE))
     assert with_pch.status == "passed" and with_pch.warnings
     assert "! " in with_pch.output and "stdc++.h.gch" in with_pch.output, with_pch.output
-    [without] = verify_many([VerifySample(id="b", language="cpp", code=PROGRAM)], config=_config(pch_dir, pch=False))
+    [without] = verify_many([VerifySample(id="b", language="cpp", code=PROGRAM)],
+                            config=_config(DEFAULT_CACHE, pch=False))
     assert without.status == "passed" and ".gch" not in without.output
 
 

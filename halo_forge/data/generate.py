@@ -16,12 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import re
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +29,7 @@ import msgspec
 from halo_forge.data.chat import FENCE, LANGUAGE_NAMES
 from halo_forge.data.jsonl import complete_lines, encode_line
 from halo_forge.errors import HaloError
+from halo_forge.llm_http import ApiError, Backend, ChatClient
 from halo_forge.records import IOTest, Language, Problem
 from halo_forge.verify.extract import find_blocks, strip_reasoning
 
@@ -38,7 +37,6 @@ if sys.version_info < (3, 11):  # pragma: no cover - anyio depends on the backpo
     from exceptiongroup import BaseExceptionGroup
 
 TOPICS_DIR = Path(__file__).resolve().parent / "topics"
-RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
 class Topic(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -54,17 +52,6 @@ class Topic(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ValueError("seeds must list at least one idea")
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    base_url: str | None
-    model: str | None
-    key_env: str
-    key_required: bool
-    # OpenAI's current name for the output budget; DeepSeek, vLLM and llama.cpp read max_tokens.
-    max_tokens_field: str = "max_tokens"
 
 
 BACKENDS = {
@@ -210,89 +197,6 @@ def _norm(text: str) -> str:
 
 def problem_id(topic: Topic, statement: str) -> str:
     return f"gen/{topic.name}/{hashlib.sha256(_norm(statement).encode()).hexdigest()[:12]}"
-
-
-# --- the client ----------------------------------------------------------------------------
-
-
-class ChatClient:
-    """POST {base_url}/chat/completions with retries; one shared httpx.AsyncClient."""
-
-    def __init__(self, *, backend: Backend, base_url: str, model: str, api_key: str | None,
-                 temperature: float, max_tokens: int = 4096, retries: int = 6,
-                 backoff_s: float = 1.0, max_backoff_s: float = 60.0, timeout_s: float = 300.0,
-                 transport: Any = None) -> None:
-        import httpx
-
-        self.backend, self.model = backend, model
-        self.temperature, self.max_tokens = temperature, max_tokens
-        self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
-        headers = {"Content-Type": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", headers=headers,
-                                       timeout=timeout_s, transport=transport)
-        self.requests = 0
-        self.retried = 0
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    def body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        return {"model": self.model, "messages": messages, "temperature": self.temperature,
-                self.backend.max_tokens_field: self.max_tokens, "stream": False}
-
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(float(retry_after), self.max_backoff_s)
-            except ValueError:
-                pass
-        base = min(self.backoff_s * (2 ** attempt), self.max_backoff_s)
-        return base * (0.5 + random.random() / 2)  # jitter so workers do not retry in lockstep
-
-    async def complete(self, messages: list[dict[str, str]]) -> str:
-        """The answer's text. Raises HaloError for what retrying cannot fix (a bad key, a wrong
-        URL or model) and ApiError when the retries ran out."""
-        import httpx
-
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.retried += 1
-            self.requests += 1
-            retry_after = None
-            try:
-                resp = await self._http.post("chat/completions", json=self.body(messages))
-            except httpx.TransportError as exc:  # connection refused, reset, timeout
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if resp.status_code == 200:
-                    try:
-                        data = resp.json()
-                        return data["choices"][0]["message"]["content"] or ""
-                    except (ValueError, KeyError, IndexError, TypeError):
-                        raise ApiError("bad_response") from None
-                if resp.status_code in (401, 403):
-                    raise HaloError(f"{self.backend.name}: the API key was refused "
-                                    f"(HTTP {resp.status_code}); check ${self.backend.key_env}")
-                if resp.status_code in (400, 404, 422):
-                    raise HaloError(f"{self.backend.name}: HTTP {resp.status_code} from "
-                                    f"{resp.request.url}: {resp.text[:200].strip()}; check "
-                                    "--base-url and --model")
-                if resp.status_code not in RETRY_STATUS:
-                    raise ApiError(f"http_{resp.status_code}")
-                last = f"HTTP {resp.status_code}"
-                retry_after = resp.headers.get("retry-after")
-            if attempt < self.retries:
-                await anyio.sleep(self._delay(attempt, retry_after))
-        raise ApiError("api_error", last)
-
-
-class ApiError(Exception):
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason} {detail}".strip())
-        self.reason = reason
 
 
 # --- the run -------------------------------------------------------------------------------

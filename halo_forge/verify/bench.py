@@ -156,7 +156,7 @@ async def _verifier_run(samples: list[VerifySample], config: VerifierConfig, wor
 
 
 def run_benchmark(*, corpus: str | None = None, verifier: str = "auto", concurrency: int | None = None,
-                  repeat: int = 3, json_path: str | None = None, out: Callable[[str], None] = print) -> int:
+                  repeat: int = 3, rounds: int = 2, json_path: str | None = None, out: Callable[[str], None] = print) -> int:
     samples = load_corpus(corpus)
     if not samples:
         raise HaloError(f"corpus {corpus or DEFAULT_CORPUS} has no samples")
@@ -171,45 +171,62 @@ def run_benchmark(*, corpus: str | None = None, verifier: str = "auto", concurre
     # Warm the page cache and the toolchain probes for both sides (not timed).
     for language in languages:
         resolve_toolchain(language, base.compiler(language))
-    _bare_one(next(s for s in samples if s.language == languages[0]), base)
+    for language in languages:
+        _bare_one(next(s for s in samples if s.language == language), base)
 
-    results: list[RunStats] = []
-    cpu0 = _cpu(resource.RUSAGE_CHILDREN) + _cpu(resource.RUSAGE_SELF)
-    t0 = time.perf_counter()
-    latencies, passed = anyio.run(_bare_loop, samples, base, workers)
-    bare_s = time.perf_counter() - t0
-    bare = _stats("bare compiler loop", latencies, bare_s,
-                  _cpu(resource.RUSAGE_CHILDREN) + _cpu(resource.RUSAGE_SELF) - cpu0, passed)
-    bare.ratio_vs_bare = 1.0
-    results.append(bare)
+    def bare_run() -> RunStats:
+        cpu0 = _cpu(resource.RUSAGE_CHILDREN) + _cpu(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        latencies, passed = anyio.run(_bare_loop, samples, base, workers)
+        seconds = time.perf_counter() - t0
+        return _stats("bare compiler loop", latencies, seconds,
+                      _cpu(resource.RUSAGE_CHILDREN) + _cpu(resource.RUSAGE_SELF) - cpu0, passed)
 
-    def ours(name: str, config: VerifierConfig, items: list[VerifySample], note: str = "") -> RunStats:
+    def ours(name: str, config: VerifierConfig, items: list[VerifySample]) -> RunStats:
         self0 = _cpu(resource.RUSAGE_SELF)
         lat, ok, seconds, cpu, hit_rate = anyio.run(_verifier_run, items, config, workers)
         stats = _stats(name, lat, seconds, cpu + _cpu(resource.RUSAGE_SELF) - self0, ok)
-        stats.ratio_vs_bare = round(stats.samples_per_s / bare.samples_per_s, 3)
-        stats.note = "; ".join(x for x in (note, f"cache hit rate {hit_rate:.0%}" if config.cache else "") if x)
-        results.append(stats)
+        if config.cache:
+            stats.note = f"cache hit rate {hit_rate:.0%}"
         return stats
 
-    with tempfile.TemporaryDirectory(prefix="hf-bench-cache-") as scratch:
-        plain = msgspec.structs.replace(base, cache=False, pch=False)
-        ours("verifier (no cache, no PCH)", plain, samples)
+    # The like-for-like pair runs alternately, `rounds` times, and each keeps its best round:
+    # on a shared machine, load that comes and goes would otherwise favour whichever ran later.
+    plain = msgspec.structs.replace(base, cache=False, pch=False)
+    bare_rounds, plain_rounds = [], []
+    for _ in range(rounds):
+        bare_rounds.append(bare_run())
+        plain_rounds.append(ours("verifier (no cache, no PCH)", plain, samples))
+    bare = max(bare_rounds, key=lambda r: r.samples_per_s)
+    results: list[RunStats] = [bare, max(plain_rounds, key=lambda r: r.samples_per_s)]
+    if rounds > 1:
+        for r, runs in ((bare, bare_rounds), (results[1], plain_rounds)):
+            r.note = "best of " + ", ".join(f"{x.samples_per_s:.2f}" for x in runs) + " samples/s"
 
-        with_pch = msgspec.structs.replace(base, cache=False, pch=True, cache_dir=scratch)
-        note = ""
-        if "cpp" in languages and with_pch.verifier in ("auto", "gcc"):
-            from halo_forge.verify.pch import PchCache
+    # The PCH lives in the normal cache directory (sandboxed compiles have a private /tmp, and
+    # a machine builds it once anyway); its one-off build is done and timed outside the runs.
+    with_pch = msgspec.structs.replace(base, cache=False, pch=True)
+    note = ""
+    if "cpp" in languages and with_pch.verifier in ("auto", "gcc"):
+        from halo_forge.verify.pch import PchCache
 
+        pch = PchCache(with_pch.cache_dir)
+        tc = resolve_toolchain("cpp", with_pch.compiler("cpp"))
+        if pch.ready_dir(tc) is None:
             t = time.perf_counter()
-            PchCache(scratch).build(resolve_toolchain("cpp", with_pch.compiler("cpp")))
+            pch.build(tc)
             note = f"PCH built once beforehand in {time.perf_counter() - t:.1f} s"
-        ours("verifier + PCH", with_pch, samples, note)
+        else:
+            note = "PCH already built"
+    results.append(ours("verifier + PCH", with_pch, samples))
+    results[-1].note = note
 
-        cached = msgspec.structs.replace(base, cache=True, pch=True, cache_dir=scratch)
-        repeated = [msgspec.structs.replace(s, id=f"{s.id}#{k}") for k in range(repeat) for s in samples]
-        ours(f"verifier + PCH + cache (corpus x{repeat})", cached, repeated,
-             "bare rate from the run above: the bare loop caches nothing")
+    cached = msgspec.structs.replace(base, cache=True, cache_path=None, pch=True)
+    repeated = [msgspec.structs.replace(s, id=f"{s.id}#{k}") for k in range(repeat) for s in samples]
+    results.append(ours(f"verifier + PCH + cache (corpus x{repeat})", cached, repeated))
+    results[-1].note += "; against the bare rate above (the bare loop caches nothing)"
+    for r in results:
+        r.ratio_vs_bare = round(r.samples_per_s / bare.samples_per_s, 3)
 
     out(f"{'run':44} {'samples/s':>10} {'ratio':>7} {'p50 s':>8} {'p99 s':>8} {'cpu s/sample':>13} {'passed':>8}")
     for r in results:

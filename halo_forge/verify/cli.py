@@ -86,6 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(bench)
     bench.add_argument("--repeat", type=_positive_int, default=3, metavar="K",
                        help="copies of each sample in the cached run (RAFT-style repeats; default 3)")
+    bench.add_argument("--rounds", type=_positive_int, default=2, metavar="R",
+                       help="alternate the bare loop and the plain verifier R times, keep each one's best (default 2)")
     bench.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
     bench.set_defaults(handler=run_bench)
 
@@ -121,8 +123,6 @@ def run_verify(args: argparse.Namespace) -> int:
     from halo_forge.verify.runner import Verifier, verify_indexed
 
     source, out = Path(args.input), Path(args.out)
-    # Validate the whole input before any work, so a bad line 90,000 fails in a second.
-    total = sum(1 for _ in read_samples(source))
     try:
         config = VerifierConfig(
             verifier=args.verifier, concurrency=args.concurrency, cache=not args.no_cache,
@@ -131,6 +131,13 @@ def run_verify(args: argparse.Namespace) -> int:
         )
     except (ValueError, TypeError) as exc:
         raise HaloError(f"verify: {exc}") from None
+    # Validate the whole input before any work, so a bad line 90,000 fails in a second.
+    total = 0
+    for number, sample in read_samples(source):
+        total += 1
+        if sample.language is not None and sample.language not in config.languages:  # type: ignore[attr-defined]
+            raise HaloError(f"{source}:{number}: sample is {sample.language} but --verifier "  # type: ignore[attr-defined]
+                            f"{config.verifier} handles {', '.join(config.languages)}: use --verifier auto")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
     encoder = msgspec.json.Encoder()
@@ -188,7 +195,7 @@ class _Progress:
         self._last_log = time.monotonic()
         self._started = time.monotonic()
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> _Progress:  # noqa: PYI034
         if sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import (
@@ -228,4 +235,4 @@ def run_bench(args: argparse.Namespace) -> int:
     from halo_forge.verify.bench import run_benchmark
 
     return run_benchmark(corpus=args.corpus, verifier=args.verifier, concurrency=args.concurrency,
-                         repeat=args.repeat, json_path=args.json)
+                         repeat=args.repeat, rounds=args.rounds, json_path=args.json)

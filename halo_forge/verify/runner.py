@@ -85,6 +85,11 @@ def _limits(step: StepLimits) -> Any:
     return Limits(**msgspec.structs.asdict(step))
 
 
+def _under_tmp(path: os.PathLike | str) -> bool:
+    real = os.path.realpath(path)
+    return real == "/tmp" or real.startswith("/tmp/")
+
+
 class _Prepared(msgspec.Struct, kw_only=True):
     """Everything about a sample that is known before anything runs."""
 
@@ -124,6 +129,11 @@ class Verifier:
             cache = VerdictCache(self.config.cache_path)
         self.cache = cache
         self.pch = PchCache(self.config.cache_dir) if self.config.pch else None
+        if self.pch is not None and _under_tmp(self.pch.root):
+            # Sandboxed compiles see a private /tmp, so a PCH there would never be read.
+            log.warning("precompiled headers off: cache_dir %s is under /tmp, which sandboxed "
+                        "compiles cannot see; choose another cache_dir", self.config.cache_dir)
+            self.pch = None
         self._compile_limits = _limits(self.config.compile_limits)
         self._run_limits = _limits(self.config.run_limits)
 
@@ -145,7 +155,7 @@ class Verifier:
             paths.add(str(self.pch.root))
         return sorted(paths)
 
-    async def __aenter__(self) -> Verifier:
+    async def __aenter__(self) -> Verifier:  # noqa: PYI034
         if self.config.verifier != "auto":  # an explicit choice must work: fail before any sample
             for language in self.config.languages:
                 resolve_toolchain(language, self.config.compiler(language))
@@ -408,11 +418,20 @@ def _as_sample(item: Any) -> VerifySample:
     return msgspec.convert(item, VerifySample, from_attributes=True)
 
 
-def _unwrap(group: BaseException) -> BaseException:
-    """The HaloError inside an exception group, so that users see one line, not a group."""
-    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-        group = group.exceptions[0]
-    return group
+def _unwrap(error: BaseException) -> BaseException:
+    """The first HaloError inside an exception group (users see one line, not a group of the
+    same error from several samples); the group itself when it holds something else too."""
+    leaves: list[BaseException] = []
+    stack = [error]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(reversed(item.exceptions))
+        else:
+            leaves.append(item)
+    if leaves and all(isinstance(leaf, HaloError) for leaf in leaves):
+        return leaves[0]
+    return leaves[0] if len(leaves) == 1 else error
 
 
 async def verify_indexed(

@@ -1,0 +1,144 @@
+"""Loading base models, tokenizers and LoRA adapters, with one-line errors instead of tracebacks.
+
+A model is a Hugging Face id or a local folder. An adapter folder (what `sft train` and each
+RAFT cycle write) carries `halo_forge_adapter.json` naming its base model, so a later stage
+needs only the adapter's path: `resolve(model="", adapter=DIR)` finds the base.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from halo_forge.errors import HaloError
+
+ADAPTER_META = "halo_forge_adapter.json"
+
+
+class AdapterMeta(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Written beside a saved adapter: what it was trained from and how it went."""
+
+    base_model: str
+    created_unix: float = 0.0
+    halo_forge_version: str = ""
+    parent_adapter: str = ""  # the adapter this one continued training from ("" = fresh LoRA)
+    lora_rank: int = 0
+    lora_alpha: float = 0.0
+    target_modules: list[str] | str = []
+    learning_rate: float = 0.0
+    epochs: float = 0.0
+    global_step: int = 0
+    train_examples: int = 0
+    eval_examples: int = 0
+    train_loss: float | None = None
+    eval_loss: float | None = None
+
+
+def is_adapter_dir(path: str | os.PathLike[str]) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def write_adapter_meta(adapter_dir: Path, meta: AdapterMeta) -> None:
+    meta.created_unix = meta.created_unix or time.time()
+    tmp = adapter_dir / (ADAPTER_META + ".tmp")
+    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(meta)))
+    os.replace(tmp, adapter_dir / ADAPTER_META)
+
+
+def read_adapter_meta(adapter_dir: str | os.PathLike[str]) -> AdapterMeta:
+    """The adapter's metadata; for an adapter trained elsewhere, peft's own base model name."""
+    path = Path(adapter_dir)
+    if not is_adapter_dir(path):
+        raise HaloError(f"{path}: not a LoRA adapter folder (no adapter_config.json); pass the "
+                        "folder `sft train` wrote (DIR/final_model)")
+    meta_path = path / ADAPTER_META
+    if meta_path.is_file():
+        try:
+            return msgspec.json.decode(meta_path.read_bytes(), type=AdapterMeta)
+        except msgspec.DecodeError as exc:
+            raise HaloError(f"{meta_path}: unreadable adapter metadata ({exc})") from None
+    try:
+        cfg = msgspec.json.decode((path / "adapter_config.json").read_bytes())
+    except msgspec.DecodeError as exc:
+        raise HaloError(f"{path}/adapter_config.json: not JSON ({exc})") from None
+    base = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
+    if not base:
+        raise HaloError(f"{path}: the adapter does not name its base model; pass --model")
+    return AdapterMeta(base_model=str(base))
+
+
+def resolve(model: str, adapter: str) -> tuple[str, str]:
+    """(base model, adapter) from what the user gave: a model that is an adapter folder is read
+    as the adapter, and an adapter without a model brings its base model along."""
+    if model and is_adapter_dir(model) and not adapter:
+        model, adapter = "", model
+    if adapter:
+        base = read_adapter_meta(adapter).base_model
+        if not model:
+            model = base
+    if not model:
+        raise HaloError("no model given: pass --model (a Hugging Face id or a local folder)")
+    return model, adapter
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
+
+
+def _load_error(kind: str, name: str, exc: BaseException) -> HaloError:
+    if Path(name).exists():
+        return HaloError(f"cannot load {kind} from {name} ({_short(exc)}); is it a complete "
+                         "Hugging Face model folder?")
+    offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    how = ("HF_HUB_OFFLINE is set, so only the local cache is searched" if offline else
+           "it is not a local folder and could not be fetched from the hub")
+    return HaloError(f"cannot load {kind} {name!r}: {how} ({_short(exc)}); download it first "
+                     "(`huggingface-cli download ID`) or pass a local model folder")
+
+
+def load_tokenizer(name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(name)
+    except Exception as exc:  # noqa: BLE001 - transformers raises many types for "not found"
+        raise _load_error("tokenizer", name, exc) from None
+    if tok.pad_token is None:  # many base models ship without one; padding is masked anyway
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _dtype_kw() -> str:
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def pick_dtype(setting: str, *, training: bool) -> Any:
+    """"auto": bf16 on GPUs that have it; fp16 for inference on older GPUs; fp32 on CPU."""
+    import torch
+
+    if setting != "auto":
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16,
+                "float32": torch.float32}[setting]
+    if torch.cuda.is_available():
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        # Training keeps fp32 master weights (the Trainer adds fp16 autocast).
+        return torch.float32 if training else torch.float16
+    return torch.float32
+
+
+def load_causal_lm(name: str, *, dtype: Any) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(name, **{_dtype_kw(): dtype})
+    except Exception as exc:  # noqa: BLE001
+        raise _load_error("model", name, exc) from None

@@ -1,0 +1,47 @@
+"""The sandbox as an ordinary user: the same tests, run by an unprivileged uid.
+
+Needs root to create that situation (drop to uid 65534 with no groups); when the Python
+installation lives under a mode-0700 /root, it is bound into a private mount namespace of the
+test's child rather than chmod-ing the host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged uid")
+@pytest.mark.skipif(not (shutil.which("setpriv") and shutil.which("unshare")),
+                    reason="util-linux setpriv/unshare not installed")
+def test_sandbox_tests_pass_as_an_unprivileged_user(tmp_path):
+    python = os.path.realpath(sys.executable)
+    prefix = os.path.realpath(sys.prefix)
+    setup = ""
+    if prefix.startswith("/root/"):
+        # /root is 0700: show only the interpreter's prefix there, in a private mount namespace.
+        stash = tmp_path / "stash"
+        stash.mkdir()
+        top = "/root/" + prefix.split("/")[2]
+        setup = (f"mount --bind {top} {stash} && mount -t tmpfs tmpfs /root && mkdir {top} && "
+                 f"mount --move {stash} {top} && ")
+    os.chmod(tmp_path, 0o755)
+    tests = "tests/test_sandbox.py"
+    cmd = (f"{setup}cd {REPO} && setpriv --reuid=65534 --regid=65534 --clear-groups -- "
+           f"{python} -m pytest -q -p no:cacheprovider {tests} && "
+           f"exec setpriv --reuid=65534 --regid=65534 --clear-groups -- {python} -m halo_forge sandbox check --strict")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(PYTHONDONTWRITEBYTECODE="1", HOME="/tmp")
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", cmd],
+                          capture_output=True, text=True, timeout=600, env=env, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert " passed" in out and "failed" not in out
+    assert "user_namespace         active" in out and "OFF" not in out, out[-2000:]

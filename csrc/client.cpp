@@ -1,6 +1,7 @@
 #include "client.hpp"
 
 #include <cerrno>
+#include <cstdlib>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
@@ -40,7 +41,8 @@ Client::Client(const std::string& python, const std::string& so_path, const std:
     std::string fdarg = std::to_string(3), conc = std::to_string(max_concurrency);
     const char* argv[] = {python.c_str(), "-I", "-S", "-c", kBoot, so_path.c_str(), fdarg.c_str(),
                           base_dir.c_str(), conc.c_str(), nullptr};
-    const char* envp[] = {"LANG=C.UTF-8", nullptr};
+    // Nothing of the caller's environment reaches the zygote but the trace switch.
+    const char* envp[] = {"LANG=C.UTF-8", getenv("HALO_SANDBOX_TRACE") ? "HALO_SANDBOX_TRACE=1" : nullptr, nullptr};
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     posix_spawn_file_actions_init(&fa);

@@ -1,4 +1,5 @@
 #include "namespaces.hpp"
+#include "trace.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -277,21 +278,27 @@ static bool mkdirs_in_child(const char* path) {
     return true;
 }
 
-const char* enter_run_root(const RunMounts& m, bool pidns, uid_t fsuid, gid_t fsgid) {
+const char* enter_run_root(const RunMounts& m, bool pidns, uid_t fsuid, gid_t fsgid, int trace_fd) {
+    auto T = [trace_fd](const char* s) { trace_point(trace_fd, s); };
     // The template arrived locked (copied into a less privileged user namespace) and
     // pivot_root refuses a locked new root: stack a fresh recursive bind of it on itself.
     if (mount(m.root.c_str(), m.root.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) return "bind template root";
+    T("bind template root");
     if (pidns && mount("proc", m.proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
         return "mount /proc";
+    T("mount /proc");
     // Take hold of the workdir while this process can still walk the caller's private
     // directories (as root, through a mode-0700 base); it is attached further down.
     int tree = int(syscall(SYS_open_tree, AT_FDCWD, m.cwd_host.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
     if (tree < 0) return "open_tree workdir";
+    T("open_tree workdir");
     if (mount("tmpfs", m.tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, m.tmp_opts.c_str()) != 0)
         return "mount /tmp";
+    T("mount /tmp");
     // From here on paths are relative to the new root: the caller's base directory above it
     // may be closed to the program's ids.
     if (chdir(m.root.c_str()) != 0) return "chdir root";
+    T("chdir root");
     // New inodes need an owner the run's user namespace can represent: the program's ids.
     setfsgid(fsgid);
     setfsuid(fsuid);
@@ -301,17 +308,25 @@ const char* enter_run_root(const RunMounts& m, bool pidns, uid_t fsuid, gid_t fs
     if (!mkdirs_in_child(m.parent_rel.c_str())) return "mkdir workdir parent";
     if (mount("tmpfs", m.parent_rel.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=16k,nr_inodes=8") != 0)
         return "mount workdir parent";
+    T("mount workdir parent");
     if (mkdir(rel, 0755) != 0) return "mkdir workdir mount point";
+    T("mkdir workdir mount point");
     if (syscall(SYS_move_mount, tree, "", AT_FDCWD, rel, MOVE_MOUNT_F_EMPTY_PATH) != 0)
         return "attach workdir";
+    T("attach workdir");
     close(tree);
     if (mount(nullptr, rel, nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept_flags(rel), nullptr) != 0)
         return "remount workdir";
+    T("remount workdir");
     if (mount(nullptr, ".", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | kept_flags("."), nullptr) != 0)
         return "remount root read-only";
+    T("remount root read-only");
     if (syscall(SYS_pivot_root, ".", ".") != 0) return "pivot_root";
+    T("pivot_root");
     if (umount2(".", MNT_DETACH) != 0) return "detach old root";
+    T("detach old root");
     if (chdir(m.cwd.c_str()) != 0) return "chdir workdir";
+    T("chdir workdir");
     return nullptr;
 }
 

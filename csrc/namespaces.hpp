@@ -52,7 +52,7 @@ struct RunMounts {
 };
 // In the run's init (after clone): proc, private /tmp, writable workdir, read-only root,
 // pivot_root. Returns nullptr, or the name of the step that failed (errno set).
-const char* enter_run_root(const RunMounts& m, bool pidns, uid_t fsuid, gid_t fsgid);
+const char* enter_run_root(const RunMounts& m, bool pidns, uid_t fsuid, gid_t fsgid, int trace_fd);
 
 // Writes the uid/gid maps of a freshly cloned run. Returns "" or an error.
 std::string write_id_maps(const NsPlan& ns, pid_t pid);

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <algorithm>
 #include <deque>
 #include <fcntl.h>
 #include <memory>
@@ -47,6 +48,7 @@ struct Job {
     Kill killed = Kill::None;
     pid_t program = -1;
     int slot = -1;
+    std::vector<std::pair<std::string, int64_t>> trace;  // HALO_SANDBOX_TRACE
 };
 
 void close_fd(int& fd) {
@@ -83,6 +85,35 @@ private:
     std::unordered_map<uint64_t, std::unique_ptr<Job>> jobs_;
     std::unordered_map<int, std::pair<Job*, Role>> fds_;
     std::vector<char> slot_used_;
+    std::vector<std::string> trace_order_;
+    std::unordered_map<std::string, std::pair<double, long>> trace_sum_;
+
+    void trace(Job* j, const char* step) {
+        if (g_trace) j->trace.emplace_back(step, mono_ns());
+    }
+
+    void account_trace(Job* j) {
+        auto& t = j->trace;
+        std::stable_sort(t.begin(), t.end(), [](auto& a, auto& b) { return a.second < b.second; });
+        for (size_t i = 1; i < t.size(); ++i) {
+            auto [it, fresh] = trace_sum_.try_emplace(t[i].first, 0.0, 0L);
+            if (fresh) trace_order_.push_back(t[i].first);
+            it->second.first += double(t[i].second - t[i - 1].second) * 1e-3;
+            it->second.second += 1;
+        }
+    }
+
+    void print_trace() {
+        if (!g_trace || trace_order_.empty()) return;
+        dprintf(2, "halo-forge sandbox trace: mean microseconds per step (step ends at the label)\n");
+        double total = 0;
+        for (auto& name : trace_order_) {
+            auto& [sum, n] = trace_sum_[name];
+            dprintf(2, "  %-32s %9.1f  (n=%ld)\n", name.c_str(), sum / double(n), n);
+            total += sum / double(n);
+        }
+        dprintf(2, "  %-32s %9.1f\n", "sum", total);
+    }
 
     [[noreturn]] void die(const char* what) {
         dprintf(2, "halo-forge sandbox zygote: %s: %s\n", what, std::strerror(errno));
@@ -97,6 +128,7 @@ private:
             r.rlim_cur = r.rlim_max;
             setrlimit(RLIMIT_NOFILE, &r);
         }
+        g_trace = getenv("HALO_SANDBOX_TRACE") != nullptr;
         setup_zygote(ns_, prot_, base_);
         std::string why;
         filter_ = build_seccomp_filter(why);
@@ -233,6 +265,7 @@ private:
     }
 
     [[noreturn]] void finish() {
+        print_trace();
         // Best effort: hand over what is left, then go. Runs are all reaped by now.
         fcntl(ctl_, F_SETFL, fcntl(ctl_, F_GETFL) & ~O_NONBLOCK);
         if (!outbuf_.empty()) (void)!::send(ctl_, outbuf_.data(), outbuf_.size(), MSG_NOSIGNAL);
@@ -256,6 +289,7 @@ private:
         ChildReport r;
         while (read(j->report_r, &r, sizeof r) == ssize_t(sizeof r)) {
             if (r.kind == kStarted) j->program = r.value;
+            else if (r.kind == kTrace) j->trace.emplace_back(r.step, r.ns);
             else if (last) *last = r;
         }
     }
@@ -358,6 +392,7 @@ private:
         if (ns_.utsns) flags |= CLONE_NEWUTS;
         int pidfd = -1;
         j->start = now();
+        trace(j.get(), "zygote: prepare");
         pid_t pid = pid_t(syscall(SYS_clone, flags, nullptr, &pidfd, nullptr, nullptr));
         if (pid == 0) {
             close(sync[1]);
@@ -369,6 +404,7 @@ private:
             return fail_now(id, why);
         }
         j->pid = pid;
+        trace(j.get(), "zygote: clone");
         j->pidfd = pidfd;
         slot_used_[size_t(j->slot)] = 1;
         if (ns_.userns) {
@@ -380,6 +416,7 @@ private:
                 return fail_now(id, why);
             }
         }
+        trace(j.get(), "zygote: id maps");
         (void)!write(sync[1], "g", 1);
         close_fd(sync[1]); close_fd(sync[0]);
         close_fd(out[1]); close_fd(err[1]); close_fd(rep[1]); close_fd(in);
@@ -409,12 +446,14 @@ private:
         do r = wait4(j->pid, &st, __WALL | WNOHANG, &ru); while (r < 0 && errno == EINTR);
         if (r == 0) return;
         double wall = now() - j->start;
+        trace(j, "zygote: init exit, reap");
         // The init is gone; with a pid namespace so is every writer of the pipes.
         if (j->out_r >= 0) pump(j, j->out_r, j->out, j->out_trunc);
         if (j->err_r >= 0) pump(j, j->err_r, j->err, j->err_trunc);
         ChildReport last{};
         read_reports(j, &last);
         RunResult res = verdict(j, last, ru, wall);
+        account_trace(j);
         drop(j->pidfd);
         drop(j->out_r);
         drop(j->err_r);

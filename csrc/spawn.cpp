@@ -14,11 +14,30 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <utility>
 
 namespace hf {
+
+bool g_trace = false;
+
+int64_t mono_ns() {
+    timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return int64_t(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
+
+void trace_point(int report_w, const char* step) {
+    if (!g_trace) return;
+    ChildReport r{};
+    r.kind = kTrace;
+    r.ns = mono_ns();
+    std::strncpy(r.step, step, sizeof r.step - 1);
+    ssize_t n;
+    do n = write(report_w, &r, sizeof r); while (n < 0 && errno == EINTR);
+}
 
 namespace {
 
@@ -54,6 +73,7 @@ void reset_signals() {
     if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) fail(p.report_w, kExecFailed, "close_range");
     // Per-slot uids share the workdir through its group.
     umask(p.ns->slot_uids ? 002 : 022);
+    trace_point(p.report_w, "prog: stdio+close_range");
     if (const char* step = apply_rlimits(*p.limits, p.ns->userns || p.ns->root)) fail(p.report_w, kExecFailed, step);
     if (p.ns->set_ids) {
         // Supplementary groups of the caller (root's group 0) must not follow the program.
@@ -62,7 +82,9 @@ void reset_signals() {
         if (setresgid(p.gid, p.gid, p.gid) != 0) fail(p.report_w, kExecFailed, "setresgid");
         if (setresuid(p.uid, p.uid, p.uid) != 0) fail(p.report_w, kExecFailed, "setresuid");
     }
+    trace_point(p.report_w, "prog: rlimits+ids");
     if (!install_seccomp(*p.seccomp)) fail(p.report_w, kExecFailed, "seccomp");
+    trace_point(p.report_w, "prog: seccomp");
     execve(p.exe, p.argv, p.envp);
     fail(p.report_w, kExecFailed, "execve");
 }
@@ -116,9 +138,10 @@ void run_init(const ChildPlan& p) {
     ssize_t n;
     do n = read(p.sync_r, &go, 1); while (n < 0 && errno == EINTR);
     if (n != 1) _exit(125);  // the zygote died or gave up before the id maps were written
+    trace_point(p.report_w, "init: wait for go");
     close(p.sync_r);
     if (p.ns->mntns) {
-        if (const char* step = enter_run_root(*p.mounts, p.ns->pidns, p.uid, p.gid)) fail(p.report_w, kSetupFailed, step);
+        if (const char* step = enter_run_root(*p.mounts, p.ns->pidns, p.uid, p.gid, p.report_w)) fail(p.report_w, kSetupFailed, step);
     } else if (chdir(p.mounts->cwd.c_str()) != 0) {
         fail(p.report_w, kSetupFailed, "chdir workdir");
     }
@@ -127,6 +150,7 @@ void run_init(const ChildPlan& p) {
     pid_t pid = fork();
     if (pid < 0) fail(p.report_w, kSetupFailed, "fork program");
     if (pid == 0) exec_program(p);
+    trace_point(p.report_w, "init: fork program");
     close(p.stdin_fd);
     close(p.out_w);
     close(p.err_w);
@@ -138,10 +162,12 @@ void run_init(const ChildPlan& p) {
         if (r == pid) { status = st; break; }
         if (r < 0 && errno != EINTR) break;
     }
+    trace_point(p.report_w, "program ran");
     if (!p.ns->pidns) {
         kill(-pid, SIGKILL);
         sweep_children();
     }
+    trace_point(p.report_w, "init: after program");
     report(p.report_w, kDone, 0, status, nullptr);
     // With a pid namespace, this exit kills everything the program left running.
     _exit(0);

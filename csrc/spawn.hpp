@@ -8,6 +8,7 @@
 
 #include "namespaces.hpp"
 #include "protocol.hpp"
+#include "trace.hpp"
 
 #include <cstdint>
 #include <linux/filter.h>
@@ -15,15 +16,17 @@
 
 namespace hf {
 
-enum ReportKind : int32_t { kSetupFailed = 1, kExecFailed = 2, kStarted = 3, kDone = 4 };
+enum ReportKind : int32_t { kSetupFailed = 1, kExecFailed = 2, kStarted = 3, kDone = 4, kTrace = 5 };
 
 // Fixed-size record written to the report pipe (atomic: smaller than PIPE_BUF).
 struct ChildReport {
     int32_t kind;
     int32_t err;    // errno for failures
     int32_t value;  // program pid (kStarted) or wait status (kDone)
-    char step[52];  // name of the failed step
+    char step[52];  // name of the failed step (kTrace: of the step that just ended)
+    int64_t ns;     // kTrace: CLOCK_MONOTONIC when the step ended
 };
+
 
 struct ChildPlan {
     const char* exe;

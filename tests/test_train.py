@@ -109,7 +109,7 @@ def test_collator_pads_to_the_longest_row_not_the_maximum() -> None:
 def test_eval_split_is_stable_and_never_empties_a_side() -> None:
     exs = [Example(id=f"e{i}", text="x") for i in range(40)]
     train_a, eval_a = split_eval(exs, fraction=0.1, seed=1)
-    train_b, eval_b = split_eval(exs, fraction=0.1, seed=1)
+    _, eval_b = split_eval(exs, fraction=0.1, seed=1)
     assert [e.id for e in eval_a] == [e.id for e in eval_b] and len(eval_a) == 4
     assert len(train_a) == 36
     assert [len(s) for s in split_eval(exs[:2], fraction=0.01, seed=1)] == [1, 1]

@@ -38,6 +38,19 @@ def test_verify_writes_one_verdict_per_line(tmp_path, capsys):
     assert not list(tmp_path.glob("sub/.*partial"))
 
 
+def test_disk_cache_serves_a_second_run(tmp_path, capsys):
+    rows = [{"id": f"s{i}", "language": "python", "code": "print(int(input()) * 2)\n",
+             "io_tests": [{"stdin": "2\n", "stdout": "4\n"}]} for i in range(2)]
+    src = _write(tmp_path / "in.jsonl", rows)
+    args = ["verify", str(src), "--out", str(tmp_path / "v.jsonl"), "--cache", str(tmp_path / "c.sqlite")]
+    assert main(args) == 0
+    assert "cache hit rate 50.0% (1/2)" in capsys.readouterr().out  # the repeat within the run
+    assert main(args) == 0
+    assert "cache hit rate 100.0% (2/2)" in capsys.readouterr().out  # everything, from the file
+    verdicts = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert sorted(v["id"] for v in verdicts) == ["s0", "s1"] and all(v["cached"] for v in verdicts)
+
+
 def test_exit_zero_when_everything_fails(tmp_path):
     src = _write(tmp_path / "in.jsonl", [{"id": "x", "language": "c", "code": "int main(void){ return y; }"}])
     out = tmp_path / "v.jsonl"
@@ -111,3 +124,14 @@ def test_bench_verify_on_a_small_corpus(tmp_path, capsys):
     assert all(r["passed"] == r["samples"] for r in runs)  # both loops judge the corpus alike
     assert runs[0]["ratio_vs_bare"] == 1.0 and all(r["samples_per_s"] > 0 for r in runs)
     assert "cache hit rate 50%" in runs[3]["note"]
+
+
+def test_verify_input_from_records():
+    from halo_forge.records import IOTest, Problem, Sample
+    from halo_forge.verify.types import verify_input
+
+    problem = Problem(id="p", language="cpp", prompt="add", io_tests=[IOTest(stdin="1 2", stdout="3")],
+                      test_code="")
+    got = verify_input(problem, Sample(id="p/c0/s1", problem_id="p", completion="```cpp\nint main(){}\n```"))
+    assert (got.id, got.language, got.test_code) == ("p/c0/s1", "cpp", None)
+    assert got.io_tests[0].stdin == "1 2" and got.completion.startswith("```cpp")

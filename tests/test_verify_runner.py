@@ -60,6 +60,9 @@ def test_statuses():
         sample("loop", "int main(void){for(volatile unsigned long i=0;;i++);}\n", language="c", io_tests=AB),
         sample("hog", "#include <stdlib.h>\n#include <string.h>\nint main(void){for(;;){char*p=malloc(1<<20);"
                "if(!p)return 3;memset(p,1,1<<20);}}\n", language="c", io_tests=AB[:1]),
+        sample("badalloc", "#include <vector>\n#include <cstdio>\nint main(){std::vector<char> v(size_t(4) << 30);"
+               "std::printf(\"%d\\n\", v[7]);}\n", language="cpp", io_tests=AB[:1]),
+        sample("pyhog", "x = bytearray(4 << 30)\n", language="python", io_tests=AB[:1]),
         sample("flood", "while True:\n    print('y' * 1000)\n", language="python", io_tests=AB[:1]),
         sample("broken", "int main(void){ return x; }\n", language="c", io_tests=AB),
         sample("pysyntax", "def f(:\n", language="python", io_tests=AB),
@@ -68,7 +71,8 @@ def test_statuses():
     ])
     expect = {
         "wrong": ("wrong_answer", 0.5, 0), "half": ("wrong_answer", 0.75, 1), "crash": ("runtime_error", 0.5, 0),
-        "raise": ("runtime_error", 0.5, 0), "loop": ("timeout", 0.5, 0), "flood": ("output_limit", 0.5, 0),
+        "raise": ("runtime_error", 0.5, 0), "badalloc": ("memory_limit", 0.5, 0), "pyhog": ("memory_limit", 0.5, 0),
+        "loop": ("timeout", 0.5, 0), "flood": ("output_limit", 0.5, 0),
         "broken": ("compile_error", 0.0, 0), "pysyntax": ("compile_error", 0.0, 0), "empty": ("no_code", 0.0, 0),
         "prose": ("no_code", 0.0, 0),
     }

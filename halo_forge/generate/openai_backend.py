@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -37,7 +38,18 @@ from halo_forge.generate.base import (
 from halo_forge.llm_http import ApiError, Backend, ChatClient
 from halo_forge.records import Problem, Sample
 
+if sys.version_info < (3, 11):  # pragma: no cover - anyio depends on the backport there
+    from exceptiongroup import BaseExceptionGroup
+
 log = logging.getLogger(__name__)
+
+
+def _first_halo(group: BaseExceptionGroup) -> HaloError | None:
+    for exc in group.exceptions:
+        found = _first_halo(exc) if isinstance(exc, BaseExceptionGroup) else exc
+        if isinstance(found, HaloError):
+            return found
+    return None
 
 
 class OpenAIBackend:
@@ -102,6 +114,12 @@ class OpenAIBackend:
                 out.append((text, prompt_tokens, total // max(1, len(choices))))
         return max(0, n - len(out))
 
+    async def _limited(self, limiter: anyio.CapacityLimiter, client: ChatClient,
+                       problem: Problem, n: int, settings: SamplingSettings,
+                       out: list[tuple[str, int, int]], failed: list[int], i: int) -> None:
+        async with limiter:
+            failed[i] = await self._one_problem(client, problem, n, settings, out)
+
     async def stream(self, problems: Sequence[Problem], *, samples_per_prompt: int,
                      params: SamplingSettings, cycle: int = 0) -> AsyncIterator[Batch]:
         check_samples_per_prompt(samples_per_prompt)
@@ -116,15 +134,17 @@ class OpenAIBackend:
                 results: list[list[tuple[str, int, int]]] = [[] for _ in window]
                 failed = [0] * len(window)
 
-                async def run(i: int) -> None:
-                    async with limiter:
-                        failed[i] = await self._one_problem(client, window[i], n, params,
-                                                            results[i])
-
                 start = time.perf_counter()
-                async with anyio.create_task_group() as tg:
-                    for i in range(len(window)):
-                        tg.start_soon(run, i)
+                try:
+                    async with anyio.create_task_group() as tg:
+                        for i in range(len(window)):
+                            tg.start_soon(self._limited, limiter, client, window[i], n, params,
+                                          results[i], failed, i)
+                except BaseExceptionGroup as group:  # a refused key: say so, not as a group
+                    halo = _first_halo(group)
+                    if halo is not None:
+                        raise halo from None
+                    raise
                 wall = time.perf_counter() - start
                 samples: list[Sample] = []
                 for problem, got in zip(window, results):

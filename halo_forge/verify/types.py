@@ -102,3 +102,16 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     guard: str = ""  # why a reward-hacking guard capped the reward ("" when none did)
     cached: bool = False  # copied from an identical sample verified earlier
     compile_s: float = 0.0  # wall seconds of the compile step alone
+
+
+def verify_input(problem: object, sample: object) -> VerifySample:
+    """The verifier's input for a generated `records.Sample` of a `records.Problem` (duck-typed:
+    records imports this module). The raw completion is verified, with the problem's tests."""
+    language = getattr(sample, "language", None) or getattr(problem, "language", None)
+    return VerifySample(
+        id=sample.id,  # type: ignore[attr-defined]
+        language=language,
+        completion=sample.completion,  # type: ignore[attr-defined]
+        io_tests=[SampleIOTest(stdin=t.stdin, stdout=t.stdout) for t in getattr(problem, "io_tests", ())],
+        test_code=getattr(problem, "test_code", "") or None,
+    )

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import collections
-import shutil
-import subprocess
-import sys
+import json
 from pathlib import Path
 
 import pytest
 
-from halo_forge.data import registry
+from halo_forge.cli import main
+from halo_forge.data import check, registry
 from halo_forge.records import Problem
 
 PROBLEMS = registry.load_problems("builtin")
@@ -28,42 +27,29 @@ def test_schema_and_coverage() -> None:
     assert len({p.id for p in PROBLEMS}) == 40
 
 
-_COMPILE = {
-    "c": lambda src, exe, tests: ["gcc", "-std=c17", "-Wall", "-O2", src, "-o", exe],
-    "cpp": lambda src, exe, tests: ["g++", "-std=c++17", "-Wall", "-O2", src, "-o", exe],
-    "rust": lambda src, exe, tests: ["rustc", "--edition", "2021", "-O", src, "-o", exe]
-    + (["--test"] if tests else []),
-}
-_EXT = {"c": "c", "cpp": "cpp", "rust": "rs", "python": "py"}
+def test_every_reference_passes_the_sandboxed_verifier_cleanly() -> None:
+    # The CPU recipe trains on these: a reference that fails, or compiles with warnings,
+    # would teach the model the wrong thing.
+    verdicts = check.reference_verdicts(PROBLEMS)
+    assert set(verdicts) == {p.id for p in PROBLEMS}
+    failed = {pid: (v.status, v.output[-300:]) for pid, v in verdicts.items()
+              if v.status != "passed" or v.reward != 1.0 or v.warnings}
+    assert failed == {}
+    assert all(v.tests_passed == v.tests_total > 0 for v in verdicts.values())
 
 
-def _compiler(language: str) -> str | None:
-    name = {"c": "gcc", "cpp": "g++", "rust": "rustc", "python": sys.executable}[language]
-    return shutil.which(name) or shutil.which(name, path=str(Path.home() / ".cargo" / "bin"))
-
-
-@pytest.mark.parametrize("problem", PROBLEMS, ids=lambda p: p.id)
-def test_reference_compiles_cleanly_and_passes(problem: Problem, tmp_path: Path) -> None:
-    # Interim check with the plain compilers until the sandboxed verifier can run here; it
-    # compiles and runs our own references only, never model output.
-    compiler = _compiler(problem.language)
-    if compiler is None:
-        pytest.skip(f"{problem.language} compiler not installed")
-    src = tmp_path / f"main.{_EXT[problem.language]}"
-    src.write_text(problem.reference + ("\n" + problem.test_code if problem.test_code else ""))
-    exe = tmp_path / "main"
-    if problem.language == "python":
-        run = [sys.executable, str(src)]
-    else:
-        argv = _COMPILE[problem.language](str(src), str(exe), problem.test_code)
-        argv[0] = compiler
-        built = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-        assert built.returncode == 0, built.stderr
-        assert "warning" not in built.stderr, built.stderr  # the ladder's top rung needs clean
-        run = [str(exe)]
-    for test in problem.io_tests or [None]:
-        stdin = test.stdin if test else ""
-        done = subprocess.run(run, input=stdin, capture_output=True, text=True, timeout=30)
-        assert done.returncode == 0, done.stderr
-        if test:
-            assert done.stdout.rstrip() == test.stdout.rstrip()
+def test_prepare_verify_references_drops_a_broken_reference(tmp_path: Path) -> None:
+    rows = [
+        {"id": "good", "language": "python", "prompt": "Print 42.", "reference": "print(42)",
+         "io_tests": [{"input": "", "output": "42\n"}]},
+        {"id": "bad", "language": "c", "prompt": "Print 42.",
+         "reference": "#include <stdio.h>\nint main(void){puts(\"41\");return 0;}",
+         "io_tests": [{"input": "", "output": "42\n"}]},
+    ]
+    src = tmp_path / "local.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prompts = tmp_path / "prompts.jsonl"
+    assert main(["data", "prepare", "--dataset", "local", "--from", str(src), "--split", "all",
+                 "--verify-references", "--prompts", str(prompts)]) == 0
+    kept = [json.loads(line)["id"] for line in prompts.read_text().splitlines()]
+    assert kept == ["good"]

@@ -32,7 +32,36 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports bad usage as a one-line HaloError (exit 2) instead of exiting."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        raise HaloError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+        hint = _did_you_mean(message, self)
+        raise HaloError(f"{message}{hint} (see `{self.prog} --help`)")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every --option of a parser and of all its subcommands."""
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(s for s in action.option_strings if s.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _option_strings(sub)
+    return found
+
+
+def _did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
+    """A hint for a typo: an unknown command or an unknown --option."""
+    import difflib
+    import re
+
+    m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if m:
+        wrong, choices = m.group(1), re.findall(r"'?([\w-]+)'?", m.group(2))
+    else:
+        m = re.search(r"unrecognized arguments: (--[\w-]+)", message)
+        if not m:
+            return ""
+        wrong, choices = m.group(1), sorted(_option_strings(parser))
+    close = difflib.get_close_matches(wrong, choices, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -65,7 +65,11 @@ def _did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="halo-forge", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="halo-forge",
+        description="Train code models with compiler- and test-verified rewards.",
+        epilog="The whole run: `python -m halo_forge run [pipeline.toml]` (resumes after a crash).",
+    )
     parser.add_argument("--version", action="version", version=f"halo-forge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _GROUPS:

@@ -38,7 +38,7 @@ PYBIND11_MODULE(_sandbox, m) {
                  r.cwd = std::move(cwd);
                  r.stdin_data = std::string(stdin_data);
                  r.ro_paths = std::move(ro_paths);
-                 if (limits.size() != 8) throw py::value_error("limits: expected 8 values");
+                 if (limits.size() != 9) throw py::value_error("limits: expected 9 values");
                  r.limits.cpu_s = limits[0].cast<double>();
                  r.limits.wall_s = limits[1].cast<double>();
                  r.limits.memory_mb = limits[2].cast<int64_t>();
@@ -47,6 +47,7 @@ PYBIND11_MODULE(_sandbox, m) {
                  r.limits.processes = limits[5].cast<int64_t>();
                  r.limits.open_files = limits[6].cast<int64_t>();
                  r.limits.stack_mb = limits[7].cast<int64_t>();
+                 r.limits.disk_mb = limits[8].cast<int64_t>();
                  py::gil_scoped_release nogil;
                  c.submit(r);
              })

@@ -1,5 +1,6 @@
 #include "namespaces.hpp"
 #include "trace.hpp"
+#include "tree_copy.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <sys/mount.h>
 #include <linux/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -90,6 +92,57 @@ std::string probe_clone(int flags) {
     if (pid == 0) _exit(0);
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    return {};
+}
+
+// The template is read-only except while the zygote adds a mount point to it.
+std::string set_root_readonly(bool ro) {
+    unsigned long f = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept_flags("/");
+    if (ro) f |= MS_RDONLY;
+    if (mount(nullptr, "/", nullptr, f, nullptr) != 0) return err(ro ? "remount template read-only" : "remount template writable", errno);
+    return {};
+}
+
+// The zygote moves into the template for good. Each run's CLONE_NEWNS copies the zygote's
+// mount table, and the run's teardown unmounts all of it: a table holding only the template
+// (a dozen mounts) instead of the host's as well makes clone, set-up and teardown cheap. The
+// host stays reachable through a namespace fd (late read-only binds) and a directory fd
+// (the workdirs). Returns "" or why not; on failure nothing has changed.
+std::string enter_template(NsPlan& ns, const std::string& base_dir) {
+    ns.base = base_dir;
+    ns.base_in_tmp = base_dir.compare(0, 5, "/tmp/") == 0;
+    if (!ns.base_in_tmp && !mkdir_p(ns.root_dir + base_dir, 0755)) return err("mkdir workdir parent in template", errno);
+    // An unprivileged run may mount its own /proc only where a full proc is already visible
+    // in its mount namespace (mount_too_revealing): keep the host's under the run's.
+    if (ns.userns && ns.pidns) {
+        std::string dst = ns.root_dir + "/proc";
+        if (mount("/proc", dst.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) return err("bind /proc into template", errno);
+        if (mount(nullptr, dst.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC | kept_flags(dst.c_str()), nullptr) != 0)
+            return err("remount template /proc", errno);
+    }
+    ns.base_fd = open(base_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    ns.host_ns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    if (ns.base_fd < 0 || ns.host_ns < 0) return err("open base directory / mount namespace", errno);
+    if (unshare(CLONE_NEWNS) != 0) return err("unshare(CLONE_NEWNS) for the template", errno);
+    ns.self_ns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    std::string why;
+    if (ns.self_ns < 0) why = err("open template mount namespace", errno);
+    else if (chdir(ns.root_dir.c_str()) != 0) why = err("chdir template", errno);
+    else if (syscall(SYS_pivot_root, ".", ".") != 0) why = err("pivot_root into template", errno);
+    if (!why.empty()) {
+        if (setns(ns.host_ns, CLONE_NEWNS) != 0) _exit(1);
+        return why;
+    }
+    // From here on there is no way back but setns(host_ns); a failure ends the zygote.
+    if (umount2(".", MNT_DETACH) != 0 || chdir("/") != 0) {
+        dprintf(2, "halo-forge sandbox zygote: detaching the host root: %s\n", std::strerror(errno));
+        _exit(1);
+    }
+    why = set_root_readonly(true);
+    if (!why.empty()) {
+        dprintf(2, "halo-forge sandbox zygote: %s\n", why.c_str());
+        _exit(1);
+    }
     return {};
 }
 
@@ -240,7 +293,15 @@ void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& 
             set_reason(prot, "mount_namespace", why);
         }
     }
+    if (ns.mntns) {
+        std::string why = enter_template(ns, base_dir);
+        if (!why.empty()) {
+            ns.mntns = false;
+            set_reason(prot, "mount_namespace", why);
+        }
+    }
     if (!ns.mntns) set_reason(prot, "readonly_filesystem", "no mount namespace: " + reason_of(prot, "mount_namespace"));
+    set_reason(prot, "disk_limit", ns.mntns ? "" : "no mount namespace for a size-capped workdir: " + reason_of(prot, "mount_namespace"));
 }
 
 std::string ensure_visible(NsPlan& ns, const std::string& path) {
@@ -249,17 +310,31 @@ std::string ensure_visible(NsPlan& ns, const std::string& path) {
     for (auto& s : ns.shown)
         if (path == s || (path.size() > s.size() && path.compare(0, s.size(), s) == 0 && path[s.size()] == '/'))
             return {};
-    std::string why = bind_ro(path, ns.root_dir + path, false);
+    // The host is visible only from the namespace the zygote left: clone the directory there
+    // and attach the clone here.
+    if (setns(ns.host_ns, CLONE_NEWNS) != 0) return err("setns(host mount namespace)", errno);
+    int tree = int(syscall(SYS_open_tree, AT_FDCWD, path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+    int e = errno;
+    if (setns(ns.self_ns, CLONE_NEWNS) != 0) {
+        // Runs started from the host's namespace would see all of it: stop here.
+        dprintf(2, "halo-forge sandbox zygote: cannot return to the template namespace: %s\n", std::strerror(errno));
+        _exit(1);
+    }
+    if (tree < 0) return err(("open_tree " + path).c_str(), e);
+    std::string why;
+    mount_attr attr{};
+    attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
+        why = err(("read-only " + path).c_str(), errno);
+    if (why.empty()) why = set_root_readonly(false);
+    if (why.empty() && !mkdir_p(path, 0755)) why = err(("mkdir " + path).c_str(), errno);
+    if (why.empty() && syscall(SYS_move_mount, tree, "", AT_FDCWD, path.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+        why = err(("attach " + path).c_str(), errno);
+    std::string ro = set_root_readonly(true);
+    close(tree);
+    if (why.empty()) why = ro;
     if (why.empty()) ns.shown.insert(path);
     return why;
-}
-
-std::string ensure_mountpoint(NsPlan& ns, const std::string& cwd) {
-    std::string parent = cwd.substr(0, cwd.rfind('/'));
-    if (!ns.mntns || parent.empty() || ns.mountpoints.count(parent)) return {};
-    if (!mkdir_p(ns.root_dir + parent, 0755)) return err(("mkdir " + ns.root_dir + parent).c_str(), errno);
-    ns.mountpoints.insert(parent);
-    return {};
 }
 
 // mkdir -p without allocating (runs in the child); existing directories are fine.
@@ -278,65 +353,58 @@ static bool mkdirs_in_child(const char* path) {
     return true;
 }
 
-const char* enter_run_root(const RunMounts& m, bool pidns, uid_t fsuid, gid_t fsgid, int trace_fd) {
+const char* enter_run_root(const NsPlan& ns, const RunMounts& m, int trace_fd, int* wd_out, int* tmp_out) {
     auto T = [trace_fd](const char* s) { trace_point(trace_fd, s); };
-    // The template arrived locked (copied into a less privileged user namespace) and
-    // pivot_root refuses a locked new root: stack a fresh recursive bind of it on itself.
-    if (mount(m.root.c_str(), m.root.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) return "bind template root";
-    T("bind template root");
-    if (pidns && mount("proc", m.proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    if (ns.userns) {
+        // A process may map its own user id into the user namespace it created: no round
+        // trip to the zygote. (The template's /proc is the host's until ours covers it.)
+        if (!write_file("/proc/self/setgroups", "deny")) return "write setgroups";
+        if (!write_file("/proc/self/uid_map", m.uid_map)) return "write uid_map";
+        if (!write_file("/proc/self/gid_map", m.gid_map)) return "write gid_map";
+        T("id maps");
+    }
+    if (ns.pidns && mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
         return "mount /proc";
     T("mount /proc");
-    // Take hold of the workdir while this process can still walk the caller's private
-    // directories (as root, through a mode-0700 base); it is attached further down.
-    int tree = int(syscall(SYS_open_tree, AT_FDCWD, m.cwd_host.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
-    if (tree < 0) return "open_tree workdir";
-    T("open_tree workdir");
-    if (mount("tmpfs", m.tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, m.tmp_opts.c_str()) != 0)
-        return "mount /tmp";
-    T("mount /tmp");
-    // From here on paths are relative to the new root: the caller's base directory above it
-    // may be closed to the program's ids.
-    if (chdir(m.root.c_str()) != 0) return "chdir root";
-    T("chdir root");
-    // New inodes need an owner the run's user namespace can represent: the program's ids.
-    setfsgid(fsgid);
-    setfsuid(fsuid);
-    const char* rel = m.cwd.c_str() + 1;  // "/a/b" -> "a/b" below the new root
-    // The workdir's parent becomes a tiny private tmpfs holding only this run's mount point:
-    // nothing accumulates in the shared template however many workdirs come and go.
-    if (!mkdirs_in_child(m.parent_rel.c_str())) return "mkdir workdir parent";
-    if (mount("tmpfs", m.parent_rel.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=16k,nr_inodes=8") != 0)
-        return "mount workdir parent";
-    T("mount workdir parent");
-    if (mkdir(rel, 0755) != 0) return "mkdir workdir mount point";
-    T("mkdir workdir mount point");
-    if (syscall(SYS_move_mount, tree, "", AT_FDCWD, rel, MOVE_MOUNT_F_EMPTY_PATH) != 0)
-        return "attach workdir";
-    T("attach workdir");
-    close(tree);
-    if (mount(nullptr, rel, nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept_flags(rel), nullptr) != 0)
-        return "remount workdir";
-    T("remount workdir");
-    if (mount(nullptr, ".", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | kept_flags("."), nullptr) != 0)
-        return "remount root read-only";
-    T("remount root read-only");
-    if (syscall(SYS_pivot_root, ".", ".") != 0) return "pivot_root";
-    T("pivot_root");
-    if (umount2(".", MNT_DETACH) != 0) return "detach old root";
-    T("detach old root");
+    // One tmpfs of disk_mb holds /tmp and, below it, the workdir: every byte and inode the
+    // run can write is in it (a base outside /tmp gets a tmpfs of its own).
+    if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, m.tmpfs_opts.c_str()) != 0) return "mount /tmp";
+    if (ns.base_in_tmp) {
+        if (!mkdirs_in_child(ns.base.c_str())) return "mkdir workdir parent";
+    } else if (mount("tmpfs", ns.base.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, m.tmpfs_opts.c_str()) != 0) {
+        return "mount workdir tmpfs";
+    }
+    T("mount tmpfs");
+    int parent = open(ns.base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (parent < 0) return "open workdir parent";
+    struct stat st;
+    if (fstat(m.host_wd, &st) != 0) return "stat host workdir";
+    if (mkdirat(parent, m.cwd_name.c_str(), 0700) != 0) return "mkdir workdir";
+    int wd = openat(parent, m.cwd_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close(parent);
+    if (wd < 0) return "open workdir";
+    if (ns.root && fchown(wd, m.uid, m.gid) != 0) return "chown workdir";
+    if (fchmod(wd, st.st_mode & 03777) != 0) return "chmod workdir";
+    if (const char* step = mirror_dir(m.host_wd, wd, ns.root ? long(m.uid) : -1, m.gid)) {
+        // ENOSPC here: the files already in the workdir exceed disk_mb.
+        return errno == ENOSPC ? "copy the workdir in (its files exceed Limits.disk_mb)" : step;
+    }
+    T("copy workdir in");
+    *tmp_out = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    *wd_out = wd;
     if (chdir(m.cwd.c_str()) != 0) return "chdir workdir";
-    T("chdir workdir");
     return nullptr;
 }
 
-std::string write_id_maps(const NsPlan& ns, pid_t pid) {
-    std::string p = "/proc/" + std::to_string(pid);
-    if (!write_file(p + "/uid_map", std::to_string(ns.inside_uid) + " " + std::to_string(ns.run_uid) + " 1"))
-        return err("write uid_map", errno);
-    if (!write_file(p + "/gid_map", std::to_string(ns.inside_gid) + " " + std::to_string(ns.run_gid) + " 1"))
-        return err("write gid_map", errno);
-    return {};
+bool disk_full(int fd) {
+    struct statfs s;
+    if (fd < 0 || fstatfs(fd, &s) != 0) return false;
+    // A write that did not fit leaves at most a little: 1% of the cap counts as full.
+    return s.f_ffree == 0 || s.f_bavail * 100 < s.f_blocks;
+}
+
+const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd) {
+    return mirror_dir(wd, m.host_wd, ns.root ? long(m.uid) : -1, m.gid);
 }
 
 }  // namespace hf

@@ -30,9 +30,13 @@ struct NsPlan {
                              // so RLIMIT_NPROC counts that run only
     uid_t inside_uid = 1000; // ids of the program inside its own user namespace
     gid_t inside_gid = 1000;
-    std::string root_dir;    // template root: a tmpfs in the zygote's mount namespace
+    std::string root_dir;    // where the template root was built (the zygote's / once it has pivoted)
     std::set<std::string> shown;  // host directories bound read-only into the template
-    std::set<std::string> mountpoints;
+    int host_ns = -1;        // the mount namespace that still shows the host (for late binds)
+    int self_ns = -1;        // the zygote's own mount namespace: the template and nothing else
+    int base_fd = -1;        // the Sandbox's base directory on the host (workdirs live in it)
+    std::string base;        // its path, which the runs see again as the parent of their workdir
+    bool base_in_tmp = false;  // base lies below /tmp: the run's /tmp tmpfs holds the workdir too
 };
 
 // Runs the zygote's setup steps in order (single-threaded process, before any run);
@@ -41,20 +45,27 @@ void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& 
 
 // Before a run: the template shows host directory `path` read-only. Returns "" or an error.
 std::string ensure_visible(NsPlan& ns, const std::string& path);
-// Before a run: the template has the workdir's parent directory (each run mounts its own
-// small tmpfs there and the workdir inside it).
-std::string ensure_mountpoint(NsPlan& ns, const std::string& cwd);
 
-// Paths for the per-run mount steps, prepared before clone (no allocation in the child).
+// Everything a run's init needs for its mounts, prepared before clone (no allocation after).
 struct RunMounts {
-    std::string root, proc, tmp, tmp_opts, cwd_host, cwd_in_root, cwd;
-    std::string parent_rel;  // the workdir's parent, relative to the new root
+    std::string cwd;          // the workdir's path (the same inside the run as on the host)
+    std::string cwd_name;     // its last component
+    std::string tmpfs_opts;   // size and inode cap of the run's tmpfs (/tmp, and the workdir's)
+    std::string uid_map, gid_map;  // written by the init itself (user namespace per run)
+    int host_wd = -1;         // the host workdir (copied in before, and back after the program)
+    uid_t uid = 0;            // owner of what the init creates for the program
+    gid_t gid = 0;
 };
-// In the run's init (after clone): proc, private /tmp, writable workdir, read-only root,
-// pivot_root. Returns nullptr, or the name of the step that failed (errno set).
-const char* enter_run_root(const RunMounts& m, bool pidns, uid_t fsuid, gid_t fsgid, int trace_fd);
 
-// Writes the uid/gid maps of a freshly cloned run. Returns "" or an error.
-std::string write_id_maps(const NsPlan& ns, pid_t pid);
+// In the run's init (after clone), before the program: id maps, /proc, a size-capped tmpfs
+// holding /tmp and the workdir, the host workdir's files copied into it, chdir there.
+// Returns nullptr, or the name of the step that failed (errno set); `*wd` is the run's
+// workdir (for copy_back), `*tmp_fd` the /tmp tmpfs.
+const char* enter_run_root(const NsPlan& ns, const RunMounts& m, int trace_fd, int* wd, int* tmp_fd);
+
+// After the program and everything it started are gone: did the run fill its disk? Then
+// (only if not) copy the workdir back to the host. Returns nullptr or the failed step.
+bool disk_full(int fd);
+const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd);
 
 }  // namespace hf

@@ -49,6 +49,7 @@ struct Job {
     pid_t program = -1;
     int slot = -1;
     std::vector<std::pair<std::string, int64_t>> trace;  // HALO_SANDBOX_TRACE
+    RunMounts mounts;
 };
 
 void close_fd(int& fd) {
@@ -74,6 +75,7 @@ public:
 
 private:
     int ctl_, ep_ = -1;
+    int alive_[2] = {-1, -1};  // the runs' inits watch alive_[0]; nobody ever writes alive_[1]
     std::string base_;
     int max_;
     NsPlan ns_;
@@ -130,6 +132,7 @@ private:
         }
         g_trace = getenv("HALO_SANDBOX_TRACE") != nullptr;
         setup_zygote(ns_, prot_, base_);
+        if (pipe2(alive_, O_CLOEXEC) != 0) die("pipe2");
         std::string why;
         filter_ = build_seccomp_filter(why);
         prot_.push_back({"seccomp", why});
@@ -339,18 +342,18 @@ private:
             std::string why = ensure_visible(ns_, p);
             if (!why.empty()) return fail_now(id, "read-only view: " + why);
         }
-        if (std::string why = ensure_mountpoint(ns_, r.cwd); !why.empty()) return fail_now(id, why);
 
         auto j = std::make_unique<Job>();
         j->req = std::move(r);
         const RunRequest& q = j->req;
-        int out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1}, sync[2] = {-1, -1};
+        int out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1}, host_wd = -1;
         int in = memfd_create("stdin", MFD_CLOEXEC);
         auto cleanup = [&] {
-            for (int* p : {out, err, rep, sync}) { close_fd(p[0]); close_fd(p[1]); }
+            for (int* p : {out, err, rep}) { close_fd(p[0]); close_fd(p[1]); }
             close_fd(in);
+            close_fd(host_wd);
         };
-        if (in < 0 || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(rep, O_CLOEXEC) || pipe2(sync, O_CLOEXEC)) {
+        if (in < 0 || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(rep, O_CLOEXEC)) {
             std::string why = std::string("pipes: ") + std::strerror(errno);
             cleanup();
             return fail_now(id, why);
@@ -368,20 +371,34 @@ private:
         argv.push_back(nullptr);
         for (auto& e : q.envp) envp.push_back(const_cast<char*>(e.c_str()));
         envp.push_back(nullptr);
-        RunMounts m;
-        m.root = ns_.root_dir;
-        m.proc = ns_.root_dir + "/proc";
-        m.tmp = ns_.root_dir + "/tmp";
-        m.tmp_opts = "mode=1777,size=" + std::to_string(q.limits.file_size_mb) + "m,nr_inodes=4096";
-        m.cwd_host = q.cwd;
-        m.cwd_in_root = ns_.root_dir + q.cwd;
+        RunMounts& m = j->mounts;
         m.cwd = q.cwd;
-        m.parent_rel = q.cwd.substr(1, q.cwd.rfind('/') > 0 ? q.cwd.rfind('/') - 1 : 0);
+        m.cwd_name = q.cwd.substr(q.cwd.rfind('/') + 1);
+        // Inodes are capped too: empty files cost no blocks but each is a file to copy back.
+        m.tmpfs_opts = "mode=1777,size=" + std::to_string(q.limits.disk_mb) + "m,nr_inodes=" +
+                       std::to_string(std::max<int64_t>(1024, q.limits.disk_mb * 64));
+        m.uid_map = std::to_string(ns_.inside_uid) + " " + std::to_string(ns_.run_uid) + " 1";
+        m.gid_map = std::to_string(ns_.inside_gid) + " " + std::to_string(ns_.run_gid) + " 1";
+        if (ns_.mntns) {
+            if (q.cwd.compare(0, ns_.base.size() + 1, ns_.base + "/") != 0 || m.cwd_name.empty()) {
+                cleanup();
+                return fail_now(id, "cwd " + q.cwd + " is not a workdir of this sandbox");
+            }
+            host_wd = openat(ns_.base_fd, m.cwd_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (host_wd < 0) {
+                std::string why = "open workdir " + q.cwd + ": " + std::strerror(errno);
+                cleanup();
+                return fail_now(id, why);
+            }
+        }
+        m.host_wd = host_wd;
         for (size_t i = 0; i < slot_used_.size(); ++i)
             if (!slot_used_[i]) { j->slot = int(i); break; }
         uid_t uid = ns_.inside_uid;
         if (ns_.slot_uids) uid = ns_.run_uid + uid_t(j->slot % 256);
-        ChildPlan plan{q.exe.c_str(), uid, ns_.inside_gid, argv.data(), envp.data(), in, out[1], err[1], rep[1], sync[0],
+        m.uid = uid;
+        m.gid = ns_.inside_gid;
+        ChildPlan plan{q.exe.c_str(), uid, ns_.inside_gid, argv.data(), envp.data(), in, out[1], err[1], rep[1], alive_[0],
                        &ns_, &m, &q.limits, &filter_};
 
         unsigned long flags = SIGCHLD | CLONE_PIDFD;
@@ -394,10 +411,7 @@ private:
         j->start = now();
         trace(j.get(), "zygote: prepare");
         pid_t pid = pid_t(syscall(SYS_clone, flags, nullptr, &pidfd, nullptr, nullptr));
-        if (pid == 0) {
-            close(sync[1]);
-            run_init(plan);
-        }
+        if (pid == 0) run_init(plan);
         if (pid < 0) {
             std::string why = std::string("clone: ") + std::strerror(errno);
             cleanup();
@@ -407,19 +421,7 @@ private:
         trace(j.get(), "zygote: clone");
         j->pidfd = pidfd;
         slot_used_[size_t(j->slot)] = 1;
-        if (ns_.userns) {
-            if (std::string why = write_id_maps(ns_, pid); !why.empty()) {
-                syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
-                while (waitpid(pid, nullptr, __WALL) < 0 && errno == EINTR) {}
-                close(pidfd);
-                cleanup();
-                return fail_now(id, why);
-            }
-        }
-        trace(j.get(), "zygote: id maps");
-        (void)!write(sync[1], "g", 1);
-        close_fd(sync[1]); close_fd(sync[0]);
-        close_fd(out[1]); close_fd(err[1]); close_fd(rep[1]); close_fd(in);
+        close_fd(out[1]); close_fd(err[1]); close_fd(rep[1]); close_fd(in); close_fd(host_wd);
         j->out_r = out[0];
         j->err_r = err[0];
         j->report_r = rep[0];
@@ -517,6 +519,10 @@ private:
              res.err.find("CPU time limit exceeded") != std::string::npos))
             res.status = Status::Timeout;
         if (res.status == Status::RuntimeError && out_of_memory(res, l)) res.status = Status::MemoryLimit;
+        // Writes failed with ENOSPC: the program may have coped (exit 0) or not; either way it
+        // produced more than a run may keep.
+        if ((last.err & kDiskFull) && (res.status == Status::Ok || res.status == Status::RuntimeError))
+            res.status = Status::OutputLimit;
         return res;
     }
 

@@ -4,7 +4,7 @@ namespace hf {
 
 static void put_limits(Writer& w, const Limits& l) {
     w.pod(l.cpu_s); w.pod(l.wall_s); w.pod(l.memory_mb); w.pod(l.output_bytes);
-    w.pod(l.file_size_mb); w.pod(l.processes); w.pod(l.open_files); w.pod(l.stack_mb);
+    w.pod(l.file_size_mb); w.pod(l.processes); w.pod(l.open_files); w.pod(l.stack_mb); w.pod(l.disk_mb);
 }
 
 static void get_limits(Reader& r, Limits& l) {
@@ -12,6 +12,7 @@ static void get_limits(Reader& r, Limits& l) {
     l.memory_mb = r.pod<int64_t>(); l.output_bytes = r.pod<int64_t>();
     l.file_size_mb = r.pod<int64_t>(); l.processes = r.pod<int64_t>();
     l.open_files = r.pod<int64_t>(); l.stack_mb = r.pod<int64_t>();
+    l.disk_mb = r.pod<int64_t>();
 }
 
 std::string encode_run(const RunRequest& r) {

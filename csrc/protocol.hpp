@@ -25,6 +25,7 @@ struct Limits {
     int64_t processes = 64;
     int64_t open_files = 256;
     int64_t stack_mb = 8;
+    int64_t disk_mb = 256;  // the run's tmpfs: workdir and /tmp together
 };
 
 struct RunRequest {

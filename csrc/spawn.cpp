@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/close_range.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -17,7 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <utility>
+#include <algorithm>
+#include <array>
 
 namespace hf {
 
@@ -66,8 +68,10 @@ void reset_signals() {
 }
 
 [[noreturn]] void exec_program(const ChildPlan& p) {
+    trace_point(p.report_w, "prog: vforked");
     setsid();
     reset_signals();
+    trace_point(p.report_w, "prog: setsid+signals");
     if (dup2(p.stdin_fd, 0) < 0 || dup2(p.out_w, 1) < 0 || dup2(p.err_w, 2) < 0) fail(p.report_w, kExecFailed, "dup2 stdio");
     // Nothing of the zygote reaches the program; the report pipe closes at exec.
     if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) fail(p.report_w, kExecFailed, "close_range");
@@ -116,10 +120,8 @@ void sweep_children() {
 
 // Keeps only `keep` (and stdio) open: a clone without exec holds every descriptor of the
 // zygote, including other runs' pipes and timers, which would outlive their runs.
-void close_all_except(int a, int b, int c, int d, int e) {
-    int keep[5] = {a, b, c, d, e};
-    for (int i = 1; i < 5; ++i)
-        for (int j = i; j > 0 && keep[j - 1] > keep[j]; --j) std::swap(keep[j - 1], keep[j]);
+void close_all_except(std::array<int, 6> keep) {
+    std::sort(keep.begin(), keep.end());
     unsigned lo = 3;
     for (int k : keep) {
         if (k < int(lo)) continue;
@@ -130,27 +132,30 @@ void close_all_except(int a, int b, int c, int d, int e) {
 }
 
 void run_init(const ChildPlan& p) {
-    close_all_except(p.stdin_fd, p.out_w, p.err_w, p.report_w, p.sync_r);
+    close_all_except({p.stdin_fd, p.out_w, p.err_w, p.report_w, p.alive_r, p.mounts->host_wd});
     // The zygote is single-threaded, so PDEATHSIG tracks the zygote itself: if it dies, the
-    // run's init dies, and with it the pid namespace.
+    // run's init dies, and with it the pid namespace. It may have died before this line:
+    // then nothing holds the other end of the alive pipe any more.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    char go;
-    ssize_t n;
-    do n = read(p.sync_r, &go, 1); while (n < 0 && errno == EINTR);
-    if (n != 1) _exit(125);  // the zygote died or gave up before the id maps were written
-    trace_point(p.report_w, "init: wait for go");
-    close(p.sync_r);
+    pollfd alive{p.alive_r, POLLIN, 0};
+    if (poll(&alive, 1, 0) != 0) _exit(125);
+    close(p.alive_r);
+    trace_point(p.report_w, "init: start");
+    int wd = -1, tmp = -1;
     if (p.ns->mntns) {
-        if (const char* step = enter_run_root(*p.mounts, p.ns->pidns, p.uid, p.gid, p.report_w)) fail(p.report_w, kSetupFailed, step);
+        if (const char* step = enter_run_root(*p.ns, *p.mounts, p.report_w, &wd, &tmp)) fail(p.report_w, kSetupFailed, step);
     } else if (chdir(p.mounts->cwd.c_str()) != 0) {
         fail(p.report_w, kSetupFailed, "chdir workdir");
     }
     if (p.ns->utsns) sethostname("sandbox", 7);
     if (!p.ns->pidns && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) fail(p.report_w, kSetupFailed, "PR_SET_CHILD_SUBREAPER");
-    pid_t pid = fork();
+    // vfork: no copy of the zygote's page tables, and the program runs at once. The child
+    // only makes syscalls on its own stack frame before execve.
+    trace_point(p.report_w, "init: uts, subreaper");
+    pid_t pid = vfork();
     if (pid < 0) fail(p.report_w, kSetupFailed, "fork program");
     if (pid == 0) exec_program(p);
-    trace_point(p.report_w, "init: fork program");
+    trace_point(p.report_w, "init: program exec'd");
     close(p.stdin_fd);
     close(p.out_w);
     close(p.err_w);
@@ -163,13 +168,26 @@ void run_init(const ChildPlan& p) {
         if (r < 0 && errno != EINTR) break;
     }
     trace_point(p.report_w, "program ran");
-    if (!p.ns->pidns) {
+    // Nothing the program started may outlive it, nor write the workdir while it is copied.
+    if (p.ns->pidns) {
+        kill(-1, SIGKILL);
+        for (;;) {
+            pid_t r = waitpid(-1, nullptr, __WALL);
+            if (r < 0 && errno != EINTR) break;
+        }
+    } else {
         kill(-pid, SIGKILL);
         sweep_children();
     }
-    trace_point(p.report_w, "init: after program");
-    report(p.report_w, kDone, 0, status, nullptr);
-    // With a pid namespace, this exit kills everything the program left running.
+    int32_t flags = 0;
+    if (wd >= 0) {
+        // A full disk is a limit the program hit (output_limit); what filled it stays out of
+        // the host workdir.
+        if (disk_full(wd) || disk_full(tmp)) flags |= kDiskFull;
+        else if (const char* step = copy_back(*p.ns, *p.mounts, wd)) fail(p.report_w, kSetupFailed, step);
+        trace_point(p.report_w, "copy workdir back");
+    }
+    report(p.report_w, kDone, flags, status, nullptr);
     _exit(0);
 }
 

@@ -1,7 +1,8 @@
 // The two processes of one run below the zygote:
 //   init (C2): pid 1 of the run's pid namespace (or a subreaper without one). Sets up the
-//              mounts, forks the program, reaps everything, reports the program's wait
-//              status, exits; with a pid namespace its exit kills whatever is left.
+//              mounts and copies the workdir in, starts the program, reaps it, kills and
+//              reaps whatever it left, copies the workdir back, reports the program's wait
+//              status, exits.
 //   program (C3): stdio, rlimits, ids, seccomp, then execve.
 // Everything is prepared by the zygote before clone; the children only make syscalls.
 #pragma once
@@ -21,12 +22,15 @@ enum ReportKind : int32_t { kSetupFailed = 1, kExecFailed = 2, kStarted = 3, kDo
 // Fixed-size record written to the report pipe (atomic: smaller than PIPE_BUF).
 struct ChildReport {
     int32_t kind;
-    int32_t err;    // errno for failures
+    int32_t err;    // errno for failures; kDone: flags (kDiskFull)
     int32_t value;  // program pid (kStarted) or wait status (kDone)
     char step[52];  // name of the failed step (kTrace: of the step that just ended)
     int64_t ns;     // kTrace: CLOCK_MONOTONIC when the step ended
 };
 
+
+// kDone flag: the run's tmpfs (workdir, /tmp) ended full; its files were not copied back.
+constexpr int32_t kDiskFull = 1;
 
 struct ChildPlan {
     const char* exe;
@@ -34,7 +38,8 @@ struct ChildPlan {
     gid_t gid;
     char* const* argv;
     char* const* envp;
-    int stdin_fd, out_w, err_w, report_w, sync_r;
+    int stdin_fd, out_w, err_w, report_w;
+    int alive_r;  // read end of a pipe only the zygote writes to: hangs up when it is gone
     const NsPlan* ns;
     const RunMounts* mounts;
     const Limits* limits;

@@ -51,15 +51,18 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     wall_s: float = 10.0  # enforced by the zygote's own clock
     memory_mb: int = 1024  # address space / data
     output_bytes: int = 1 << 20  # cap per stream (stdout, stderr); exceeding -> "output_limit"
-    file_size_mb: int = 64  # RLIMIT_FSIZE, and the size of the run's private /tmp
+    file_size_mb: int = 64  # RLIMIT_FSIZE: one file's size
     processes: int = 64  # per run (each run has its own user namespace), not per user
     open_files: int = 256
     stack_mb: int = 8  # also every thread's stack (glibc); capped at memory_mb / 4
+    # Disk the run may fill: the workdir and /tmp share a tmpfs of this size. Filling it ->
+    # "output_limit", and the workdir keeps what it held before the run.
+    disk_mb: int = 256
 
     def __post_init__(self) -> None:
         if self.cpu_s <= 0 or self.wall_s <= 0:
             raise ValueError("Limits: cpu_s and wall_s must be positive")
-        for name in ("memory_mb", "output_bytes", "file_size_mb", "processes", "open_files", "stack_mb"):
+        for name in ("memory_mb", "output_bytes", "file_size_mb", "processes", "open_files", "stack_mb", "disk_mb"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits: {name} must be at least 1")
         if self.open_files < 4:
@@ -69,6 +72,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         return (
             float(self.cpu_s), float(self.wall_s), int(self.memory_mb), int(self.output_bytes),
             int(self.file_size_mb), int(self.processes), int(self.open_files), int(self.stack_mb),
+            int(self.disk_mb),
         )
 
 

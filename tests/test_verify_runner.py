@@ -83,8 +83,35 @@ def test_statuses():
     assert got["hog"].status in ("memory_limit", "runtime_error") and got["hog"].reward == 0.5
     assert "x" in got["broken"].output and not got["broken"].compiled
     assert "expected" in got["wrong"].output
-    # max_timeouts=1: after the first 1 s timeout the second test is not run (two would take >= 2 s)
-    assert got["loop"].tests_total == 2 and got["loop"].wall_s < 1.9
+    assert got["loop"].tests_total == 2
+
+
+def test_after_max_timeouts_the_remaining_tests_are_not_run():
+    from halo_forge.sandbox import Sandbox
+
+    class CountingSandbox:
+        def __init__(self, inner):
+            self.inner, self.runs = inner, 0
+
+        def workdir(self, *args, **kwargs):
+            return self.inner.workdir(*args, **kwargs)
+
+        async def run(self, argv, **kwargs):
+            self.runs += 1
+            return await self.inner.run(argv, **kwargs)
+
+    loop = sample("loop", "int main(void){for(volatile unsigned long i=0;;i++);}\n", language="c",
+                  io_tests=AB + AB)
+
+    async def go():
+        async with Sandbox(max_concurrency=1) as sb:
+            spy = CountingSandbox(sb)
+            verdicts = [v async for v in verify_stream([loop], config=FAST, sandbox=spy)]
+        return verdicts, spy.runs
+
+    (verdict,), runs = anyio.run(go)
+    assert verdict.status == "timeout" and verdict.tests_total == 4
+    assert runs == 2  # the compile and the first test; max_timeouts=1 skips the other three
 
 
 def test_hostile_timeout_ends_promptly():

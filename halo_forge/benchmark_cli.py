@@ -1,0 +1,250 @@
+"""`halo-forge benchmark run` (pass@k and compile@k of a model on problems with tests) and
+`halo-forge benchmark compare A B` (two runs, per k and per problem). See benchmark.py."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from halo_forge.errors import HaloError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise HaloError(f"--k {text!r}: expected comma-separated whole numbers, e.g. 1,5,10") from None
+    if not ks:
+        raise HaloError("--k is empty: pass e.g. --k 1,5,10")
+    return ks
+
+
+def register(subparsers) -> None:
+    bench = subparsers.add_parser("benchmark", help="pass@k and compile@k of a model")
+    sub = bench.add_subparsers(dest="benchmark_command", metavar="COMMAND")
+    bench.set_defaults(handler=lambda args: _usage(bench))
+
+    p = sub.add_parser(
+        "run", help="sample, verify and score a model on problems with tests",
+        description="Generate --samples completions per problem, verify each in the sandbox, "
+                    "and report pass@k (all tests passed) and compile@k (compiled) with the "
+                    "unbiased estimator. With --output: summary.json, results.jsonl (per "
+                    "problem), samples.jsonl, report.md and pass_at_k.png.")
+    p.add_argument("--model", default="", help="Hugging Face id or local folder; an adapter "
+                   "folder also works (its base model is read from it)")
+    p.add_argument("--adapter", default="", help="LoRA adapter folder to apply to --model")
+    src = p.add_argument_group("problems (one of --prompts or --dataset)")
+    src.add_argument("--prompts", help="prompts JSONL (`data prepare --prompts` writes one), or "
+                     "a dataset name")
+    src.add_argument("--dataset", help="dataset name: humaneval, mbpp, builtin, "
+                     "codeforces_cpp, ... (`halo-forge data prepare --list`)")
+    src.add_argument("--from", dest="from_paths", type=Path, action="append", default=[],
+                     metavar="PATH", help="--dataset: a local copy instead of the hub")
+    src.add_argument("--split", choices=("train", "test", "all"), default=None,
+                     help="--dataset: which problems (default: the official test split where "
+                     "the dataset has one, else all)")
+    src.add_argument("--test-fraction", type=float, default=0.1,
+                     help="--split test on datasets without an official split")
+    src.add_argument("--split-seed", type=int, default=0, help="seed of the split and of --limit")
+    src.add_argument("--limit", type=_positive_int, default=None, help="at most N problems")
+    p.add_argument("--verifier", choices=("auto", "gcc", "clang", "rustc", "python"),
+                   default="auto", help="toolchain (default: by each problem's language)")
+    p.add_argument("--samples", type=_positive_int, default=10, help="n: samples per problem")
+    p.add_argument("--k", default="1,5,10", help="comma-separated ks, each <= --samples "
+                   "(default 1,5,10)")
+    p.add_argument("--output", type=Path, default=None, help="folder for the report files")
+    gen = p.add_argument_group("generation")
+    gen.add_argument("--backend", choices=("transformers", "vllm", "openai"),
+                     default="transformers")
+    gen.add_argument("--temperature", type=float, default=0.8)
+    gen.add_argument("--top-p", type=float, default=0.95)
+    gen.add_argument("--max-new-tokens", type=_positive_int, default=512)
+    gen.add_argument("--seed", type=int, default=None, help="sampling seed")
+    gen.add_argument("--system", default=None, help="system prompt ('' for none)")
+    gen.add_argument("--batch-size", type=_positive_int, default=None,
+                     help="sequences per batch (default: the backend's)")
+    gen.add_argument("--device", default="auto", help="transformers: cpu, cuda, cuda:1, ...")
+    gen.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"),
+                     default="auto")
+    gen.add_argument("--tensor-parallel-size", type=_positive_int, default=1, help="vllm")
+    gen.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vllm")
+    gen.add_argument("--base-url", default="http://localhost:8000/v1", help="openai")
+    gen.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                     help="openai: environment variable holding the key")
+    p.add_argument("--concurrency", type=_positive_int, default=None,
+                   help="samples verified at once (default: CPU cores)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(handler=_run)
+
+    p = sub.add_parser("compare", help="the difference between two runs, per k and per problem",
+                       description="Compare two `benchmark run --output` folders: pass@k and "
+                                   "compile@k of each and B - A, and which problems one run "
+                                   "solves (some sample passed) and the other does not.")
+    p.add_argument("a", metavar="A", help="output folder (or summary.json) of the first run")
+    p.add_argument("b", metavar="B", help="output folder (or summary.json) of the second run")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.set_defaults(handler=_compare)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def load_benchmark_problems(args) -> tuple[list, str]:
+    """(problems, dataset label) from --prompts FILE or --dataset NAME."""
+    from halo_forge.data import prepare, registry
+
+    prompts, dataset = args.prompts, args.dataset
+    if prompts and dataset:
+        raise HaloError("pass --prompts FILE or --dataset NAME, not both")
+    if prompts and not Path(prompts).exists():
+        if prompts in registry.DATASETS:
+            dataset, prompts = prompts, None
+        else:
+            raise HaloError(f"--prompts {prompts}: no such file (and not a dataset name: "
+                            f"{', '.join(registry.DATASETS)})")
+    if prompts:
+        if args.from_paths or args.split:
+            raise HaloError("--from and --split go with --dataset, not --prompts")
+        problems = registry.load_problems("local", from_paths=[prompts])
+        label = Path(prompts).name
+    elif dataset:
+        spec = registry.get_spec(dataset)
+        which = args.split or ("test" if spec.official_split else "all")
+        if not 0.0 <= args.test_fraction <= 1.0:
+            raise HaloError("--test-fraction must be between 0 and 1")
+        problems = registry.load_problems(dataset, from_paths=args.from_paths)
+        problems = prepare.select(problems, spec=spec, which=which, seed=args.split_seed,
+                                  test_fraction=args.test_fraction, limit=None)
+        label = dataset if which == "all" else f"{dataset}:{which}"
+    else:
+        raise HaloError("benchmark run: pass --prompts FILE or --dataset NAME")
+    if args.limit is not None:
+        problems = problems[: args.limit]
+    if not problems:
+        raise HaloError(f"{label}: no problems to benchmark")
+    return problems, label
+
+
+def _backend_config(args):
+    from halo_forge.generate import OpenAIConfig, TransformersConfig, VLLMConfig
+
+    common = {"model": args.model, "adapter": args.adapter, "system": args.system}
+    if args.batch_size:
+        common["batch_size"] = args.batch_size
+    try:
+        if args.backend == "transformers":
+            return TransformersConfig(**common, device=args.device, dtype=args.dtype)
+        if args.backend == "vllm":
+            return VLLMConfig(**common, tensor_parallel_size=args.tensor_parallel_size,
+                              gpu_memory_utilization=args.gpu_memory_utilization,
+                              dtype=args.dtype, **({"seed": args.seed} if args.seed is not None else {}))
+        return OpenAIConfig(**common, base_url=args.base_url, api_key_env=args.api_key_env)
+    except ValueError as exc:
+        raise HaloError(f"benchmark run --backend {args.backend}: {exc}") from None
+
+
+class _Progress:
+    """A line on stderr every tenth of the way (and at the end): works in logs and terminals."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if not self.quiet and (tenth > self.shown or done == total):
+            self.shown = tenth
+            print(f"benchmark: {done}/{total} samples verified", file=sys.stderr, flush=True)
+
+
+def _run(args) -> int:
+    import anyio
+    import msgspec
+
+    from halo_forge.benchmark import check_ks, evaluate
+    from halo_forge.generate import SamplingSettings, make_backend
+    from halo_forge.verify.config import VerifierConfig
+
+    ks = check_ks(parse_ks(args.k), args.samples)  # before loading anything
+    if not args.model and not args.adapter:
+        raise HaloError("benchmark run: pass --model (a Hugging Face id, a local folder or an "
+                        "adapter folder)")
+    try:
+        sampling = SamplingSettings(temperature=args.temperature, top_p=args.top_p,
+                                    max_new_tokens=args.max_new_tokens, seed=args.seed)
+        verifier = VerifierConfig(verifier=args.verifier, concurrency=args.concurrency)
+    except (ValueError, msgspec.ValidationError) as exc:
+        raise HaloError(f"benchmark run: {exc}") from None
+    problems, label = load_benchmark_problems(args)
+    bad = sorted({p.language for p in problems} - set(verifier.languages))
+    if bad:
+        raise HaloError(f"{label} has {', '.join(bad)} problems but --verifier {args.verifier} "
+                        f"handles {', '.join(verifier.languages)}: use --verifier auto")
+    untested = sum(p.tests_kind == "none" for p in problems)
+    if untested:
+        print(f"benchmark: warning: {untested} of {len(problems)} problems have no tests; for "
+              "them 'passed' only means the program ran and exited 0", file=sys.stderr)
+    if not args.quiet:
+        print(f"benchmark: {len(problems)} problems from {label}, {args.samples} samples each, "
+              f"pass@k for k in {ks}", file=sys.stderr)
+
+    backend = make_backend(_backend_config(args))
+    try:
+        summary = anyio.run(lambda: evaluate(
+            problems=problems, backend=backend, samples=args.samples, ks=ks,
+            verifier_config=verifier, output_dir=args.output, sampling=sampling, dataset=label,
+            progress=_Progress(args.quiet), meta={"command": "benchmark run"},
+        ))
+    finally:
+        backend.close()
+    if args.json:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(summary)).decode() + "\n")
+    else:
+        print(format_summary(summary))
+    if args.output is not None and not args.quiet:
+        print(f"benchmark: report in {args.output}/report.md", file=sys.stderr)
+    return 0
+
+
+def format_summary(summary) -> str:
+    who = summary.model + (f" + {summary.adapter}" if summary.adapter else "")
+    lines = [f"{who} on {summary.dataset} ({summary.problems} problems, n={summary.n}, "
+             f"verifier {summary.verifier})",
+             f"{'k':>4}  {'pass@k':>8}  {'compile@k':>9}"]
+    for k in summary.ks:
+        p, c = summary.pass_at_k.get(k), summary.compile_at_k.get(k)
+        lines.append(f"{k:>4}  {'n/a' if p is None else f'{100 * p:.1f}%':>8}  "
+                     f"{'n/a' if c is None else f'{100 * c:.1f}%':>9}")
+    lines.append(f"solved {summary.solved}/{summary.problems}; {summary.samples_per_s:.2f} "
+                 f"samples/s; {summary.wall_s:.1f} s")
+    if summary.sandbox_errors or summary.generation_failed:
+        lines.append(f"left out of scoring: {summary.sandbox_errors} sandbox errors, "
+                     f"{summary.generation_failed} samples not generated")
+    return "\n".join(lines)
+
+
+def _compare(args) -> int:
+    import msgspec
+
+    from halo_forge.benchmark_report import compare_runs, format_comparison
+
+    comparison = compare_runs(args.a, args.b)
+    if args.json:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(comparison)).decode() + "\n")
+    else:
+        print(format_comparison(comparison))
+    return 0

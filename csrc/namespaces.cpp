@@ -387,7 +387,7 @@ const char* enter_run_root(const NsPlan& ns, const RunMounts& m, int trace_fd, i
     if (fchmod(wd, st.st_mode & 03777) != 0) return "chmod workdir";
     if (const char* step = mirror_dir(m.host_wd, wd, ns.root ? long(m.uid) : -1, m.gid)) {
         // ENOSPC here: the files already in the workdir exceed disk_mb.
-        return errno == ENOSPC ? "copy the workdir in (its files exceed Limits.disk_mb)" : step;
+        return errno == ENOSPC ? "workdir files exceed Limits.disk_mb" : step;
     }
     T("copy workdir in");
     *tmp_out = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -36,7 +36,7 @@ double now() {
 }
 
 enum class Kill { None, Wall, Output, Cancel, Shutdown };
-enum Role : uint32_t { kCtl = 0, kPidfd = 1, kOut = 2, kErr = 3, kTimer = 4 };
+enum Role : uint32_t { kCtl = 0, kPidfd = 1, kOut = 2, kErr = 3, kTimer = 4, kReport = 5 };
 
 struct Job {
     RunRequest req;
@@ -50,6 +50,8 @@ struct Job {
     int slot = -1;
     std::vector<std::pair<std::string, int64_t>> trace;  // HALO_SANDBOX_TRACE
     RunMounts mounts;
+    bool answered = false;  // result sent at the init's kDone; only its exit is left to reap
+    ChildReport last{};     // the last kDone/failure report
 };
 
 void close_fd(int& fd) {
@@ -87,6 +89,7 @@ private:
     std::unordered_map<uint64_t, std::unique_ptr<Job>> jobs_;
     std::unordered_map<int, std::pair<Job*, Role>> fds_;
     std::vector<char> slot_used_;
+    int active_ = 0;  // jobs not yet answered (the concurrency limit counts these)
     std::vector<std::string> trace_order_;
     std::unordered_map<std::string, std::pair<double, long>> trace_sum_;
 
@@ -207,6 +210,7 @@ private:
                 if (ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_ctl();
                 break;
             case kPidfd: reap(j); break;
+            case kReport: on_report(j); break;
             case kOut: pump(j, j->out_r, j->out, j->out_trunc); break;
             case kErr: pump(j, j->err_r, j->err, j->err_trunc); break;
             case kTimer: {
@@ -276,25 +280,65 @@ private:
     }
 
     void kill_job(Job* j, Kill why) {
+        if (j->answered) return;  // everything but the init is gone, and it is exiting
         if (j->killed == Kill::None) j->killed = why;
         if (ns_.pidns) {
             syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, nullptr, 0);
             return;
         }
         // No pid namespace: kill the program's session; the init sweeps the rest and exits.
-        if (j->program < 0) read_reports(j, nullptr);
+        if (j->program < 0) read_reports(j);
         if (j->program > 0) kill(-j->program, SIGKILL);
         else syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, nullptr, 0);
     }
 
-    // Reads the init's reports; fills `done` with the last kDone/failure record.
-    void read_reports(Job* j, ChildReport* last) {
+    // Reads the init's reports; keeps the last kDone/failure record in j->last.
+    // Returns true at end of file (the init is exiting).
+    bool read_reports(Job* j) {
         ChildReport r;
-        while (read(j->report_r, &r, sizeof r) == ssize_t(sizeof r)) {
+        ssize_t n = -1;
+        while (j->report_r >= 0 && (n = read(j->report_r, &r, sizeof r)) == ssize_t(sizeof r)) {
             if (r.kind == kStarted) j->program = r.value;
             else if (r.kind == kTrace) j->trace.emplace_back(r.step, r.ns);
-            else if (last) *last = r;
+            else j->last = r;
         }
+        return j->report_r >= 0 && n == 0;
+    }
+
+    // The init reported kDone: the program and everything it started are dead and reaped,
+    // so every writer of the output pipes is gone. Answer now; reap the init when it exits
+    // (its namespaces' teardown is off the caller's critical path).
+    void on_report(Job* j) {
+        bool eof = read_reports(j);
+        if (j->answered) return;
+        if (j->last.kind != kDone) {
+            // Killed or failed: the answer comes when the init is reaped. Stop watching a
+            // pipe that would stay readable (hung up) until then.
+            if (eof) epoll_ctl(ep_, EPOLL_CTL_DEL, j->report_r, nullptr);
+            return;
+        }
+        double wall = now() - j->start;
+        trace(j, "zygote: kDone read");
+        rusage ru{};
+        ru.ru_utime.tv_sec = time_t(j->last.cpu_us / 1000000);
+        ru.ru_utime.tv_usec = suseconds_t(j->last.cpu_us % 1000000);
+        ru.ru_maxrss = long(j->last.maxrss_kb);
+        answer(j, ru, wall);
+    }
+
+    void answer(Job* j, const rusage& ru, double wall) {
+        if (j->out_r >= 0) pump(j, j->out_r, j->out, j->out_trunc);
+        if (j->err_r >= 0) pump(j, j->err_r, j->err, j->err_trunc);
+        RunResult res = verdict(j, j->last, ru, wall);
+        drop(j->out_r);
+        drop(j->err_r);
+        drop(j->timer);
+        drop(j->report_r);
+        if (j->slot >= 0) slot_used_[size_t(j->slot)] = 0;
+        j->slot = -1;
+        j->answered = true;
+        --active_;
+        send(encode_result(res));
     }
 
     void pump(Job* j, int& fd, std::string& buf, bool& trunc) {
@@ -322,7 +366,7 @@ private:
     }
 
     void start_queued() {
-        while (!closing_ && !queue_.empty() && int(jobs_.size()) < max_) {
+        while (!closing_ && !queue_.empty() && active_ < max_) {
             RunRequest r = std::move(queue_.front());
             queue_.pop_front();
             start(std::move(r));
@@ -439,6 +483,8 @@ private:
         add(jp->out_r, jp, kOut, EPOLLIN);
         add(jp->err_r, jp, kErr, EPOLLIN);
         add(jp->timer, jp, kTimer, EPOLLIN);
+        add(jp->report_r, jp, kReport, EPOLLIN);
+        ++active_;
     }
 
     void reap(Job* j) {
@@ -447,24 +493,19 @@ private:
         pid_t r;
         do r = wait4(j->pid, &st, __WALL | WNOHANG, &ru); while (r < 0 && errno == EINTR);
         if (r == 0) return;
-        double wall = now() - j->start;
-        trace(j, "zygote: init exit, reap");
-        // The init is gone; with a pid namespace so is every writer of the pipes.
-        if (j->out_r >= 0) pump(j, j->out_r, j->out, j->out_trunc);
-        if (j->err_r >= 0) pump(j, j->err_r, j->err, j->err_trunc);
-        ChildReport last{};
-        read_reports(j, &last);
-        RunResult res = verdict(j, last, ru, wall);
+        if (!j->answered) {
+            // Killed (wall clock, output, cancel) or failed before kDone. The init is gone; with
+            // a pid namespace so is every writer of the pipes.
+            double wall = now() - j->start;
+            trace(j, "zygote: init exit, reap");
+            read_reports(j);
+            answer(j, ru, wall);
+        } else {
+            trace(j, "zygote: init exit (after answer)");
+        }
         account_trace(j);
         drop(j->pidfd);
-        drop(j->out_r);
-        drop(j->err_r);
-        drop(j->timer);
-        close_fd(j->report_r);
-        uint64_t id = j->req.id;
-        if (j->slot >= 0) slot_used_[size_t(j->slot)] = 0;
-        jobs_.erase(id);
-        send(encode_result(res));
+        jobs_.erase(j->req.id);
     }
 
     RunResult verdict(Job* j, const ChildReport& last, const rusage& ru, double wall) {

@@ -187,7 +187,20 @@ void run_init(const ChildPlan& p) {
         else if (const char* step = copy_back(*p.ns, *p.mounts, wd)) fail(p.report_w, kSetupFailed, step);
         trace_point(p.report_w, "copy workdir back");
     }
-    report(p.report_w, kDone, flags, status, nullptr);
+    // The zygote answers on this report, before this process's exit tears the namespaces
+    // down, so it carries what wait4 would have said.
+    ChildReport done{};
+    done.kind = kDone;
+    done.err = flags;
+    done.value = status;
+    rusage self{}, kids{};
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &kids);
+    auto us = [](const timeval& t) { return int64_t(t.tv_sec) * 1000000 + t.tv_usec; };
+    done.cpu_us = us(self.ru_utime) + us(self.ru_stime) + us(kids.ru_utime) + us(kids.ru_stime);
+    done.maxrss_kb = kids.ru_maxrss;
+    ssize_t n;
+    do n = write(p.report_w, &done, sizeof done); while (n < 0 && errno == EINTR);
     _exit(0);
 }
 

@@ -26,6 +26,8 @@ struct ChildReport {
     int32_t value;  // program pid (kStarted) or wait status (kDone)
     char step[52];  // name of the failed step (kTrace: of the step that just ended)
     int64_t ns;     // kTrace: CLOCK_MONOTONIC when the step ended
+    int64_t cpu_us;     // kDone: CPU of the run (the init and everything it reaped)
+    int64_t maxrss_kb;  // kDone: largest resident set among the run's processes
 };
 
 

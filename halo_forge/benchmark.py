@@ -227,8 +227,8 @@ def read_results(path: str | os.PathLike[str]) -> list[ProblemResult]:
 class _Tally:
     """Counts for one problem, updated verdict by verdict (no samples kept)."""
 
-    __slots__ = ("problem", "requested", "status_counts", "passed", "compiled", "n",
-                 "reward_sum", "best_reward")
+    __slots__ = ("best_reward", "compiled", "n", "passed", "problem", "requested", "reward_sum",
+                 "status_counts")
 
     def __init__(self, problem: Problem, requested: int) -> None:
         self.problem = problem
@@ -386,8 +386,7 @@ async def evaluate(
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         if keep_samples:
-            samples_tmp = output_dir / f".{SAMPLES_FILE}.tmp-{os.getpid()}"
-            samples_out = open(samples_tmp, "wb")  # noqa: SIM115 - closed in finally
+            samples_out = _SampleLog(output_dir / SAMPLES_FILE)
 
     started_unix, t0 = time.time(), time.perf_counter()
     gen = {"samples": 0, "failed": 0, "wall": 0.0, "prompt_tokens": 0, "completion_tokens": 0}
@@ -442,26 +441,26 @@ async def evaluate(
                     sample = in_flight.pop(verdict.id)
                     by_id[sample.problem_id].add(verdict)
                     if samples_out is not None:
-                        samples_out.write(_json.encode(SampleResult(
+                        samples_out.write(SampleResult(
                             id=sample.id, problem_id=sample.problem_id, status=verdict.status,
                             reward=verdict.reward, compiled=verdict.compiled,
                             tests_passed=verdict.tests_passed, tests_total=verdict.tests_total,
                             completion_tokens=sample.completion_tokens,
-                            completion=sample.completion, output=verdict.output)) + b"\n")
+                            completion=sample.completion, output=verdict.output))
                     done += 1
                     if progress is not None:
                         progress(done, total)
             finally:
                 await pairs.aclose()
-    except BaseExceptionGroup as group:
-        # One line for the user when every failure is theirs to fix (a missing compiler, ...).
-        leaves = list(_leaves(group))
-        if leaves and all(isinstance(e, HaloError) for e in leaves):
-            raise leaves[0] from None
-        raise
-    finally:
+    except BaseException as error:
         if samples_out is not None:
-            samples_out.close()
+            samples_out.discard()
+        if isinstance(error, BaseExceptionGroup):
+            # One line for the user when every failure is theirs to fix (a missing compiler).
+            leaves = list(_leaves(error))
+            if leaves and all(isinstance(e, HaloError) for e in leaves):
+                raise leaves[0] from None
+        raise
     wall = time.perf_counter() - t0
 
     results = [by_id[p.id].result(ks) for p in problems]
@@ -496,10 +495,32 @@ async def evaluate(
         meta=dict(meta or {}),
     )
     if output_dir is not None:
+        if samples_out is not None:
+            samples_out.commit()
         write_outputs(output_dir, summary, results)
-        if keep_samples:
-            os.replace(samples_tmp, output_dir / SAMPLES_FILE)
     return summary
+
+
+class _SampleLog:
+    """samples.jsonl, written line by line as verdicts arrive (memory stays flat) into a temp
+    file that becomes the real one only when the run finishes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self.file = self.tmp.open("wb")
+
+    def write(self, record: SampleResult) -> None:
+        # Buffered local writes: cheap next to a compile, not worth a thread hop each.
+        self.file.write(_json.encode(record) + b"\n")
+
+    def commit(self) -> None:
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def _leaves(error: BaseException):
@@ -524,7 +545,7 @@ def write_outputs(output_dir: Path, summary: BenchmarkSummary,
 
 
 __all__ = [
-    "BenchmarkSummary", "DEFAULT_SAMPLING", "ProblemResult", "Rates", "SampleResult",
+    "DEFAULT_SAMPLING", "BenchmarkSummary", "ProblemResult", "Rates", "SampleResult",
     "check_ks", "difficulty_bucket", "evaluate", "pass_at_k", "pass_at_k_array", "rates",
     "read_results", "read_summary", "write_outputs",
 ]

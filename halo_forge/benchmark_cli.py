@@ -222,8 +222,8 @@ def _run(args) -> int:
 
 def format_summary(summary) -> str:
     who = summary.model + (f" + {summary.adapter}" if summary.adapter else "")
-    lines = [f"{who} on {summary.dataset} ({summary.problems} problems, n={summary.n}, "
-             f"verifier {summary.verifier})",
+    lines = [(f"{who} on {summary.dataset} ({summary.problems} problems, n={summary.n}, "
+             f"verifier {summary.verifier})"),
              f"{'k':>4}  {'pass@k':>8}  {'compile@k':>9}"]
     for k in summary.ks:
         p, c = summary.pass_at_k.get(k), summary.compile_at_k.get(k)

@@ -43,12 +43,12 @@ def markdown_report(summary: BenchmarkSummary, results: Sequence[ProblemResult])
         f"| problems | {s.problems} |",
         f"| verifier | {s.verifier} |",
         f"| samples per problem (n) | {s.n} |",
-        f"| sampling | temperature {sampling.temperature:g}, top_p {sampling.top_p:g}, "
-        f"max_new_tokens {sampling.max_new_tokens}, seed {sampling.seed} |",
+        (f"| sampling | temperature {sampling.temperature:g}, top_p {sampling.top_p:g}, "
+        f"max_new_tokens {sampling.max_new_tokens}, seed {sampling.seed} |"),
         "",
-        "pass@k: the chance that at least one of k samples passes every test of its problem. "
+        ("pass@k: the chance that at least one of k samples passes every test of its problem. "
         "compile@k: the chance that at least one of k samples compiles (it may still be wrong). "
-        "Both use the unbiased estimator 1 - C(n-c, k) / C(n, k), averaged over problems.",
+        "Both use the unbiased estimator 1 - C(n-c, k) / C(n, k), averaged over problems."),
         "",
         "## pass@k (all tests passed)", "",
         "| k | pass@k | problems scored |", "|---|---|---|",
@@ -61,33 +61,31 @@ def markdown_report(summary: BenchmarkSummary, results: Sequence[ProblemResult])
         *(f"| {k} | {_pct(s.compile_at_k.get(k))} | {s.scored_problems.get(k, 0)} |" for k in ks),
         "",
     ]
-    if len(s.by_language) > 1 or len(s.by_difficulty) > 1:
-        lines += ["## By group", ""]
+    if len(s.by_language) > 1:
         lines += _rates_table("pass@k by language", "language", s.by_language, ks, "pass_at_k")
         lines += _rates_table("compile@k by language", "language", s.by_language, ks, "compile_at_k")
-        if len(s.by_difficulty) > 1 or "unknown" not in s.by_difficulty:
-            lines += _rates_table("pass@k by difficulty", "difficulty", s.by_difficulty, ks,
-                                  "pass_at_k")
-            lines += _rates_table("compile@k by difficulty", "difficulty", s.by_difficulty, ks,
-                                  "compile_at_k")
+    if set(s.by_difficulty) - {"unknown"}:
+        lines += _rates_table("pass@k by difficulty", "difficulty", s.by_difficulty, ks, "pass_at_k")
+        lines += _rates_table("compile@k by difficulty", "difficulty", s.by_difficulty, ks,
+                              "compile_at_k")
     lines += ["## Verdicts", "", "| status | samples |", "|---|---|",
               *(f"| {status} | {count} |" for status, count in s.status_counts.items()), ""]
     if s.sandbox_errors or s.generation_failed:
-        lines += [f"**Left out of scoring:** {s.sandbox_errors} sandbox errors (infrastructure "
+        lines += [(f"**Left out of scoring:** {s.sandbox_errors} sandbox errors (infrastructure "
                   f"failures, not the model's) and {s.generation_failed} samples the backend "
                   "did not produce. A problem with fewer than k scored samples is left out of "
-                  "pass@k for that k (see 'problems scored').", ""]
+                  "pass@k for that k (see 'problems scored')."), ""]
     untested = sum(r.tests == "none" for r in results)
     if untested:
-        lines += [f"Note: {untested} problems have no tests; for them 'passed' means the program "
-                  "ran and exited 0.", ""]
+        lines += [(f"Note: {untested} problems have no tests; for them 'passed' means the program "
+                  "ran and exited 0."), ""]
     lines += [
         "## Throughput", "",
         f"- wall time {s.wall_s:.1f} s; {s.samples_per_s:.2f} samples/s verified end to end",
-        f"- generation {s.generate_s:.1f} s, {s.completion_tokens} completion tokens "
-        f"({s.tokens_per_s:.0f} tokens/s)",
-        f"- generation waited on verification {s.generation_waited_s:.1f} s; verification "
-        f"waited on generation {s.verification_waited_s:.1f} s",
+        (f"- generation {s.generate_s:.1f} s, {s.completion_tokens} completion tokens "
+        f"({s.tokens_per_s:.0f} tokens/s)"),
+        (f"- generation waited on verification {s.generation_waited_s:.1f} s; verification "
+        f"waited on generation {s.verification_waited_s:.1f} s"),
         f"- mean reward {s.mean_reward:.3f}",
         "",
         "## Problems", "",

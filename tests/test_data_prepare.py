@@ -101,6 +101,11 @@ def test_codeforces_merges_tests_and_references_and_skips_uncheckable(tmp_path: 
     a = by_id["codeforces/9001/A"]
     assert a["language"] == "cpp" and len(a["io_tests"]) == 3  # official tests, not the example
     assert by_id["codeforces/9001/E"]["io_tests"] == [{"stdin": "5\n", "stdout": "5 5\n"}]
+    assert a["difficulty"] == 800 and a["title"]  # a benchmark from this file reports by rating
+    from halo_forge.data import registry
+    reread = {p.id: p for p in registry.load_problems("local", from_paths=[prompts])}
+    assert reread["codeforces/9001/A"].difficulty == 800
+    assert reread["codeforces/9001/A"].source == "codeforces_cpp"
     assert "# Apples" in a["prompt"] and "## Input" in a["prompt"] and "C++ program" in a["prompt"]
     texts = [r["text"] for r in rows(sft)]
     assert len(texts) == 2  # E has no solution anywhere

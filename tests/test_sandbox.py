@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -166,6 +167,56 @@ async def test_disk_fill_hits_file_size_limit(sb):
                            limits=Limits(file_size_mb=8, wall_s=30))
     assert r.status == "output_limit" and r.signal == signal.SIGXFSZ
     assert took < 15
+
+
+def _host_bytes(path: Path) -> int:
+    return sum(f.lstat().st_size for f in path.rglob("*"))
+
+
+async def test_disk_fill_with_many_files_is_capped(sb):
+    # Each file stays under file_size_mb; together they would be 800 MB on the host disk.
+    script = ("i=0; while [ $i -lt 200 ]; do dd if=/dev/zero of=f$i bs=1M count=4 2>/dev/null; "
+              "i=$((i+1)); done; echo x > /tmp/t; echo finished")
+    with sb.workdir({"keep.txt": "before"}) as wd:
+        t0 = time.monotonic()
+        r = await sb.run(sh(script), cwd=wd, limits=Limits(file_size_mb=8, disk_mb=32, wall_s=60))
+        took = time.monotonic() - t0
+        assert r.status == "output_limit", r
+        assert took < 30
+        # A full run keeps nothing of what it wrote; the workdir is as before and still works.
+        assert _host_bytes(wd) < 1 << 20
+        assert sorted(p.name for p in wd.iterdir()) == ["keep.txt"]
+        again = await sb.run(sh("ls; cat keep.txt"), cwd=wd)
+        assert again.status == "ok" and again.stdout == b"keep.txt\nbefore", again
+    assert not wd.exists()
+    assert_nothing_left(sb)
+
+
+async def test_many_empty_files_hit_the_inode_cap(sb):
+    script = "i=0; while [ $i -lt 5000 ]; do : > e$i || exit 1; i=$((i+1)); done"
+    r, took = await run_in(sb, sh(script), limits=Limits(disk_mb=4, wall_s=60))
+    assert r.status == "output_limit", r
+    assert took < 30
+
+
+async def test_workdir_changes_are_copied_back(sb):
+    with sb.workdir({"a.txt": "a", "d/b.txt": "b", "same.txt": "unchanged"}) as wd:
+        before = (wd / "same.txt").stat().st_mtime_ns
+        r = await sb.run(sh("rm a.txt; echo new > d/b.txt; mkdir -p e/f; echo x > e/f/g; chmod 751 e/f/g; "
+                            "ln -s g e/f/link; mkfifo pipe"), cwd=wd)
+        assert r.status == "ok", r
+        assert not (wd / "a.txt").exists()
+        assert (wd / "d" / "b.txt").read_text() == "new\n"
+        assert (wd / "e" / "f" / "g").read_text() == "x\n"
+        assert (wd / "e" / "f" / "g").stat().st_mode & 0o777 == 0o751
+        assert os.readlink(wd / "e" / "f" / "link") == "g"
+        assert not (wd / "pipe").exists()  # fifos, sockets, devices are not carried over
+        assert (wd / "same.txt").stat().st_mtime_ns == before
+
+
+async def test_workdir_larger_than_disk_mb_is_a_sandbox_error(sb):
+    r, _ = await run_in(sb, ["true"], {"big.bin": b"\0" * (3 << 20)}, limits=Limits(disk_mb=2))
+    assert r.status == "sandbox_error" and "disk_mb" in r.error, r
 
 
 async def test_loopback_listener_receives_nothing(sb):

@@ -63,6 +63,11 @@ def prompt_row(problem: Problem) -> dict[str, Any]:
     if problem.test_code:
         row["test_code"] = problem.test_code
     row["source"] = problem.source
+    # Carried so that a benchmark or RAFT run from this file can report by difficulty.
+    if problem.difficulty is not None:
+        row["difficulty"] = problem.difficulty
+    if problem.title:
+        row["title"] = problem.title
     return row
 
 

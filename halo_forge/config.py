@@ -1,0 +1,348 @@
+"""pipeline.toml: the whole run as msgspec Structs; unknown keys, wrong types and impossible
+values are errors that name the key.
+
+Sections: [model] [data] [sft] [raft] [generation] (+ [generation.engine]) [verifier]
+[benchmark] [output]; examples/cpu-tiny.toml documents every key. The values in the file are
+the values used: command-line flags override only the keys they name, when given.
+
+This module imports no torch: `halo-forge run --help` and config errors stay fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from halo_forge.errors import HaloError
+from halo_forge.generate.base import GenerateConfig, TransformersConfig
+from halo_forge.verify.config import VerifierConfig
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+DEFAULT_CONFIG_NAME = "cpu-tiny.toml"
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ModelSection(_Section):
+    # A Hugging Face id or a local folder. With `tiny = true` leave it empty: the tiny model
+    # is built on the fly into OUTPUT/model.
+    name: str = ""
+    tiny: bool = False
+    tiny_seed: int = 0
+    tiny_layers: int = 2
+    tiny_hidden: int = 64
+
+    def __post_init__(self) -> None:
+        if self.tiny and self.name:
+            raise ValueError("model.name and model.tiny = true exclude each other; set one")
+        if not self.tiny and not self.name:
+            raise ValueError("model.name is empty: name a model (or set model.tiny = true)")
+        if self.tiny_layers < 1 or self.tiny_hidden < 8:
+            raise ValueError("model.tiny_layers must be >= 1 and model.tiny_hidden >= 8")
+
+
+class DataSection(_Section):
+    dataset: str = "builtin"  # a name from `halo-forge data prepare --list`
+    paths: list[str] = []  # --from files for the dataset (the `local` dataset needs them)
+    # A prompts JSONL (from `data prepare --prompts`) or a Problem shard: every problem is a
+    # training prompt and there is no test split (what `raft train --prompts` uses).
+    prompts: str = ""
+    languages: list[str] = []  # keep only these languages; [] = all
+    test_fraction: float = 0.25  # held out for the benchmark and the per-cycle evaluation
+    split_seed: int = 0
+    limit: int = 0  # at most this many training problems (0 = all)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.test_fraction < 1:
+            raise ValueError(f"data.test_fraction must be in [0, 1), got {self.test_fraction}")
+        if self.limit < 0:
+            raise ValueError(f"data.limit must be >= 0, got {self.limit}")
+        bad = [x for x in self.languages if x not in ("c", "cpp", "rust", "python")]
+        if bad:
+            raise ValueError(f"data.languages: unknown language(s) {bad}; use c, cpp, rust, python")
+
+
+class SftSection(_Section):
+    enabled: bool = True
+    # Skip training and start RAFT from this adapter (or, with enabled = false, "" = the base).
+    adapter: str = ""
+    epochs: float = 3.0
+    max_steps: int = 0  # > 0: stop after this many optimizer steps
+    learning_rate: float = 2e-4
+    min_lr_ratio: float = 0.1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    batch_size: int = 4
+    grad_accum: int = 4
+    max_length: int = 2048
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.05
+    target_modules: list[str] = []
+    gradient_checkpointing: bool = False
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    eval_fraction: float = 0.0
+    save_steps: int = 0
+    logging_steps: int = 10
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("sft.epochs must be > 0 (or sft.max_steps set)")
+        if self.learning_rate <= 0:
+            raise ValueError(f"sft.learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("batch_size", "grad_accum", "max_length", "lora_rank", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"sft.{name} must be at least 1")
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError("sft.eval_fraction must be in [0, 1)")
+
+
+class RaftSection(_Section):
+    cycles: int = 3
+    samples_per_prompt: int = 8
+    reward_threshold: float = 0.5  # keep samples whose reward is at least this
+    keep_top_percent: float = 0.5  # then the best fraction of them, in (0, 1]
+    max_per_prompt: int = 0  # at most this many kept per prompt (0 = no cap)
+    dedupe: bool = True  # identical code of one prompt is kept once
+    # Training on what was kept: cycle c uses learning_rate * lr_decay ** (c - 1).
+    learning_rate: float = 5e-5
+    lr_decay: float = 0.85
+    epochs: float = 1.0
+    max_steps: int = 0  # > 0: optimizer steps per cycle (overrides epochs)
+    batch_size: int = 0  # 0 = sft.batch_size
+    grad_accum: int = 0  # 0 = sft.grad_accum
+    seed: int = 0  # generation seeds and filter tie-breaks
+    buffer_batches: int = 4  # generated batches waiting for the verifier (bounded memory)
+    # Held-out evaluation after each cycle (pass@1, compile rate on the test split) and early
+    # stop when pass@1 has not improved for `patience` cycles (0 = never stop early).
+    eval: bool = False
+    eval_samples: int = 1
+    patience: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cycles < 0:
+            raise ValueError(f"raft.cycles must be >= 0, got {self.cycles}")
+        if self.samples_per_prompt < 1:
+            raise ValueError(f"raft.samples_per_prompt must be >= 1, got {self.samples_per_prompt}")
+        if not 0 < self.keep_top_percent <= 1:
+            raise ValueError(
+                f"raft.keep_top_percent must be in (0, 1] (a fraction: 0.5 keeps the top half), "
+                f"got {self.keep_top_percent}")
+        if not 0 <= self.reward_threshold <= 1:
+            raise ValueError(f"raft.reward_threshold must be in [0, 1], got {self.reward_threshold}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"raft.learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"raft.lr_decay must be in (0, 1], got {self.lr_decay}")
+        for name in ("max_per_prompt", "max_steps", "batch_size", "grad_accum", "patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"raft.{name} must be >= 0")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("raft.epochs must be > 0 (or raft.max_steps set)")
+        if self.buffer_batches < 1 or self.eval_samples < 1:
+            raise ValueError("raft.buffer_batches and raft.eval_samples must be >= 1")
+
+
+class GenerationSection(_Section):
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 512
+    stop: list[str] = []
+    # None: the default system prompt; "" = no system turn. Also used for RAFT's examples.
+    system: str | None = None
+    # The backend: `backend = "transformers" | "vllm" | "openai"` and its own keys.
+    engine: GenerateConfig = msgspec.field(default_factory=TransformersConfig)
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError("generation.temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("generation.top_p must be in (0, 1]")
+        if self.max_new_tokens < 1:
+            raise ValueError("generation.max_new_tokens must be >= 1")
+        if self.engine.model or self.engine.adapter:
+            raise ValueError("generation.engine.model/adapter come from [model] and the "
+                             "stages; leave them out")
+
+
+class BenchmarkSection(_Section):
+    enabled: bool = True
+    samples: int = 10  # per problem
+    ks: list[int] = msgspec.field(default_factory=lambda: [1, 5, 10])
+    temperature: float = 0.8
+    max_problems: int = 0  # 0 = the whole test split
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError("benchmark.samples must be >= 1")
+        if not self.ks or any(k < 1 or k > self.samples for k in self.ks):
+            raise ValueError(f"benchmark.ks must be in [1, benchmark.samples={self.samples}], "
+                             f"got {self.ks}")
+
+
+class OutputSection(_Section):
+    dir: str = "runs/halo-forge"  # relative paths are relative to the current directory
+    plot: bool = True  # metrics.png next to metrics.jsonl (needs matplotlib)
+    tensorboard: bool = False  # OUTPUT/tensorboard (needs the tensorboard package)
+    progress: Literal["auto", "rich", "plain"] = "auto"  # auto: rich on a terminal
+
+
+class PipelineConfig(_Section):
+    model: ModelSection
+    data: DataSection = DataSection()
+    sft: SftSection = SftSection()
+    raft: RaftSection = RaftSection()
+    generation: GenerationSection = GenerationSection()
+    verifier: VerifierConfig = VerifierConfig()
+    benchmark: BenchmarkSection = BenchmarkSection()
+    output: OutputSection = OutputSection()
+
+    def __post_init__(self) -> None:
+        if self.raft.max_per_prompt > self.raft.samples_per_prompt:
+            raise ValueError("raft.max_per_prompt must be <= raft.samples_per_prompt")
+
+
+# --- loading and error messages -----------------------------------------------------------
+
+_UNKNOWN = re.compile(r"Object contains unknown field `([^`]*)`")
+_AT = re.compile(r" - at `\$((?:\.[A-Za-z_0-9]+|\[\d+\])*)`$")
+
+
+def _struct_at(path: list[str]) -> type | None:
+    """The Struct type a dotted path of the config leads to (None when not a Struct)."""
+    t: Any = PipelineConfig
+    for name in path:
+        fields = {f.name: f.type for f in msgspec.structs.fields(t)} if _is_struct(t) else {}
+        if name not in fields:
+            return None
+        t = fields[name]
+    return t if _is_struct(t) else None
+
+
+def _is_struct(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, msgspec.Struct)
+
+
+def _fields_at(path: list[str]) -> list[str]:
+    if path[-2:] == ["generation", "engine"] or path == ["generation", "engine"]:
+        from halo_forge.generate.base import OpenAIConfig, VLLMConfig
+
+        names: set[str] = {"backend"}
+        for cls in (TransformersConfig, VLLMConfig, OpenAIConfig):
+            names.update(f.name for f in msgspec.structs.fields(cls))
+        return sorted(names)
+    t = _struct_at(path)
+    return [f.name for f in msgspec.structs.fields(t)] if t is not None else []
+
+
+def explain(exc: msgspec.ValidationError | msgspec.DecodeError, source: str) -> str:
+    """A one-line message naming the key, from msgspec's error."""
+    text = str(exc)
+    where = _AT.search(text)
+    path = [p for p in re.split(r"\.|\[", where.group(1)) if p] if where else []
+    path = [p.rstrip("]") for p in path]
+    body = text[: where.start()] if where else text
+    unknown = _UNKNOWN.match(body)
+    if unknown:
+        key = unknown.group(1)
+        full = ".".join([*path, key])
+        close = difflib.get_close_matches(key, _fields_at(path), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        if not path:
+            known = ", ".join(f.name for f in msgspec.structs.fields(PipelineConfig))
+            return f"{source}: unknown section or key `{full}`{hint}; sections are {known}"
+        return f"{source}: unknown key `{full}`{hint}"
+    if body.startswith("Object missing required field"):
+        missing = re.search(r"`([^`]*)`", body)
+        name = ".".join([*path, missing.group(1)]) if missing else "?"
+        return f"{source}: missing `{name}`"
+    key = ".".join(path)
+    if "must" in body or "exclude" in body or "is empty" in body or "leave them out" in body:
+        # Our own __post_init__ messages already name the key.
+        return f"{source}: {body}"
+    return f"{source}: `{key}`: {body[0].lower() + body[1:]}" if key else f"{source}: {body}"
+
+
+def load_config(path: str | Path | None = None) -> tuple[PipelineConfig, str]:
+    """(config, text of the file). None: the embedded default, examples/cpu-tiny.toml."""
+    p = Path(path) if path is not None else EXAMPLES_DIR / DEFAULT_CONFIG_NAME
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise HaloError(f"{p}: cannot read the pipeline config ({exc.strerror})") from None
+    return parse_config(raw, source=str(p if path is not None else p.name)), raw.decode()
+
+
+def parse_config(raw: bytes | str, *, source: str = "pipeline.toml") -> PipelineConfig:
+    if isinstance(raw, str):
+        raw = raw.encode()
+    try:
+        return msgspec.toml.decode(raw, type=PipelineConfig)
+    except msgspec.ValidationError as exc:
+        raise HaloError(explain(exc, source)) from None
+    except msgspec.DecodeError as exc:
+        raise HaloError(f"{source}: not valid TOML ({exc})") from None
+
+
+def replace_key(config: PipelineConfig, dotted: str, value: Any) -> PipelineConfig:
+    """The config with one key set (a command-line override), validated like the file."""
+    data = msgspec.to_builtins(config)
+    node = data
+    *parents, last = dotted.split(".")
+    for name in parents:
+        node = node[name]
+    if last not in node and last not in _fields_at(parents):
+        raise HaloError(f"no config key `{dotted}`")
+    node[last] = value
+    try:
+        return msgspec.convert(data, PipelineConfig)
+    except msgspec.ValidationError as exc:
+        raise HaloError(explain(exc, "command line")) from None
+
+
+# --- what a stage depends on ---------------------------------------------------------------
+
+# Keys that change how fast or how loudly a run goes, never what it produces: a rerun may
+# change them freely.
+NEUTRAL_KEYS = frozenset({
+    "raft.cycles", "raft.buffer_batches", "raft.patience", "verifier.concurrency",
+    "verifier.cache", "verifier.cache_path", "verifier.cache_dir", "verifier.pch",
+    "generation.engine.batch_size", "generation.engine.concurrency",
+    "generation.engine.gpu_memory_utilization", "generation.engine.enable_sleep_mode",
+    "generation.engine.probe", "sft.logging_steps", "sft.save_steps",
+})
+NEUTRAL_SECTIONS = ("output",)
+
+
+def flatten(config: PipelineConfig, sections: tuple[str, ...]) -> dict[str, Any]:
+    """{"section.key": value} of the named sections, without the neutral keys."""
+    data = msgspec.to_builtins(config)
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif prefix not in NEUTRAL_KEYS:
+            out[prefix] = value
+
+    for section in sections:
+        walk(section, data[section])
+    return out
+
+
+def digest(values: dict[str, Any]) -> str:
+    return hashlib.sha256(msgspec.json.encode(values, order="sorted")).hexdigest()[:16]
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [k for k in keys if old.get(k, "<unset>") != new.get(k, "<unset>")]

@@ -1,0 +1,131 @@
+"""Per-cycle metrics: one JSON line per cycle, a PNG plot of the rates next to it, and
+TensorBoard scalars when the tensorboard package is installed and asked for.
+
+The JSONL is rewritten (atomically) from the finished cycles' records on every update, so a
+resumed run never writes a cycle twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+METRICS = "metrics.jsonl"
+PLOT = "metrics.png"
+
+
+class CycleMetrics(msgspec.Struct, kw_only=True):
+    cycle: int
+    samples: int = 0
+    verdicts: int = 0
+    sandbox_errors: int = 0
+    compile_rate: float = 0.0
+    pass_rate: float = 0.0
+    mean_reward: float = 0.0
+    kept: int = 0
+    kept_prompts: int = 0
+    filter_removed: dict[str, int] = {}
+    statuses: dict[str, int] = {}
+    learning_rate: float = 0.0
+    tokens_per_s: float = 0.0
+    verify_per_s: float = 0.0
+    gen_s: float = 0.0
+    gen_verify_s: float = 0.0  # wall time of the streaming generate + verify stage
+    filter_s: float = 0.0
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    gen_wait_s: float = 0.0  # generation waited on verification (full buffer)
+    verify_wait_s: float = 0.0  # verification waited on generation (empty buffer)
+    train_steps: int = 0
+    train_loss: float | None = None
+    eval_pass_at_1: float | None = None
+    eval_compile_rate: float | None = None
+    resumed: bool = False  # part of this cycle was done by an earlier, interrupted process
+
+
+def write_metrics(path: Path, rows: Sequence[CycleMetrics]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        for row in sorted(rows, key=lambda r: r.cycle):
+            f.write(msgspec.json.encode(row) + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_metrics(path: Path) -> list[CycleMetrics]:
+    if not path.exists():
+        return []
+    decoder = msgspec.json.Decoder(CycleMetrics)
+    return [decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def plot(rows: Sequence[CycleMetrics], path: Path) -> bool:
+    """The per-cycle rates as a PNG; False (and a log line) when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib is not installed: no %s (pip install matplotlib)", path.name)
+        return False
+    rows = sorted(rows, key=lambda r: r.cycle)
+    x = [r.cycle for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    series: list[tuple[str, list[Any]]] = [
+        ("pass rate", [r.pass_rate for r in rows]),
+        ("compile rate", [r.compile_rate for r in rows]),
+        ("mean reward", [r.mean_reward for r in rows]),
+    ]
+    if any(r.eval_pass_at_1 is not None for r in rows):
+        series.append(("held-out pass@1", [r.eval_pass_at_1 for r in rows]))
+    for label, ys in series:
+        ax.plot(x, ys, marker="o", label=label)
+    ax.set_xlabel("RAFT cycle")
+    ax.set_ylim(0, 1.02)
+    ax.set_xticks(x)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    ax.set_title("halo-forge: per-cycle rates")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
+
+
+class TensorBoard:
+    """Scalars per cycle under OUTPUT/tensorboard; a no-op (said once) without tensorboard."""
+
+    def __init__(self, directory: Path, *, enabled: bool) -> None:
+        self._writer = None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.warning("output.tensorboard is on but the tensorboard package is not installed "
+                        "(pip install tensorboard); writing metrics.jsonl and the plot only")
+            return
+        self._writer = SummaryWriter(str(directory))
+
+    def log(self, row: CycleMetrics) -> None:
+        if self._writer is None:
+            return
+        for name, value in msgspec.structs.asdict(row).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "cycle":
+                self._writer.add_scalar(f"raft/{name}", value, row.cycle)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

@@ -1,0 +1,590 @@
+"""The whole run: data -> sft -> raft cycles -> benchmark, resumable, interruptible.
+
+    OUTPUT/
+      pipeline.toml, config.json   the file given and the values used
+      state/<stage>.json           completion records (see pipeline_state.py)
+      model/                       the tiny model, when model.tiny = true
+      data/ train.shard test.shard sft.shard
+      sft/                         the SFT run (checkpoints, final_model)
+      raft/cycle_N/                samples.shard verdicts.shard kept.shard train/ eval/
+      cycle_N_final/               the adapter after cycle N
+      metrics.jsonl metrics.png    one line per finished cycle, and the rates plotted
+      benchmark/                   the final adapter on the held-out split
+
+Every stage checks its state first: done with the same config -> skipped; done or started
+with another config -> an error naming the keys; otherwise it runs (or continues: SFT from its
+last checkpoint, a cycle from its shards). Stops (SIGINT/SIGTERM) are honoured at safe points:
+between batches, between training steps, between stages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+
+from halo_forge.config import PipelineConfig, flatten
+from halo_forge.errors import HaloError
+from halo_forge.filter import FilterConfig
+from halo_forge.metrics import METRICS, PLOT, CycleMetrics, TensorBoard, plot, write_metrics
+from halo_forge.pipeline_state import StageState, StateStore
+from halo_forge.progress import Progress
+from halo_forge.raft import (
+    Interrupted,
+    Stopper,
+    check_problems,
+    cycle_learning_rate,
+    filter_cycle,
+    generate_and_verify,
+    stop_callback,
+)
+from halo_forge.records import Example, Problem
+
+log = logging.getLogger(__name__)
+
+STAGES = ("data", "sft", "raft", "benchmark")
+_DEPENDS = {
+    "data": ("model", "data"),
+    "sft": ("model", "data", "sft"),
+    "raft": ("model", "data", "sft", "raft", "generation", "verifier"),
+    "benchmark": ("model", "data", "sft", "raft", "generation", "verifier", "benchmark"),
+}
+
+
+class RunSummary(msgspec.Struct, kw_only=True):
+    output_dir: str
+    cycles_done: int = 0
+    final_adapter: str = ""
+    metrics: list[CycleMetrics] = []
+    benchmark: dict[str, Any] = {}
+    skipped: list[str] = []  # stages found done and skipped
+
+
+def _read_problems(path: Path) -> list[Problem]:
+    from halo_forge.shards import read_shards
+
+    return list(read_shards(path, Problem))
+
+
+def _load_prompts(path: str) -> list[Problem]:
+    """A prompts JSONL (one Problem-shaped object per line) or a Problem shard."""
+    from halo_forge.shards import SUFFIX
+
+    p = Path(path)
+    if not p.exists():
+        raise HaloError(f"{p}: no such prompts file (data.prompts / --prompts)")
+    if p.is_dir() or p.suffix == SUFFIX:
+        return _read_problems(p)
+    decoder = msgspec.json.Decoder(Problem)
+    out = []
+    with open(p, "rb") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(decoder.decode(line))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise HaloError(f"{p}:{n}: not a problem ({exc}); expected the JSONL of "
+                                "`halo-forge data prepare --prompts`") from None
+    return out
+
+
+class Pipeline:
+    def __init__(self, config: PipelineConfig, *, config_text: str = "",
+                 force: Sequence[str] = (), progress: Progress | None = None,
+                 stop: Stopper | None = None) -> None:
+        self.config = config
+        self.out = Path(config.output.dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.progress = progress or Progress(config.output.progress)
+        self.stop = stop or Stopper()
+        self.states = StateStore(self.out)
+        self.config_text = config_text
+        for name in force:
+            self._force(name)
+        self._backend: Any = None
+        self._verifier: Any = None
+        self.summary = RunSummary(output_dir=str(self.out))
+
+    # --- bookkeeping ---------------------------------------------------------------------
+
+    def _force(self, name: str) -> None:
+        if name not in STAGES:
+            raise HaloError(f"--force-stage {name}: not a stage (stages: {', '.join(STAGES)})")
+        later = STAGES[STAGES.index(name):]
+        for stage in self.states.stages():
+            if stage.split("_cycle_")[0] in later:
+                self.states.clear(stage)
+        # Outputs that a resume would otherwise continue from.
+        if "sft" in later:
+            shutil.rmtree(self.out / "sft", ignore_errors=True)
+        if "raft" in later:
+            shutil.rmtree(self.out / "raft", ignore_errors=True)
+            for d in self.out.glob("cycle_*_final"):
+                shutil.rmtree(d, ignore_errors=True)
+            (self.out / METRICS).unlink(missing_ok=True)
+        if "benchmark" in later:
+            shutil.rmtree(self.out / "benchmark", ignore_errors=True)
+        self.progress.log(f"--force-stage {name}: redoing {', '.join(later)}")
+
+    def _values(self, stage: str) -> dict[str, Any]:
+        return flatten(self.config, _DEPENDS[stage])
+
+    def _begin(self, stage: str, dep: str, label: str) -> StageState:
+        return self.states.begin(stage, self._values(dep), label=label, force_hint=dep)
+
+    def _finish(self, state: StageState, result: dict[str, Any]) -> None:
+        state.done, state.phase, state.result = True, "done", result
+        self.states.save(state)
+
+    def _write_config(self) -> None:
+        if self.config_text:
+            (self.out / "pipeline.toml").write_text(self.config_text)
+        (self.out / "config.json").write_bytes(
+            msgspec.json.format(msgspec.json.encode(self.config)))
+
+    # --- the run -------------------------------------------------------------------------
+
+    async def run(self) -> RunSummary:
+        self._write_config()
+        try:
+            model = self._model()
+            train, test = self._data(model)
+            self.stop.check()
+            adapter = await self._sft(model)
+            self.stop.check()
+            adapter = await self._raft(model, adapter, train, test)
+            self.stop.check()
+            await self._benchmark(model, adapter, test)
+        finally:
+            await self._close()
+        self.summary.final_adapter = adapter
+        return self.summary
+
+    async def _close(self) -> None:
+        if self._verifier is not None:
+            verifier, self._verifier = self._verifier, None
+            with anyio.CancelScope(shield=True):
+                await verifier.__aexit__(None, None, None)
+        if self._backend is not None:
+            backend, self._backend = self._backend, None
+            backend.close()
+
+    def _model(self) -> str:
+        m = self.config.model
+        if not m.tiny:
+            return m.name
+        from halo_forge.tiny import build_tiny_model
+
+        path = self.out / "model"
+        if not (path / "config.json").exists():
+            self.progress.log(f"building the tiny model in {path}")
+        return str(build_tiny_model(path, seed=m.tiny_seed, layers=m.tiny_layers,
+                                    hidden=m.tiny_hidden))
+
+    def _data(self, model: str) -> tuple[list[Problem], list[Problem]]:
+        from halo_forge.shards import write_shard
+
+        d = self.config.data
+        state = self._begin("data", "data", "stage data")
+        folder = self.out / "data"
+        if state.done:
+            self.summary.skipped.append("data")
+            return _read_problems(folder / "train.shard"), _read_problems(folder / "test.shard")
+        if d.prompts:
+            train, test = _load_prompts(d.prompts), []
+        else:
+            from halo_forge.data import registry
+            from halo_forge.data.split import sample_order, split_problems
+
+            spec = registry.get_spec(d.dataset)
+            problems = registry.load_problems(d.dataset, from_paths=d.paths)
+            train, test = split_problems(problems, seed=d.split_seed,
+                                         test_fraction=d.test_fraction,
+                                         official=spec.official_split)
+            if d.limit:
+                keep = {p.id for p in sample_order(train, seed=d.split_seed)[:d.limit]}
+                train = [p for p in train if p.id in keep]
+        if d.languages:
+            train = [p for p in train if p.language in d.languages]
+            test = [p for p in test if p.language in d.languages]
+        check_problems(train)
+        from halo_forge.train import example_from_problem
+
+        examples = [example_from_problem(p) for p in train if p.reference.strip()]
+        write_shard(folder / "train.shard", train, Problem)
+        write_shard(folder / "test.shard", test, Problem)
+        write_shard(folder / "sft.shard", examples, Example)
+        self.progress.log(f"data: {len(train)} training prompts ({len(examples)} with a "
+                          f"reference for SFT), {len(test)} held out")
+        self._finish(state, {"train": len(train), "test": len(test), "sft_examples": len(examples)})
+        return train, test
+
+    def _sft_config(self, model: str, **overrides: Any) -> Any:
+        from halo_forge.train import SFTConfig
+
+        s = self.config.sft
+        fields = {k: v for k, v in msgspec.structs.asdict(s).items()
+                  if k not in ("enabled", "adapter")}
+        fields.update(model=model, progress=False, save_total_limit=1)
+        fields.update(overrides)
+        return SFTConfig(**fields)
+
+    async def _train(self, label: str, **kwargs: Any) -> Any:
+        from halo_forge.train import train
+
+        def work() -> Any:
+            return train(callbacks=[stop_callback(self.stop)], resume=True,
+                         log=self.progress.log, **kwargs)
+
+        self.progress.log(f"{label}: training")
+        try:
+            return await anyio.to_thread.run_sync(work)
+        except Interrupted:
+            raise
+        except HaloError:
+            raise
+
+    async def _sft(self, model: str) -> str:
+        s = self.config.sft
+        state = self._begin("sft", "sft", "stage sft")
+        if state.done:
+            self.summary.skipped.append("sft")
+            return state.result.get("adapter", "")
+        if not s.enabled:
+            self._finish(state, {"adapter": s.adapter})
+            return s.adapter
+        start = time.perf_counter()
+        result = await self._train(
+            "sft", config=self._sft_config(model, init_adapter=s.adapter),
+            data=self.out / "data" / "sft.shard", output_dir=self.out / "sft")
+        self.progress.log(f"sft: {result.global_step} steps on {result.train_examples} examples, "
+                          f"loss {result.first_loss} -> {result.last_loss} "
+                          f"({time.perf_counter() - start:.0f}s)")
+        self._finish(state, {"adapter": result.adapter_dir, "steps": result.global_step,
+                             "train_loss": result.train_loss})
+        return result.adapter_dir
+
+    # --- raft ----------------------------------------------------------------------------
+
+    async def _verifier_ready(self) -> Any:
+        if self._verifier is None:
+            from halo_forge.verify.runner import Verifier
+
+            verifier = Verifier(self.config.verifier)
+            await verifier.__aenter__()
+            self._verifier = verifier
+        return self._verifier
+
+    def _backend_for(self, model: str, adapter: str) -> Any:
+        """The generation backend on the adapter's own base model, with `adapter` applied."""
+        from halo_forge.generate import make_backend
+        from halo_forge.train_models import read_adapter_meta
+
+        base = read_adapter_meta(adapter).base_model if adapter else model
+        if self._backend is not None and self._backend.model != base:
+            self._backend.close()
+            self._backend = None
+        if self._backend is None:
+            engine = msgspec.structs.replace(self.config.generation.engine, model=base,
+                                             adapter=adapter,
+                                             system=self.config.generation.system)
+            self.progress.log(f"loading {engine.backend if hasattr(engine, 'backend') else ''}"
+                              f"generation backend: {base}" + (f" + {adapter}" if adapter else ""))
+            self._backend = make_backend(engine)
+        elif self._backend.adapter != adapter:
+            self._backend.load_adapter(adapter or None)
+        return self._backend
+
+    def _sampling(self, *, seed: int, temperature: float | None = None) -> Any:
+        from halo_forge.generate.base import SamplingSettings
+
+        g = self.config.generation
+        return SamplingSettings(temperature=g.temperature if temperature is None else temperature,
+                                top_p=g.top_p, max_new_tokens=g.max_new_tokens,
+                                stop=list(g.stop), seed=seed)
+
+    def _metrics_rows(self) -> list[CycleMetrics]:
+        rows = []
+        for c in range(1, 10_000):
+            st = self.states.load(f"raft_cycle_{c}")
+            if st is None:
+                break
+            if st.done and "metrics" in st.result:
+                rows.append(msgspec.convert(st.result["metrics"], CycleMetrics))
+        return rows
+
+    def _early_stop(self, rows: list[CycleMetrics]) -> bool:
+        r = self.config.raft
+        if not (r.eval and r.patience):
+            return False
+        scores = [m.eval_pass_at_1 for m in rows if m.eval_pass_at_1 is not None]
+        if len(scores) <= r.patience:
+            return False
+        best_before = max(scores[:-r.patience])
+        return max(scores[-r.patience:]) <= best_before
+
+    async def _raft(self, model: str, adapter: str, train: list[Problem],
+                    test: list[Problem]) -> str:
+        r = self.config.raft
+        tb = TensorBoard(self.out / "tensorboard", enabled=self.config.output.tensorboard)
+        try:
+            for cycle in range(1, r.cycles + 1):
+                self.stop.check()
+                state = self._begin(f"raft_cycle_{cycle}", "raft", f"raft cycle {cycle}")
+                if state.done:
+                    adapter = state.result.get("adapter", adapter)
+                    self.summary.skipped.append(f"raft_cycle_{cycle}")
+                    self.summary.cycles_done = cycle
+                    continue
+                rows = self._metrics_rows()
+                if self._early_stop(rows):
+                    self.progress.log(f"raft: held-out pass@1 has not improved for "
+                                      f"{r.patience} cycles; stopping early after cycle "
+                                      f"{cycle - 1}")
+                    break
+                adapter = await self._cycle(cycle, state, model, adapter, train, test)
+                self.summary.cycles_done = cycle
+                rows = self._metrics_rows()
+                write_metrics(self.out / METRICS, rows)
+                if self.config.output.plot:
+                    plot(rows, self.out / PLOT)
+                if rows:
+                    tb.log(rows[-1])
+        finally:
+            tb.close()
+        self.summary.metrics = self._metrics_rows()
+        return adapter
+
+    async def _cycle(self, cycle: int, state: StageState, model: str, adapter_in: str,
+                     train: list[Problem], test: list[Problem]) -> str:
+        r = self.config.raft
+        cycle_dir = self.out / "raft" / f"cycle_{cycle}"
+        metrics = CycleMetrics(cycle=cycle, **state.result.get("partial", {}))
+        label = f"cycle {cycle}/{r.cycles}"
+
+        if state.phase in ("", "generating"):
+            state.phase = "generating"
+            state.result["adapter_in"] = adapter_in
+            self.states.save(state)
+            backend = self._backend_for(model, adapter_in)
+            verifier = await self._verifier_ready()
+            total = len(train) * r.samples_per_prompt
+            with self.progress.task(f"{label}: generate + verify", total=total) as bar:
+                stats = await generate_and_verify(
+                    problems=train, backend=backend, verifier=verifier, cycle=cycle,
+                    cycle_dir=cycle_dir, samples_per_prompt=r.samples_per_prompt,
+                    settings=self._sampling(seed=r.seed * 1_000_003 + cycle * 7919),
+                    buffer_batches=r.buffer_batches,
+                    concurrency=self.config.verifier.concurrency, stop=self.stop,
+                    on_verdict=lambda v: bar.advance(1))
+            rates = stats.rates()
+            metrics = msgspec.structs.replace(
+                metrics, samples=stats.samples, verdicts=stats.verdicts,
+                sandbox_errors=stats.sandbox_errors, statuses=stats.statuses,
+                compile_rate=rates["compile_rate"], pass_rate=rates["pass_rate"],
+                mean_reward=rates["mean_reward"], tokens_per_s=rates["tokens_per_s"],
+                verify_per_s=rates["verify_per_s"], gen_s=stats.gen_s,
+                gen_verify_s=stats.wall_s, gen_wait_s=stats.gen_wait_s,
+                verify_wait_s=stats.verify_wait_s,
+                resumed=bool(stats.resumed_samples or stats.resumed_verdicts))
+            self.progress.log(
+                f"{label}: {stats.verdicts} verified: pass {rates['pass_rate']:.1%}, compile "
+                f"{rates['compile_rate']:.1%}, mean reward {rates['mean_reward']:.3f}, "
+                f"{stats.sandbox_errors} sandbox errors; {stats.wall_s:.1f}s (generation waited "
+                f"{stats.gen_wait_s:.1f}s on verification, verification {stats.verify_wait_s:.1f}s"
+                f" on generation)")
+            state.phase = "verified"
+            state.result["partial"] = msgspec.to_builtins(metrics)
+            self.states.save(state)
+        self.stop.check()
+
+        start = time.perf_counter()
+        examples, report = filter_cycle(
+            cycle_dir, train, config=FilterConfig(
+                reward_threshold=r.reward_threshold, keep_top_percent=r.keep_top_percent,
+                max_per_prompt=r.max_per_prompt, dedupe=r.dedupe, seed=r.seed + cycle),
+            system=self.config.generation.system)
+        metrics = msgspec.structs.replace(
+            metrics, kept=report.kept, kept_prompts=report.prompts_kept,
+            filter_removed=report.removed, filter_s=time.perf_counter() - start)
+        self.progress.log(f"{label}: filter: {report.describe()}")
+
+        adapter_out = adapter_in
+        lr = cycle_learning_rate(r.learning_rate, r.lr_decay, cycle)
+        final = self.out / f"cycle_{cycle}_final"
+        if state.phase == "trained":
+            adapter_out = state.result["adapter"]
+        elif examples:
+            start = time.perf_counter()
+            if self._backend is not None:
+                self._backend.sleep()  # the accelerator's memory goes to training
+            overrides: dict[str, Any] = dict(
+                epochs=r.epochs, max_steps=r.max_steps, eval_fraction=0.0,
+                init_adapter=adapter_in, learning_rate=lr, seed=r.seed + cycle)
+            if r.batch_size:
+                overrides["batch_size"] = r.batch_size
+            if r.grad_accum:
+                overrides["grad_accum"] = r.grad_accum
+            result = await self._train(
+                f"{label}", config=self._sft_config(model, **overrides), data=examples,
+                output_dir=cycle_dir / "train", learning_rate=lr,
+                init_adapter=adapter_in or "")
+            if self._backend is not None:
+                self._backend.wake_up()
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(result.adapter_dir, final)
+            adapter_out = str(final)
+            metrics = msgspec.structs.replace(
+                metrics, train_s=time.perf_counter() - start, train_steps=result.global_step,
+                train_loss=result.train_loss, learning_rate=lr)
+            state.phase = "trained"
+            state.result["adapter"] = adapter_out
+            state.result["partial"] = msgspec.to_builtins(metrics)
+            self.states.save(state)
+        else:
+            self.progress.log(f"{label}: nothing kept; the adapter stays {adapter_in or 'the base model'}")
+        self.stop.check()
+
+        if r.eval and test:
+            start = time.perf_counter()
+            summary = await self._evaluate(model, adapter_out, test, samples=r.eval_samples,
+                                           ks=[1], folder=cycle_dir / "eval", cycle=cycle,
+                                           temperature=None)
+            metrics = msgspec.structs.replace(
+                metrics, eval_pass_at_1=summary.pass_at_k.get(1, 0.0),
+                eval_compile_rate=summary.compile_at_k.get(1, 0.0),
+                eval_s=time.perf_counter() - start)
+            self.progress.log(f"{label}: held-out pass@1 {metrics.eval_pass_at_1:.1%}, "
+                              f"compile {metrics.eval_compile_rate:.1%}")
+        self._finish(state, {"adapter": adapter_out, "adapter_in": adapter_in,
+                             "metrics": msgspec.to_builtins(metrics),
+                             "filter": msgspec.to_builtins(report)})
+        return adapter_out
+
+    # --- evaluation ----------------------------------------------------------------------
+
+    async def _evaluate(self, model: str, adapter: str, problems: list[Problem], *,
+                        samples: int, ks: list[int], folder: Path, cycle: int,
+                        temperature: float | None) -> Any:
+        from halo_forge.benchmark import evaluate
+
+        backend = self._backend_for(model, adapter)
+        verifier = await self._verifier_ready()
+        with self.progress.task(f"evaluate {folder.relative_to(self.out)}",
+                                total=len(problems) * samples) as bar:
+            return await evaluate(
+                problems=problems, backend=backend, samples=samples, ks=ks,
+                verifier_config=self.config.verifier,
+                sandbox=getattr(verifier, "_sandbox", None), output_dir=folder,
+                meta={"adapter": adapter, "cycle": cycle}, cycle=cycle,
+                sampling=self._sampling(seed=self.config.raft.seed + 17 * cycle,
+                                        temperature=temperature),
+                dataset=self.config.data.dataset,
+                concurrency=self.config.verifier.concurrency,
+                progress=lambda done, total: bar.advance(1))
+
+    async def _benchmark(self, model: str, adapter: str, test: list[Problem]) -> None:
+        b = self.config.benchmark
+        state = self._begin("benchmark", "benchmark", "stage benchmark")
+        if state.done:
+            self.summary.skipped.append("benchmark")
+            self.summary.benchmark = state.result
+            return
+        if not b.enabled or not test:
+            if b.enabled:
+                self.progress.log("benchmark: no held-out problems (data.test_fraction = 0 or "
+                                  "data.prompts); skipped")
+            self._finish(state, {"skipped": True})
+            return
+        problems = test[: b.max_problems] if b.max_problems else test
+        folder = self.out / "benchmark"
+        shutil.rmtree(folder, ignore_errors=True)  # evaluate() is not resumable: start clean
+        summary = await self._evaluate(model, adapter, problems, samples=b.samples,
+                                       ks=list(b.ks), folder=folder, cycle=0,
+                                       temperature=b.temperature)
+        result = {"adapter": adapter, "problems": len(problems),
+                  "pass_at_k": {str(k): v for k, v in summary.pass_at_k.items()},
+                  "compile_at_k": {str(k): v for k, v in summary.compile_at_k.items()}}
+        shown = ", ".join(f"pass@{k} {v:.1%}" for k, v in summary.pass_at_k.items())
+        self.progress.log(f"benchmark on {len(problems)} held-out problems: {shown}")
+        self._finish(state, result)
+        self.summary.benchmark = result
+
+
+# --- the command -----------------------------------------------------------------------------
+
+INTERRUPTED = "interrupted; rerun the same command to resume"
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The meaningful error in a (nested) exception group: an Interrupted or HaloError first."""
+    leaves: list[BaseException] = []
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        else:
+            leaves.append(e)
+    for kind in (Interrupted, HaloError):
+        for e in leaves:
+            if isinstance(e, kind):
+                return e
+    return leaves[0] if leaves else exc
+
+
+def run_pipeline(config: PipelineConfig, *, config_text: str = "", force: Sequence[str] = (),
+                 progress: Progress | None = None) -> tuple[int, RunSummary | None]:
+    """Runs the pipeline under signal handling; (exit code, summary). SIGINT/SIGTERM stop it at
+    the next safe point (exit 130/143); a second signal stops it at once."""
+    progress = progress or Progress(config.output.progress)
+    stop = Stopper()
+    pipeline = Pipeline(config, config_text=config_text, force=force, progress=progress,
+                        stop=stop)
+    received: list[int] = []
+
+    async def main() -> RunSummary:
+        async with anyio.create_task_group() as tg:
+            async def watch() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        received.append(signum)
+                        name = signal.Signals(signum).name
+                        if len(received) == 1:
+                            progress.log(f"{name}: stopping at the next safe point (send it "
+                                         "again to stop at once)")
+                            stop.request(name)
+                        else:
+                            progress.log(f"{name} again: stopping now")
+                            tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            result = await pipeline.run()
+            tg.cancel_scope.cancel()
+            return result
+
+    try:
+        summary = anyio.run(main)
+    except BaseException as exc:  # noqa: BLE001 - sorted out below
+        leaf = _leaf(exc)
+        if isinstance(leaf, Interrupted) or received:
+            progress.log(f"halo-forge: {INTERRUPTED}")
+            code = 128 + (received[0] if received else signal.SIGINT)
+            return code, None
+        if isinstance(leaf, BaseException) and leaf is not exc:
+            raise leaf from None
+        raise
+    if summary is None:  # cancelled by a second signal
+        progress.log(f"halo-forge: {INTERRUPTED}")
+        return 128 + (received[0] if received else signal.SIGINT), None
+    return 0, summary

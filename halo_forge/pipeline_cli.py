@@ -1,0 +1,78 @@
+"""`halo-forge run [pipeline.toml]`: the whole run (data -> sft -> raft -> benchmark).
+
+Without a file it runs the embedded default, examples/cpu-tiny.toml. Rerunning the same
+command continues where a killed or interrupted run stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from halo_forge.errors import HaloError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "run", help="run the whole pipeline from a pipeline.toml (resumable)",
+        description="Run data -> sft -> raft cycles -> benchmark as configured in a "
+                    "pipeline.toml (default: the embedded examples/cpu-tiny.toml). Rerun the "
+                    "same command to resume after a crash, kill or Ctrl-C.")
+    p.add_argument("config", nargs="?", default=None, help="pipeline.toml (default: cpu-tiny)")
+    p.add_argument("--output", default=None, help="output folder (overrides output.dir)")
+    p.add_argument("--cycles", type=int, default=None, help="overrides raft.cycles")
+    p.add_argument("--force-stage", action="append", default=[], metavar="STAGE",
+                   choices=("data", "sft", "raft", "benchmark"),
+                   help="redo this stage and every stage after it (repeatable)")
+    p.add_argument("--progress", choices=("auto", "rich", "plain"), default=None,
+                   help="overrides output.progress")
+    p.set_defaults(handler=_run)
+
+
+def setup_logging() -> None:
+    root = logging.getLogger("halo_forge")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(name)s: %(message)s",
+                                               datefmt="%H:%M:%S"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+
+def _run(args) -> int:
+    from halo_forge.config import load_config, replace_key
+
+    config, text = load_config(args.config)
+    if args.output is not None:
+        config = replace_key(config, "output.dir", args.output)
+    if args.cycles is not None:
+        config = replace_key(config, "raft.cycles", args.cycles)
+    if args.progress is not None:
+        config = replace_key(config, "output.progress", args.progress)
+    return run_config(config, config_text=text, force=args.force_stage)
+
+
+def run_config(config, *, config_text: str = "", force=()) -> int:
+    from halo_forge.pipeline import run_pipeline
+    from halo_forge.progress import Progress
+
+    setup_logging()
+    progress = Progress(config.output.progress)
+    progress.log(f"output: {config.output.dir}")
+    code, summary = run_pipeline(config, config_text=config_text, force=force,
+                                 progress=progress)
+    if summary is None:
+        print(f"halo-forge: interrupted; rerun the same command to resume", file=sys.stderr)
+        return code
+    for m in summary.metrics:
+        progress.log(f"cycle {m.cycle}: pass {m.pass_rate:.1%} compile {m.compile_rate:.1%} "
+                     f"reward {m.mean_reward:.3f} kept {m.kept}")
+    if summary.benchmark.get("pass_at_k"):
+        shown = ", ".join(f"pass@{k} {v:.1%}" for k, v in summary.benchmark["pass_at_k"].items())
+        progress.log(f"benchmark: {shown}")
+    progress.log(f"done: {summary.output_dir} (final adapter: "
+                 f"{summary.final_adapter or 'the base model'})")
+    return code
+
+
+__all__ = ["register", "run_config", "HaloError"]

@@ -297,7 +297,7 @@ class Pipeline:
             engine = msgspec.structs.replace(self.config.generation.engine, model=base,
                                              adapter=adapter,
                                              system=self.config.generation.system)
-            self.progress.log(f"loading {engine.backend if hasattr(engine, 'backend') else ''}"
+            self.progress.log(f"loading {type(engine).__name__}"
                               f"generation backend: {base}" + (f" + {adapter}" if adapter else ""))
             self._backend = make_backend(engine)
         elif self._backend.adapter != adapter:

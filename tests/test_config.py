@@ -25,7 +25,7 @@ def test_examples_load_and_default_is_cpu_tiny():
     default, text = load_config(None)
     assert default == cpu
     assert "[raft]" in text
-    assert cpu.model.tiny and cpu.generation.engine.backend == "transformers"
+    assert cpu.model.tiny and type(cpu.generation.engine).__name__ == "TransformersConfig"
     gpu, _ = load_config(EXAMPLES_DIR / "qwen7b-gpu.toml")
     assert gpu.model.name == "Qwen/Qwen2.5-Coder-7B-Instruct"
     assert type(gpu.generation.engine).__name__ == "VLLMConfig"

@@ -214,6 +214,15 @@ async def test_workdir_changes_are_copied_back(sb):
         assert (wd / "same.txt").stat().st_mtime_ns == before
 
 
+async def test_the_host_workdir_held_by_the_init_is_out_of_reach(sb):
+    script = "ls /proc/1/fd/ /proc/1/cwd/ 2>&1; for f in /proc/1/fd/*; do echo x > $f/escaped; done; echo end"
+    with sb.workdir() as wd:
+        r = await sb.run(sh(script), cwd=wd)
+        assert r.stdout.endswith(b"end\n"), r
+        assert not (wd / "escaped").exists()
+        assert list(wd.iterdir()) == []
+
+
 async def test_workdir_larger_than_disk_mb_is_a_sandbox_error(sb):
     r, _ = await run_in(sb, ["true"], {"big.bin": b"\0" * (3 << 20)}, limits=Limits(disk_mb=2))
     assert r.status == "sandbox_error" and "disk_mb" in r.error, r
@@ -299,7 +308,7 @@ async def test_program_runs_unprivileged_with_no_groups(sb):
 def test_protections_are_reported(sb):
     prot = sb.protections()
     for name in ("seccomp", "rlimits", "wall_clock", "network_namespace", "pid_namespace",
-                 "mount_namespace", "process_limit_per_run", "environment_allowlist"):
+                 "mount_namespace", "process_limit_per_run", "environment_allowlist", "disk_limit"):
         assert name in prot
     # Unprivileged: a user namespace per run; root: a uid per concurrent run.
     assert ("user_namespace" in prot) != ("per_run_uid" in prot)

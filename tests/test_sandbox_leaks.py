@@ -23,6 +23,15 @@ def counts(pid: int) -> dict[str, int]:
     return {"fds": len(os.listdir(proc / "fd")), "threads": len(tasks), "children": children}
 
 
+def settle(sb: Sandbox) -> None:
+    """A run is answered before its init's exit (namespace teardown) is reaped: wait until
+    the zygote has reaped the last one."""
+    deadline = time.monotonic() + 10
+    while zygote_children(sb.zygote_pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.05)  # the reap and the pidfd's close follow the child's exit
+
+
 def test_ten_thousand_runs_leak_nothing():
     limits = Limits(wall_s=30)
 
@@ -42,15 +51,15 @@ def test_ten_thousand_runs_leak_nothing():
     with Sandbox(max_concurrency=16) as sb:
         warm: list[str] = []
         anyio.run(batch, sb, 200, warm)
+        settle(sb)
         me, zygote = counts(os.getpid()), counts(sb.zygote_pid)
         statuses: list[str] = []
         anyio.run(batch, sb, 10_000, statuses)
         assert statuses.count("ok") == 10_000, {s: statuses.count(s) for s in set(statuses)}
         assert counts(os.getpid()) == me
-        # A run is answered before its init's exit (namespace teardown) is reaped: wait for
-        # the last ones, then the zygote must be back where it was.
-        deadline = time.monotonic() + 10
-        while (counts(sb.zygote_pid) != zygote or zygote_children(sb.zygote_pid)) and time.monotonic() < deadline:
+        settle(sb)
+        deadline = time.monotonic() + 5
+        while counts(sb.zygote_pid) != zygote and time.monotonic() < deadline:
             time.sleep(0.05)
         assert counts(sb.zygote_pid) == zygote
         assert zygote_children(sb.zygote_pid) == []

@@ -1,0 +1,100 @@
+"""The whole run's bookkeeping: skip what is done, refuse a changed config by name, stop on
+SIGTERM at a safe point with nothing left running, then resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from halo_forge.records import Verdict
+from halo_forge.shards import ShardReader
+from tests.test_pipeline_resume import CONFIG, HERE, SPP, _expected_ids, _ids, _run
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {c for c, p in parents.items() if p in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_rerun_skips_done_and_changed_config_is_named(tmp_path: Path):
+    out = tmp_path / "run"
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(CONFIG.format(spp=SPP, out=out))
+    p = _run(cfg, tmp_path / "gen1.log")
+    text = p.communicate(timeout=300)[0].decode()
+    assert p.returncode == 0, text[-3000:]
+    assert (out / "metrics.jsonl").read_text().count("\n") == 1
+    for stage in ("data", "sft", "raft_cycle_1", "benchmark"):
+        assert b'"done": true' in (out / "state" / f"{stage}.json").read_bytes()
+
+    again = _run(cfg, tmp_path / "gen2.log")
+    assert again.wait(300) == 0
+    assert not (tmp_path / "gen2.log").exists()  # nothing generated again
+
+    cfg.write_text(CONFIG.format(spp=SPP, out=out).replace("[raft]\n", "[raft]\nlr_decay = 0.5\n"))
+    changed = _run(cfg, tmp_path / "gen3.log")
+    msg = changed.communicate(timeout=120)[0].decode()
+    assert changed.returncode == 2
+    assert "raft cycle 1 finished with a different config: raft.lr_decay" in msg
+    assert "--force-stage raft" in msg and "new output.dir" in msg
+
+    # A neutral key (how many cycles) is not a conflict: one more cycle runs.
+    cfg.write_text(CONFIG.format(spp=SPP, out=out).replace("cycles = 1", "cycles = 2"))
+    more = _run(cfg, tmp_path / "gen4.log")
+    text = more.communicate(timeout=300)[0].decode()
+    assert more.returncode == 0, text[-3000:]
+    assert (out / "metrics.jsonl").read_text().count("\n") == 2
+    generated = (tmp_path / "gen4.log").read_text().split()
+    assert generated and all("/c2/" in i for i in generated)
+
+
+def test_sigterm_stops_at_safe_point_and_leaves_nothing_running(tmp_path: Path):
+    out = tmp_path / "run"
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(CONFIG.format(spp=SPP, out=out))
+    verdicts = out / "raft" / "cycle_1" / "verdicts.shard"
+    p = _run(cfg, tmp_path / "gen1.log")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and p.poll() is None and len(_ids(verdicts, Verdict)) < 4:
+        time.sleep(0.05)
+    children = _descendants(p.pid)
+    assert children, "the sandbox runs in child processes"
+    sent = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    text = p.communicate(timeout=60)[0].decode()
+    assert time.monotonic() - sent < 30
+    assert p.returncode == 128 + signal.SIGTERM, text[-3000:]
+    assert "interrupted; rerun the same command to resume" in text
+    time.sleep(1.0)
+    assert not [c for c in children if _alive(c)]
+    # The stopped cycle's verdicts are a readable, complete-frame prefix; the rerun finishes.
+    partial = _ids(verdicts, Verdict)
+    assert 0 < len(partial) < len(_expected_ids())
+    rerun = _run(cfg, tmp_path / "gen2.log")
+    text = rerun.communicate(timeout=300)[0].decode()
+    assert rerun.returncode == 0, text[-3000:]
+    final = [v.id for v in ShardReader(verdicts, Verdict)]
+    assert sorted(final) == sorted(_expected_ids())

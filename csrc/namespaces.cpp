@@ -403,8 +403,8 @@ bool disk_full(int fd) {
     return s.f_ffree == 0 || s.f_bavail * 100 < s.f_blocks;
 }
 
-const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd) {
-    return mirror_dir(wd, m.host_wd, ns.root ? long(m.uid) : -1, m.gid);
+const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd, const timespec& started) {
+    return mirror_dir(wd, m.host_wd, ns.root ? long(m.uid) : -1, m.gid, &started);
 }
 
 }  // namespace hf

@@ -66,6 +66,7 @@ const char* enter_run_root(const NsPlan& ns, const RunMounts& m, int trace_fd, i
 // After the program and everything it started are gone: did the run fill its disk? Then
 // (only if not) copy the workdir back to the host. Returns nullptr or the failed step.
 bool disk_full(int fd);
-const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd);
+// `started`: CLOCK_REALTIME before the copy in (file times are never ahead of it).
+const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd, const timespec& started);
 
 }  // namespace hf

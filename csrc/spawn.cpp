@@ -142,6 +142,8 @@ void run_init(const ChildPlan& p) {
     close(p.alive_r);
     trace_point(p.report_w, "init: start");
     int wd = -1, tmp = -1;
+    timespec started{};
+    clock_gettime(CLOCK_REALTIME, &started);
     if (p.ns->mntns) {
         if (const char* step = enter_run_root(*p.ns, *p.mounts, p.report_w, &wd, &tmp)) fail(p.report_w, kSetupFailed, step);
     } else if (chdir(p.mounts->cwd.c_str()) != 0) {
@@ -188,7 +190,7 @@ void run_init(const ChildPlan& p) {
         // A full disk is a limit the program hit (output_limit); what filled it stays out of
         // the host workdir.
         if (disk_full(wd) || disk_full(tmp)) flags |= kDiskFull;
-        else if (const char* step = copy_back(*p.ns, *p.mounts, wd)) fail(p.report_w, kSetupFailed, step);
+        else if (const char* step = copy_back(*p.ns, *p.mounts, wd, started)) fail(p.report_w, kSetupFailed, step);
         trace_point(p.report_w, "copy workdir back");
     }
     // The zygote answers on this report, before this process's exit tears the namespaces

@@ -80,13 +80,18 @@ const char* copy_file(int from, int to, const char* name, const struct stat& st,
 
 }  // namespace
 
-const char* mirror_dir(int from, int to, long uid, gid_t gid, int depth) {
+static bool newer(const timespec& t, const timespec* since) {
+    return since && (t.tv_sec > since->tv_sec || (t.tv_sec == since->tv_sec && t.tv_nsec > since->tv_nsec));
+}
+
+const char* mirror_dir(int from, int to, long uid, gid_t gid, const timespec* keep_since, int depth) {
     if (depth > kMaxDepth) return nullptr;  // deeper trees are not carried over
     const char* bad = nullptr;
     // Pass 1: drop what `from` lacks.
     bool ok = each_entry(to, [&](const char* name) {
         struct stat s;
         if (fstatat(from, name, &s, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) return true;
+        if (keep_since && fstatat(to, name, &s, AT_SYMLINK_NOFOLLOW) == 0 && newer(s.st_ctim, keep_since)) return true;
         if (!remove_entry(to, name, depth)) bad = "remove a file";
         return !bad;
     });
@@ -115,7 +120,7 @@ const char* mirror_dir(int from, int to, long uid, gid_t gid, int depth) {
             int a = openat(from, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             int b = openat(to, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (a >= 0 && b >= 0) {
-                bad = mirror_dir(a, b, uid, gid, depth + 1);
+                bad = mirror_dir(a, b, uid, gid, keep_since, depth + 1);
                 if (!bad && fchmod(b, s.st_mode & 03777) != 0) bad = "chmod a directory";
             } else if (a >= 0 || errno != ENOENT) {
                 bad = "open a directory";

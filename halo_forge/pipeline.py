@@ -485,7 +485,7 @@ class Pipeline:
             return await evaluate(
                 problems=problems, backend=backend, samples=samples, ks=ks,
                 verifier_config=self.config.verifier,
-                sandbox=getattr(verifier, "_sandbox", None), output_dir=folder,
+                sandbox=verifier.sandbox, output_dir=folder,
                 meta={"adapter": adapter, "cycle": cycle}, cycle=cycle,
                 sampling=self._sampling(seed=self.config.raft.seed + 17 * cycle,
                                         temperature=temperature),

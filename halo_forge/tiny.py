@@ -1,10 +1,18 @@
-"""A tiny, randomly initialised chat model built on the fly: the CPU recipe's model and the tests'.
+"""A tiny chat model built on the fly: the CPU recipe's model and the tests'.
 
 `build_tiny_model(dir)` writes a real Hugging Face model folder: a small Qwen2 config, its
 weights as safetensors, and a byte-level BPE tokenizer trained (with `tokenizers`) on a corpus
 of code-problem text, with a ChatML chat template and the special tokens Qwen uses. Anything
 that loads a model (AutoModelForCausalLM/AutoTokenizer.from_pretrained, peft, vLLM) loads it,
 so every code path that a 7B run takes runs on a laptop in seconds.
+
+The weights are not left random: a short full-parameter "pretraining" on the corpus stands in
+for the pretrained base a real user starts from. LoRA on a random model cannot learn (its
+logits are too flat for low-rank updates to shape), so without it SFT teaches nothing, no
+sample ever passes, and RAFT has nothing to keep. The default corpus is the chat-formatted
+*training* split of the built-in problems (the held-out ones, which the benchmark scores, are
+never seen), and the pretraining stops early on purpose: the model half-remembers the answers,
+so sampling at temperature ~0.7 gives the mix of passing and failing programs RAFT learns from.
 
 The folder is built in a temporary sibling and renamed into place, and a rerun with the same
 settings reuses it, so a pipeline that builds it on the fly can resume.
@@ -47,19 +55,34 @@ class TinySpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     vocab_size: int = 512
     max_positions: int = 2048
     corpus_sha256: str = ""
+    # The pretraining (0 steps = random weights); part of the spec, so changing it rebuilds.
+    pretrain_steps: int = 0
+    pretrain_lr: float = 0.0
+    pretrain_batch: int = 0
+    pretrain_max_length: int = 0
 
 
-def default_corpus() -> list[str]:
-    """The built-in problems as SFT conversations: the text the CPU recipe trains on."""
-    from halo_forge.data.chat import generation_prompt, sft_text
-    from halo_forge.data.registry import load_problems
+# The pretraining the CPU recipe and the tests use: tuned (see tests/test_e2e_pipeline.py) so
+# that after the recipe's short SFT the model passes some, not all, of its samples.
+PRETRAIN_STEPS = 150
+PRETRAIN_LR = 3e-3
+PRETRAIN_BATCH = 8
+PRETRAIN_MAX_LENGTH = 512
 
-    texts = []
-    for p in load_problems("builtin"):
-        texts.append(generation_prompt(p))
-        if p.reference.strip():
-            texts.append(sft_text(p))
-    return texts
+
+def default_corpus(*, split_seed: int = 0, test_fraction: float = 0.25) -> list[str]:
+    """The training split of the built-in problems as chat conversations (prompt + reference).
+
+    The split is the pipeline's (`data.split_seed`, `data.test_fraction`; the defaults are
+    examples/cpu-tiny.toml's), so no held-out problem the benchmark scores is in the corpus."""
+    from halo_forge.data.chat import sft_text
+    from halo_forge.data.registry import get_spec, load_problems
+    from halo_forge.data.split import split_problems
+
+    train, _ = split_problems(load_problems("builtin"), seed=split_seed,
+                              test_fraction=test_fraction,
+                              official=get_spec("builtin").official_split)
+    return [sft_text(p) for p in train if p.reference.strip()]
 
 
 def _corpus_digest(texts: Sequence[str]) -> str:
@@ -110,8 +133,16 @@ def build_tiny_model(
     intermediate: int = 128,
     vocab_size: int = 512,
     max_positions: int = 2048,
+    pretrain_steps: int = PRETRAIN_STEPS,
+    pretrain_lr: float = PRETRAIN_LR,
+    pretrain_batch: int = PRETRAIN_BATCH,
+    pretrain_max_length: int = PRETRAIN_MAX_LENGTH,
 ) -> Path:
-    """Writes (or reuses) a tiny Qwen2 chat model at `out_dir` and returns its path."""
+    """Writes (or reuses) a tiny Qwen2 chat model at `out_dir` and returns its path.
+
+    `pretrain_steps` full-parameter AdamW steps on `corpus` (0: random weights) make it a
+    "pretrained base"; the run is seeded and deterministic on CPU, and a rerun with the same
+    settings and corpus reuses the folder."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
@@ -121,7 +152,15 @@ def build_tiny_model(
         raise HaloError("build_tiny_model needs a non-empty corpus to train its tokenizer on")
     spec = TinySpec(seed=seed, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads,
                     intermediate=intermediate, vocab_size=vocab_size,
-                    max_positions=max_positions, corpus_sha256=_corpus_digest(texts))
+                    max_positions=max_positions, corpus_sha256=_corpus_digest(texts),
+                    pretrain_steps=pretrain_steps,
+                    pretrain_lr=pretrain_lr if pretrain_steps else 0.0,
+                    pretrain_batch=pretrain_batch if pretrain_steps else 0,
+                    pretrain_max_length=pretrain_max_length if pretrain_steps else 0)
+    if pretrain_steps < 0 or (pretrain_steps and (pretrain_lr <= 0 or pretrain_batch < 1
+                                                   or pretrain_max_length < 2)):
+        raise HaloError("build_tiny_model: pretrain_steps must be >= 0, and with steps, "
+                        "pretrain_lr > 0, pretrain_batch >= 1 and pretrain_max_length >= 2")
     marker = out / MARKER
     if marker.exists():
         try:
@@ -152,6 +191,9 @@ def build_tiny_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(config)
+        if pretrain_steps:
+            pretrain(model, tokenizer, texts, steps=pretrain_steps, lr=pretrain_lr,
+                     batch=pretrain_batch, max_length=pretrain_max_length, seed=seed)
     model.generation_config = GenerationConfig(
         eos_token_id=[config.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)],
         pad_token_id=tokenizer.pad_token_id,
@@ -167,3 +209,52 @@ def build_tiny_model(
         out.rmdir()  # empty (checked above)
     os.replace(tmp, out)
     return out
+
+
+def pretrain(model, tokenizer, texts: Sequence[str], *, steps: int, lr: float, batch: int,
+             max_length: int, seed: int) -> list[float]:
+    """Full-parameter next-token training of `model` on `texts`; returns the loss per step.
+
+    A plain loop (no Trainer): a few hundred CPU steps on one small corpus need no checkpoints,
+    and everything random here comes from one seeded generator."""
+    import math
+
+    import torch
+
+    rows = [ids[:max_length] for ids in tokenizer(list(texts), add_special_tokens=False).input_ids]
+    rows = [r for r in rows if len(r) >= 2]
+    if not rows:
+        raise HaloError("build_tiny_model: the corpus has no text to pretrain on")
+    gen = torch.Generator().manual_seed(seed)
+    pad = tokenizer.pad_token_id
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
+    warmup = max(1, steps // 20)
+    losses = []
+    model.train()
+    order: list[int] = []
+    for step in range(steps):
+        # Linear warmup, then cosine to a tenth: large early steps on a random model diverge.
+        scale = (step + 1) / warmup if step < warmup else (
+            0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup))))
+        for group in opt.param_groups:
+            group["lr"] = lr * scale
+        picked = []
+        while len(picked) < min(batch, len(rows)):
+            if not order:  # epochs of the corpus in a seeded order
+                order = torch.randperm(len(rows), generator=gen).tolist()
+            picked.append(rows[order.pop()])
+        width = max(len(r) for r in picked)
+        ids = torch.full((len(picked), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, r in enumerate(picked):
+            ids[i, :len(r)] = torch.tensor(r)
+            mask[i, :len(r)] = 1
+        labels = ids.masked_fill(mask == 0, -100)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses

@@ -223,6 +223,19 @@ async def test_the_host_workdir_held_by_the_init_is_out_of_reach(sb):
         assert list(wd.iterdir()) == []
 
 
+async def test_concurrent_runs_in_one_workdir_keep_each_others_files(sb):
+    with sb.workdir() as wd:
+        async def slow():  # its copy of the workdir predates fast.txt
+            assert (await sb.run(sh("sleep 1; echo slow > slow.txt"), cwd=wd)).status == "ok"
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(slow)
+            await anyio.sleep(0.3)
+            fast = await sb.run(sh("echo fast > fast.txt"), cwd=wd)
+            assert fast.status == "ok" and (wd / "fast.txt").exists()
+        assert sorted(p.name for p in wd.iterdir()) == ["fast.txt", "slow.txt"]
+
+
 async def test_workdir_larger_than_disk_mb_is_a_sandbox_error(sb):
     r, _ = await run_in(sb, ["true"], {"big.bin": b"\0" * (3 << 20)}, limits=Limits(disk_mb=2))
     assert r.status == "sandbox_error" and "disk_mb" in r.error, r

@@ -21,7 +21,7 @@ import signal as _signal
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import aclosing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -36,6 +36,9 @@ from halo_forge.verify.pch import PchCache, wants_pch
 from halo_forge.verify.rewards import Outcome, reward
 from halo_forge.verify.toolchains import Toolchain, resolve_toolchain
 from halo_forge.verify.types import SampleIOTest, Verdict, VerifySample
+
+if TYPE_CHECKING:
+    from halo_forge.sandbox import Sandbox
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport there
     from exceptiongroup import BaseExceptionGroup
@@ -124,6 +127,7 @@ class Verifier:
         self.config = config or VerifierConfig()
         self._sandbox = sandbox
         self._own_sandbox = sandbox is None
+        self._closed = False
         self._own_cache = cache is None
         if cache is None and self.config.cache:
             cache = VerdictCache(self.config.cache_path)
@@ -159,16 +163,27 @@ class Verifier:
         if self.config.verifier != "auto":  # an explicit choice must work: fail before any sample
             for language in self.config.languages:
                 resolve_toolchain(language, self.config.compiler(language))
+        self._closed = False
+        self.sandbox  # noqa: B018 - start it now, so that a broken sandbox fails before any sample
+        return self
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The Sandbox every run goes through (shared with other users of the same pool, e.g.
+        the benchmark); started here on first use when the verifier owns it."""
+        if self._closed:
+            raise RuntimeError("Verifier.sandbox used after the verifier was closed")
         if self._sandbox is None:
             from halo_forge.sandbox import Sandbox
 
             self._sandbox = Sandbox(max_concurrency=self.config.workers(), readonly_paths=self.readonly_paths())
-        return self
+        return self._sandbox
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._own_sandbox and self._sandbox is not None:
             sandbox, self._sandbox = self._sandbox, None
             await sandbox.aclose()

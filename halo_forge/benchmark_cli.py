@@ -7,17 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from halo_forge.argtypes import positive_int
 from halo_forge.errors import HaloError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def parse_ks(text: str) -> list[int]:
@@ -57,10 +48,10 @@ def register(subparsers) -> None:
     src.add_argument("--test-fraction", type=float, default=0.1,
                      help="--split test on datasets without an official split")
     src.add_argument("--split-seed", type=int, default=0, help="seed of the split and of --limit")
-    src.add_argument("--limit", type=_positive_int, default=None, help="at most N problems")
+    src.add_argument("--limit", type=positive_int, default=None, help="at most N problems")
     p.add_argument("--verifier", choices=("auto", "gcc", "clang", "rustc", "python"),
                    default="auto", help="toolchain (default: by each problem's language)")
-    p.add_argument("--samples", type=_positive_int, default=10, help="n: samples per problem")
+    p.add_argument("--samples", type=positive_int, default=10, help="n: samples per problem")
     p.add_argument("--k", default="1,5,10", help="comma-separated ks, each <= --samples "
                    "(default 1,5,10)")
     p.add_argument("--output", type=Path, default=None, help="folder for the report files")
@@ -69,20 +60,20 @@ def register(subparsers) -> None:
                      default="transformers")
     gen.add_argument("--temperature", type=float, default=0.8)
     gen.add_argument("--top-p", type=float, default=0.95)
-    gen.add_argument("--max-new-tokens", type=_positive_int, default=512)
+    gen.add_argument("--max-new-tokens", type=positive_int, default=512)
     gen.add_argument("--seed", type=int, default=None, help="sampling seed")
     gen.add_argument("--system", default=None, help="system prompt ('' for none)")
-    gen.add_argument("--batch-size", type=_positive_int, default=None,
+    gen.add_argument("--batch-size", type=positive_int, default=None,
                      help="sequences per batch (default: the backend's)")
     gen.add_argument("--device", default="auto", help="transformers: cpu, cuda, cuda:1, ...")
     gen.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"),
                      default="auto")
-    gen.add_argument("--tensor-parallel-size", type=_positive_int, default=1, help="vllm")
+    gen.add_argument("--tensor-parallel-size", type=positive_int, default=1, help="vllm")
     gen.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vllm")
     gen.add_argument("--base-url", default="http://localhost:8000/v1", help="openai")
     gen.add_argument("--api-key-env", default="OPENAI_API_KEY",
                      help="openai: environment variable holding the key")
-    p.add_argument("--concurrency", type=_positive_int, default=None,
+    p.add_argument("--concurrency", type=positive_int, default=None,
                    help="samples verified at once (default: CPU cores)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

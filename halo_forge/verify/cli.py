@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from halo_forge.argtypes import positive_int
 from halo_forge.errors import HaloError
 
 _VERIFIERS = ("auto", "gcc", "clang", "rustc", "python")
@@ -39,20 +40,12 @@ def bench_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubPar
     raise RuntimeError("`bench` parser has no subcommands")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verifier", choices=_VERIFIERS, default="auto",
                         help="toolchain: gcc/clang (C, C++), rustc, python, or auto by language (default)")
-    parser.add_argument("--concurrency", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--concurrency", type=positive_int, default=None, metavar="N",
                         help="samples verified at once (default: CPU cores)")
 
 
@@ -84,9 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--corpus", default=None, metavar="CORPUS.jsonl",
                        help="samples to verify (default: the corpus shipped in examples/verify/)")
     _add_common(bench)
-    bench.add_argument("--repeat", type=_positive_int, default=3, metavar="K",
+    bench.add_argument("--repeat", type=positive_int, default=3, metavar="K",
                        help="copies of each sample in the cached run (RAFT-style repeats; default 3)")
-    bench.add_argument("--rounds", type=_positive_int, default=2, metavar="R",
+    bench.add_argument("--rounds", type=positive_int, default=2, metavar="R",
                        help="alternate the bare loop and the plain verifier R times, keep each one's best (default 2)")
     bench.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
     bench.set_defaults(handler=run_bench)

@@ -167,17 +167,9 @@ def load_examples(path: str | os.PathLike[str]) -> list[Example]:
                 raise HaloError(f"{sp}: holds {kind} records; SFT trains on Example or Problem "
                                 "shards")
         return out
-    decoder = msgspec.json.Decoder()
-    out = []
-    with open(p, "rb") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = decoder.decode(line)
-            except msgspec.DecodeError as exc:
-                raise HaloError(f"{p}:{n}: not JSON ({exc})") from None
-            out.append(_example_from_row(row, f"{p}:{n}"))
+    from halo_forge.data.jsonl import read_jsonl
+
+    out = [_example_from_row(row, f"{p}:{n}") for n, row in read_jsonl(p, Any)]
     if not out:
         raise HaloError(f"{p}: no examples")
     return out

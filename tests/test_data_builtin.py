@@ -6,8 +6,6 @@ import collections
 import json
 from pathlib import Path
 
-import pytest
-
 from halo_forge.cli import main
 from halo_forge.data import check, registry
 from halo_forge.records import Problem

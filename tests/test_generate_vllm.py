@@ -137,7 +137,8 @@ def test_engine_and_sampling_follow_the_documented_api(fake_vllm, tmp_path) -> N
     batches = stream(backend, problems, 4, settings)
     assert [len(b) for b in batches] == [8, 4]  # 2 prompts x 4, then 1 x 4
     gen = [c for c in llm.calls if c[0] == "generate"][-2:]
-    for _, n_prompts, sp, lora in gen:
+    assert [n_prompts for _, n_prompts, _, _ in gen] == [2, 1]
+    for _, _, sp, lora in gen:
         assert (sp.n, sp.temperature, sp.top_p, sp.max_tokens, sp.stop, sp.seed) == \
             (4, 0.7, 0.9, 128, ["<|im_end|>"], 9)
         assert lora.lora_path == a1

@@ -132,7 +132,7 @@ def test_reads_shards_and_jsonl_in_every_format(tmp_path, sft_examples) -> None:
     with pytest.raises(HaloError, match=r"seed.jsonl:2: no \"text\""):
         load_examples(path)
     path.write_text('{"text": "ok"}\nnot json\n')
-    with pytest.raises(HaloError, match=r"seed.jsonl:2: not JSON"):
+    with pytest.raises(HaloError, match=r"seed.jsonl:2: not valid JSON"):
         load_examples(path)
 
 

@@ -99,7 +99,7 @@ def load_tokenizer(name_or_path: str) -> Any:
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:  # pragma: no cover - transformers is a core dependency
-        raise HaloError(f"--tokenizer needs transformers ({exc}); pip install transformers")
+        raise HaloError(f"--tokenizer needs transformers ({exc}); pip install transformers") from None
     try:
         return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - transformers raises many types for "not found"

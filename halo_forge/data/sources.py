@@ -7,12 +7,11 @@ in the source's own schema; the loaders turn them into Problems.
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from halo_forge.data import jsonl
 from halo_forge.errors import HaloError
 
 _JSONL = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
@@ -25,27 +24,8 @@ def _is(path: Path, suffixes: tuple[str, ...]) -> bool:
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Rows of a JSON Lines file; a bad line is a HaloError naming the file and line."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        f = opener(path, "rt", encoding="utf-8")
-    except OSError as exc:
-        raise HaloError(f"{path}: cannot open ({exc.strerror or exc})") from None
-    with f:
-        try:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise HaloError(
-                        f"{path}:{n}: not valid JSON ({exc.msg}); each line must be one JSON object"
-                    ) from None
-                if not isinstance(row, dict):
-                    raise HaloError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-                yield row
-        except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
-            raise HaloError(f"{path}: unreadable ({exc}); expected UTF-8 JSON Lines") from None
+    for _, row in jsonl.read_jsonl(path):
+        yield row
 
 
 def read_parquet(path: Path) -> Iterator[dict[str, Any]]:

@@ -88,23 +88,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def read_samples(path: Path) -> Iterator[tuple[int, object]]:
     """(line number, VerifySample) for each non-blank line; a HaloError naming the line for
     anything unreadable."""
-    import msgspec
-
+    from halo_forge.data.jsonl import read_jsonl
     from halo_forge.verify.types import VerifySample
 
-    decoder = msgspec.json.Decoder(VerifySample)
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise HaloError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield number, decoder.decode(line)
-            except msgspec.DecodeError as exc:
-                raise HaloError(f"{path}:{number}: not a valid sample: {exc}") from None
+    return read_jsonl(path, VerifySample, what="a valid sample")
 
 
 def run_verify(args: argparse.Namespace) -> int:

@@ -17,7 +17,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from halo_forge.argtypes import positive_int
 from halo_forge.errors import HaloError
+from halo_forge.verify.config import VERIFIERS
 
 # flag dest -> the config key it sets (only when the flag is given).
 _KEYS = {
@@ -37,7 +39,6 @@ _KEYS = {
     "max_new_tokens": "generation.max_new_tokens",
     "progress": "output.progress",
 }
-_VERIFIERS = ("auto", "gcc", "clang", "rustc", "python")
 _BACKENDS = ("transformers", "vllm", "openai")
 
 
@@ -66,9 +67,9 @@ def register(subparsers) -> None:
     p.add_argument("--config", metavar="TOML",
                    help="a pipeline.toml for everything not given as a flag (sft is turned off "
                         "and the benchmark only runs with --benchmark)")
-    p.add_argument("--verifier", choices=_VERIFIERS, default=None,
+    p.add_argument("--verifier", choices=VERIFIERS, default=None,
                    help="toolchain family (default auto: by each problem's language)")
-    p.add_argument("--concurrency", type=int, default=None, metavar="N",
+    p.add_argument("--concurrency", type=positive_int, default=None, metavar="N",
                    help="samples verified at once (default: CPU count)")
     p.add_argument("--cycles", type=int, default=None, metavar="N", help="RAFT cycles (3)")
     p.add_argument("--samples-per-prompt", type=int, default=None, metavar="N", help="(8)")

@@ -324,7 +324,8 @@ NEUTRAL_SECTIONS = ("output",)
 
 def flatten(config: PipelineConfig, sections: tuple[str, ...]) -> dict[str, Any]:
     """{"section.key": value} of the named sections, without the neutral keys."""
-    data = msgspec.to_builtins(config)
+    # Through JSON, so tuples come back as lists and compare equal to a saved state's.
+    data = msgspec.json.decode(msgspec.json.encode(config))
     out: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:

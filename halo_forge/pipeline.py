@@ -74,7 +74,7 @@ def _read_problems(path: Path) -> list[Problem]:
     return list(read_shards(path, Problem))
 
 
-def _load_prompts(path: str) -> list[Problem]:
+def load_prompts(path: str) -> list[Problem]:
     """A prompts JSONL (one Problem-shaped object per line) or a Problem shard."""
     from halo_forge.shards import SUFFIX
 
@@ -200,7 +200,7 @@ class Pipeline:
             self.summary.skipped.append("data")
             return _read_problems(folder / "train.shard"), _read_problems(folder / "test.shard")
         if d.prompts:
-            train, test = _load_prompts(d.prompts), []
+            train, test = load_prompts(d.prompts), []
         else:
             from halo_forge.data import registry
             from halo_forge.data.split import sample_order, split_problems
@@ -290,6 +290,13 @@ class Pipeline:
         from halo_forge.train_models import read_adapter_meta
 
         base = read_adapter_meta(adapter).base_model if adapter else model
+        if adapter and model and base != model and base.startswith(("/", ".")) \
+                and not Path(base).exists():
+            # The adapter's recorded base folder moved or was deleted: the base the user
+            # names ([model] / --model) is the only one left to generate from.
+            self.progress.log(f"adapter {adapter} names base {base}, which is gone; "
+                              f"using {model}")
+            base = model
         if self._backend is not None and self._backend.model != base:
             self._backend.close()
             self._backend = None
@@ -297,7 +304,7 @@ class Pipeline:
             engine = msgspec.structs.replace(self.config.generation.engine, model=base,
                                              adapter=adapter,
                                              system=self.config.generation.system)
-            self.progress.log(f"loading {type(engine).__name__}"
+            self.progress.log(f"loading {type(engine).__name__} "
                               f"generation backend: {base}" + (f" + {adapter}" if adapter else ""))
             self._backend = make_backend(engine)
         elif self._backend.adapter != adapter:

@@ -221,10 +221,10 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str]:
 def check_prompts(config: Any) -> None:
     """Fail before any model is loaded when the prompts cannot be verified as configured: a
     language the chosen verifier does not run, or a missing compiler."""
-    from halo_forge.pipeline import _load_prompts
+    from halo_forge.pipeline import load_prompts
     from halo_forge.verify.toolchains import resolve_toolchain
 
-    problems = _load_prompts(config.data.prompts)
+    problems = load_prompts(config.data.prompts)
     if config.data.languages:
         problems = [p for p in problems if p.language in config.data.languages]
     if not problems:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from halo_forge.config import (
@@ -110,6 +111,20 @@ def test_stage_values_ignore_neutral_keys_and_name_changes():
     assert digest(flatten(a, sections)) == digest(flatten(b, sections))
     c = replace_key(a, "generation.temperature", 0.3)
     assert changed_keys(flatten(a, sections), flatten(c, sections)) == ["generation.temperature"]
+    # The finished stage's values come back from its JSON state file: only the real change
+    # may be named (tuples in the live config must not read as changed lists).
+    saved = msgspec.json.decode(msgspec.json.encode(flatten(a, sections)))
+    assert changed_keys(saved, flatten(c, sections)) == ["generation.temperature"]
+
+
+def test_openai_engine_takes_its_model_from_the_model_section():
+    c = parse_config(MINIMAL + '\n[generation.engine]\nbackend = "openai"\n'
+                     'base_url = "http://127.0.0.1:9/v1"\n')
+    assert type(c.generation.engine).__name__ == "OpenAIConfig" and c.generation.engine.model == ""
+    from halo_forge.generate import make_backend
+
+    with pytest.raises(HaloError, match="needs a model"):
+        make_backend(c.generation.engine)
 
 
 def test_cli_reports_config_errors(tmp_path: Path, capsys):

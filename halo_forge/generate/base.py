@@ -97,8 +97,8 @@ class OpenAIConfig(_Common, tag="openai", tag_field="backend"):
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.concurrency < 1:
             raise ValueError("batch_size and concurrency must be at least 1")
-        if not self.model:
-            raise ValueError("the openai backend needs model (the name the server serves)")
+        # `model` may be empty here: in a pipeline it comes from [model] when the backend is
+        # made; OpenAIBackend refuses to start without it.
 
 
 GenerateConfig = TransformersConfig | VLLMConfig | OpenAIConfig

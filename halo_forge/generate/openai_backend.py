@@ -56,6 +56,9 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, config: OpenAIConfig, *, transport: Any = None) -> None:
+        if not config.model:
+            raise HaloError("the openai backend needs a model: the name the server serves "
+                            "([model] name, or --model)")
         self.config = config
         self.model = config.model  # the name the server serves
         self.served = config.model  # what requests ask for: the model, or a loaded adapter

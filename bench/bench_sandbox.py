@@ -8,6 +8,12 @@ many runs in flight. The launchers take turns in `rounds` slices of N/rounds run
 load from other processes on a shared machine falls on all of them alike. Numbers are only
 comparable within one run of this script. HALO_SANDBOX_TRACE=1 also prints the sandbox's
 mean time per set-up step (from the zygote, on exit).
+
+Besides wall time, the CPU time each way costs per launch (this process plus everything it
+reaped: for the sandbox, the zygote, the runs' inits and the programs). On a busy machine the
+wall time is mostly waiting for a CPU at each hand-over between processes; the CPU time is
+what the launcher itself burns, and moves much less with the machine's load. (Work the
+kernel defers to its own threads, such as parts of namespace teardown, is in neither.)
 """
 
 from __future__ import annotations
@@ -24,12 +30,33 @@ from halo_forge.sandbox import Limits, Sandbox
 TRUE = shutil.which("true") or "/bin/true"
 
 
-def bare(n: int) -> float:
-    t0 = time.perf_counter()
+def _cpu(pid: int | None = None) -> float:
+    """CPU seconds of this process and its reaped children, or of process `pid` and its."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _settle(sb: Sandbox) -> None:
+    """Runs are answered before their init's exit is reaped: wait for the last reap, so the
+    zygote's children's CPU is all counted."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        with open(f"/proc/{sb.zygote_pid}/task/{sb.zygote_pid}/children") as f:
+            if not f.read().split():
+                return
+        time.sleep(0.002)
+
+
+def bare(n: int) -> tuple[float, float]:
+    c0, t0 = _cpu(), time.perf_counter()
     for _ in range(n):
         pid = os.posix_spawn(TRUE, [TRUE], {})
         os.waitpid(pid, 0)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _cpu() - c0
 
 
 def bwrap_argv() -> list[str] | None:
@@ -48,21 +75,29 @@ def bwrap_argv() -> list[str] | None:
     return argv
 
 
-def bwrap(argv: list[str], n: int) -> float:
-    t0 = time.perf_counter()
+def bwrap(argv: list[str], n: int) -> tuple[float, float]:
+    c0, t0 = _cpu(), time.perf_counter()
     for _ in range(n):
         pid = os.posix_spawn(argv[0], argv, {})
         os.waitpid(pid, 0)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _cpu() - c0
 
 
-async def sandbox_serial(sb: Sandbox, wd, n: int) -> float:
+async def _serial(sb: Sandbox, wd, n: int) -> float:
     limits = Limits()
     t0 = time.perf_counter()
     for _ in range(n):
         r = await sb.run([TRUE], cwd=wd, limits=limits)
         assert r.status == "ok", r
     return time.perf_counter() - t0
+
+
+def sandbox_serial(sb: Sandbox, wd, n: int) -> tuple[float, float]:
+    _settle(sb)
+    c0 = _cpu() + _cpu(sb.zygote_pid)
+    wall = anyio.run(_serial, sb, wd, n)
+    _settle(sb)
+    return wall, _cpu() + _cpu(sb.zygote_pid) - c0
 
 
 async def _parallel(sb: Sandbox, n: int) -> float:
@@ -88,32 +123,44 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
     n = per * rounds
     bw_argv = bwrap_argv()
     totals = {"bare": 0.0, "sandbox": 0.0, "bwrap": 0.0}
+    cpu = dict.fromkeys(totals, 0.0)
+
+    def add(name: str, took: tuple[float, float]) -> None:
+        totals[name] += took[0]
+        cpu[name] += took[1]
+
     with Sandbox(max_concurrency=os.cpu_count() or 1) as sb:
         with sb.workdir() as wd:
-            anyio.run(sandbox_serial, sb, wd, 20)  # warm up
+            sandbox_serial(sb, wd, 20)  # warm up
             for _ in range(rounds):
-                totals["bare"] += bare(per)
-                totals["sandbox"] += anyio.run(sandbox_serial, sb, wd, per)
+                add("bare", bare(per))
+                add("sandbox", sandbox_serial(sb, wd, per))
                 if bw_argv:
-                    totals["bwrap"] += bwrap(bw_argv, per)
+                    add("bwrap", bwrap(bw_argv, per))
         par = anyio.run(_parallel, sb, n)
         active = sum(1 for v in sb.protections().values() if v is None)
         total = len(sb.protections())
     base, ours = totals["bare"] / n, totals["sandbox"] / n
+    cbase, cours = cpu["bare"] / n, cpu["sandbox"] / n
     bw = totals["bwrap"] / n if bw_argv else None
-    rows = [("bare posix_spawn + waitpid", base), ("halo-forge sandbox, one at a time", ours)]
+    cbw = cpu["bwrap"] / n if bw_argv else None
+    rows = [("bare posix_spawn + waitpid", base, cbase), ("halo-forge sandbox, one at a time", ours, cours)]
     if bw is not None:
-        rows.append(("bwrap --unshare-all, one at a time", bw))
-    rows.append((f"halo-forge sandbox, {n} in flight", par))
+        rows.append(("bwrap --unshare-all, one at a time", bw, cbw))
+    rows.append((f"halo-forge sandbox, {n} in flight", par, None))
     print(f"/bin/true x {n} in {rounds} interleaved rounds ({os.cpu_count()} CPUs; "
           f"sandbox protections active: {active}/{total}; load average {os.getloadavg()[0]:.1f})")
-    print(f"{'launcher':<40} {'ms/run':>8} {'x bare':>8}")
-    for name, v in rows:
-        print(f"{name:<40} {v * 1e3:>8.3f} {v / base:>8.2f}")
-    print(f"sandbox overhead per run over bare: {(ours - base) * 1e3:.3f} ms")
+    print(f"{'launcher':<40} {'ms/run':>8} {'x bare':>8} {'cpu ms':>8} {'x bare':>8}")
+    for name, v, c in rows:
+        tail = f" {c * 1e3:>8.3f} {c / cbase:>8.2f}" if c is not None else ""
+        print(f"{name:<40} {v * 1e3:>8.3f} {v / base:>8.2f}{tail}")
+    print(f"sandbox overhead per run over bare: {(ours - base) * 1e3:.3f} ms wall, "
+          f"{(cours - cbase) * 1e3:.3f} ms CPU")
     if bw is not None:
-        print(f"bwrap overhead per run over bare: {(bw - base) * 1e3:.3f} ms; sandbox / bwrap: {ours / bw:.2f}")
-    return {"bare": base, "sandbox": ours, "bwrap": bw, "sandbox_parallel": par}
+        print(f"bwrap overhead per run over bare: {(bw - base) * 1e3:.3f} ms wall, {(cbw - cbase) * 1e3:.3f} ms CPU; "
+              f"sandbox / bwrap: {ours / bw:.2f} wall, {cours / cbw:.2f} CPU")
+    return {"bare": base, "sandbox": ours, "bwrap": bw, "sandbox_parallel": par,
+            "bare_cpu": cbase, "sandbox_cpu": cours, "bwrap_cpu": cbw}
 
 
 if __name__ == "__main__":

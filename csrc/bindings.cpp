@@ -1,6 +1,5 @@
-// The only pybind11 file: exposes the client and the zygote entry point as halo_forge._sandbox.
+// The only pybind11 file: exposes the client (the caller's side of the zygote) as halo_forge._sandbox.
 #include "client.hpp"
-#include "pool.hpp"
 
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -23,8 +22,8 @@ PYBIND11_MODULE(_sandbox, m) {
     m.doc() = "halo-forge sandbox core: a zygote process that runs hostile programs contained.";
 
     py::class_<hf::Client>(m, "Client")
-        .def(py::init<const std::string&, const std::string&, const std::string&, int>(),
-             py::arg("python"), py::arg("so_path"), py::arg("base_dir"), py::arg("max_concurrency"),
+        .def(py::init<const std::string&, const std::string&, int>(),
+             py::arg("zygote"), py::arg("base_dir"), py::arg("max_concurrency"),
              py::call_guard<py::gil_scoped_release>())
         .def("submit",
              [](hf::Client& c, uint64_t id, std::string exe, std::vector<std::string> argv,
@@ -71,8 +70,4 @@ PYBIND11_MODULE(_sandbox, m) {
         .def_property_readonly("run_gid", &hf::Client::run_gid)
         .def_property_readonly("chown_workdirs", &hf::Client::chown_workdirs)
         .def("protections", &hf::Client::protections);
-
-    m.def("_zygote_main", [](int fd, const std::string& base_dir, int max_concurrency) {
-        hf::zygote_main(fd, base_dir.c_str(), max_concurrency);
-    });
 }

@@ -17,30 +17,20 @@ namespace hf {
 
 namespace {
 
-// The zygote's interpreter loads only this extension, by path, and never returns to Python.
-constexpr const char* kBoot =
-    "import sys, importlib.util as u\n"
-    "s = u.spec_from_file_location('_sandbox', sys.argv[1])\n"
-    "m = u.module_from_spec(s)\n"
-    "s.loader.exec_module(m)\n"
-    "m._zygote_main(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))\n";
-
 [[noreturn]] void fail(const std::string& what, int e) {
     throw std::runtime_error(what + ": " + std::strerror(e));
 }
 
 }  // namespace
 
-Client::Client(const std::string& python, const std::string& so_path, const std::string& base_dir,
-               int max_concurrency) {
+Client::Client(const std::string& zygote, const std::string& base_dir, int max_concurrency) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) fail("socketpair", errno);
     // Hand the zygote its end at a fixed number; dup2 onto itself would keep CLOEXEC.
     int child = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
     ::close(sv[1]);
     std::string fdarg = std::to_string(3), conc = std::to_string(max_concurrency);
-    const char* argv[] = {python.c_str(), "-I", "-S", "-c", kBoot, so_path.c_str(), fdarg.c_str(),
-                          base_dir.c_str(), conc.c_str(), nullptr};
+    const char* argv[] = {zygote.c_str(), fdarg.c_str(), base_dir.c_str(), conc.c_str(), nullptr};
     // Nothing of the caller's environment reaches the zygote but the trace switch.
     const char* envp[] = {"LANG=C.UTF-8", getenv("HALO_SANDBOX_TRACE") ? "HALO_SANDBOX_TRACE=1" : nullptr, nullptr};
     posix_spawn_file_actions_t fa;
@@ -57,14 +47,14 @@ Client::Client(const std::string& python, const std::string& so_path, const std:
     // Its own process group: a terminal's Ctrl-C reaches the caller, which then closes us.
     posix_spawnattr_setpgroup(&at, 0);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-    int rc = posix_spawn(&pid_, python.c_str(), &fa, &at, const_cast<char* const*>(argv),
+    int rc = posix_spawn(&pid_, zygote.c_str(), &fa, &at, const_cast<char* const*>(argv),
                          const_cast<char* const*>(envp));
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     ::close(child);
     if (rc != 0) {
         ::close(sv[0]);
-        fail("starting the sandbox zygote (" + python + ")", rc);
+        fail("starting the sandbox zygote (" + zygote + ")", rc);
     }
     fd_ = sv[0];
 

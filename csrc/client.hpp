@@ -13,10 +13,9 @@ namespace hf {
 
 class Client {
 public:
-    // Starts `python -I -S` loading the extension at `so_path` as the zygote; waits for its
-    // hello. Throws std::runtime_error when it cannot start.
-    Client(const std::string& python, const std::string& so_path, const std::string& base_dir,
-           int max_concurrency);
+    // Starts the zygote executable (halo-forge-zygote, installed beside the module); waits
+    // for its hello. Throws std::runtime_error when it cannot start.
+    Client(const std::string& zygote, const std::string& base_dir, int max_concurrency);
     ~Client();
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;

@@ -1,5 +1,6 @@
 #include "pool.hpp"
 
+#include "base_dir.hpp"
 #include "limits.hpp"
 #include "namespaces.hpp"
 #include "protocol.hpp"
@@ -36,7 +37,7 @@ double now() {
 }
 
 enum class Kill { None, Wall, Output, Cancel, Shutdown };
-enum Role : uint32_t { kCtl = 0, kPidfd = 1, kOut = 2, kErr = 3, kTimer = 4, kReport = 5 };
+enum Role : uint32_t { kCtl = 0, kPidfd = 1, kOut = 2, kErr = 3, kTimer = 4, kReport = 5, kParent = 6 };
 
 struct Job {
     RunRequest req;
@@ -77,6 +78,8 @@ public:
 
 private:
     int ctl_, ep_ = -1;
+    int parent_ = -1;          // pidfd of the owner: a fork of it may hold the socket open
+    OwnedDir owned_;           // the base directory, removed on exit
     int alive_[2] = {-1, -1};  // the runs' inits watch alive_[0]; nobody ever writes alive_[1]
     std::string base_;
     int max_;
@@ -134,6 +137,9 @@ private:
             setrlimit(RLIMIT_NOFILE, &r);
         }
         g_trace = getenv("HALO_SANDBOX_TRACE") != nullptr;
+        // Before any namespace changes: the descriptor then shows the owner's view of it.
+        std::string not_ours = claim_dir(base_, owned_);
+        if (!not_ours.empty()) dprintf(2, "halo-forge sandbox zygote: will not remove %s on exit: %s\n", base_.c_str(), not_ours.c_str());
         setup_zygote(ns_, prot_, base_);
         if (pipe2(alive_, O_CLOEXEC) != 0) die("pipe2");
         std::string why;
@@ -149,6 +155,14 @@ private:
         fcntl(ctl_, F_SETFL, fcntl(ctl_, F_GETFL) | O_NONBLOCK);
         fcntl(ctl_, F_SETFD, FD_CLOEXEC);
         add(ctl_, nullptr, kCtl, EPOLLIN);
+        // The owner's death ends everything even when a child it forked still holds the
+        // socket. If it died before this line the parent is already someone else, and the
+        // socket's end of file does the same.
+        parent_ = int(syscall(SYS_pidfd_open, getppid(), 0));
+        if (parent_ >= 0) {
+            fcntl(parent_, F_SETFD, FD_CLOEXEC);
+            add(parent_, nullptr, kParent, EPOLLIN);
+        }
         Writer w;
         w.pod(Msg::Hello);
         w.pod<uint32_t>(uint32_t(prot_.size()));
@@ -210,6 +224,7 @@ private:
                 if (ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_ctl();
                 break;
             case kPidfd: reap(j); break;
+            case kParent: drop(parent_); begin_shutdown(); break;
             case kReport: on_report(j); break;
             case kOut: pump(j, j->out_r, j->out, j->out_trunc); break;
             case kErr: pump(j, j->err_r, j->err, j->err_trunc); break;
@@ -276,6 +291,8 @@ private:
         // Best effort: hand over what is left, then go. Runs are all reaped by now.
         fcntl(ctl_, F_SETFL, fcntl(ctl_, F_GETFL) & ~O_NONBLOCK);
         if (!outbuf_.empty()) (void)!::send(ctl_, outbuf_.data(), outbuf_.size(), MSG_NOSIGNAL);
+        // The owner removes the directory on close too; killed, it cannot.
+        remove_claimed(owned_);
         _exit(0);
     }
 

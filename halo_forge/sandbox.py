@@ -108,6 +108,15 @@ def _load_extension():
     return _sandbox
 
 
+def _zygote_path(ext) -> str:
+    exe = os.path.join(os.path.dirname(ext.__file__), "halo-forge-zygote")
+    if not os.access(exe, os.X_OK):
+        raise SandboxUnavailable(
+            f"the sandbox's zygote executable {exe} is missing; reinstall with `pip install -e .`"
+        )
+    return exe
+
+
 def _under(path: str, roots: Sequence[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
@@ -161,6 +170,7 @@ class Sandbox:
 
     def __init__(self, *, max_concurrency: int | None = None, readonly_paths: Sequence[str] = ()):
         ext = _load_extension()
+        zygote = _zygote_path(ext)
         self._max = int(max_concurrency or os.cpu_count() or 1)
         if self._max < 1:
             raise HaloError(f"Sandbox: max_concurrency must be at least 1, got {max_concurrency}")
@@ -176,7 +186,7 @@ class Sandbox:
         self._base = Path(tempfile.mkdtemp(prefix="halo-forge-sandbox-"))
         (self._base / ".root").mkdir()
         try:
-            self._client = ext.Client(sys.executable, ext.__file__, str(self._base), self._max)
+            self._client = ext.Client(zygote, str(self._base), self._max)
         except (OSError, RuntimeError) as exc:
             _remove_tree(self._base)
             raise SandboxUnavailable(f"the sandbox could not start: {exc}") from exc

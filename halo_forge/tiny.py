@@ -64,7 +64,7 @@ class TinySpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 # The pretraining the CPU recipe and the tests use: tuned (see tests/test_e2e_pipeline.py) so
 # that after the recipe's short SFT the model passes some, not all, of its samples.
-PRETRAIN_STEPS = 150
+PRETRAIN_STEPS = 250
 PRETRAIN_LR = 3e-3
 PRETRAIN_BATCH = 8
 PRETRAIN_MAX_LENGTH = 512
@@ -217,8 +217,6 @@ def pretrain(model, tokenizer, texts: Sequence[str], *, steps: int, lr: float, b
 
     A plain loop (no Trainer): a few hundred CPU steps on one small corpus need no checkpoints,
     and everything random here comes from one seeded generator."""
-    import math
-
     import torch
 
     rows = [ids[:max_length] for ids in tokenizer(list(texts), add_special_tokens=False).input_ids]
@@ -227,6 +225,22 @@ def pretrain(model, tokenizer, texts: Sequence[str], *, steps: int, lr: float, b
         raise HaloError("build_tiny_model: the corpus has no text to pretrain on")
     gen = torch.Generator().manual_seed(seed)
     pad = tokenizer.pad_token_id
+    # Matrices 64 wide gain nothing from threads, and spinning OpenMP threads on a busy
+    # machine (a test run beside other work) make it many times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _pretrain_loop(model, rows, gen=gen, pad=pad, steps=steps, lr=lr, batch=batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pretrain_loop(model, rows: list[list[int]], *, gen, pad: int, steps: int, lr: float,
+                   batch: int) -> list[float]:
+    import math
+
+    import torch
+
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
     warmup = max(1, steps // 20)
     losses = []

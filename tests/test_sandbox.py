@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,9 +17,9 @@ import pytest
 from halo_forge.sandbox import Limits, RunResult, Sandbox
 
 try:  # tests/ may or may not be a package, depending on who else added files there
-    from tests.sandbox_util import assert_nothing_left
+    from tests.sandbox_util import assert_nothing_left, processes_with_arg
 except ImportError:
-    from sandbox_util import assert_nothing_left
+    from sandbox_util import assert_nothing_left, processes_with_arg
 
 pytestmark = pytest.mark.anyio
 
@@ -310,6 +312,93 @@ async def test_cancelling_a_run_kills_it(sb):
     assert_nothing_left(sb, marker=marker)
     r, _ = await run_in(sb, ["true"])  # the sandbox still works
     assert r.status == "ok"
+
+
+# The owner of a Sandbox, killed with SIGKILL in the middle of a run (see the test below).
+OWNER = """
+import sys, anyio
+from halo_forge.sandbox import Limits, Sandbox
+
+marker, canary = sys.argv[1], sys.argv[2]
+
+async def main():
+    async with Sandbox(max_concurrency=2) as sb:
+        with sb.workdir({"src/main.c": "int main(void) { return 0; }"}) as wd:
+            # Left behind for the zygote to clean up: a directory nobody may enter and a
+            # symlink to a directory that must survive.
+            r = await sb.run(["sh", "-c", f"mkdir -p made/deeper && touch made/deeper/f && "
+                              f"chmod 000 made && ln -s {canary} escape"], cwd=wd)
+            assert r.status == "ok", r
+            print(sb.zygote_pid, wd, flush=True)
+            await sb.run(["sh", "-c", f"setsid sleep {marker} & sleep {marker}"], cwd=wd,
+                         limits=Limits(wall_s=300))
+
+anyio.run(main)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_killed_owner_leaves_no_run_and_no_workdir(tmp_path):
+    marker = "987651"
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "keep.txt").write_text("still here")
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER)
+    owner = subprocess.Popen([sys.executable, str(script), marker, str(canary)], stdout=subprocess.PIPE,
+                             cwd=Path(__file__).resolve().parent.parent)
+    try:
+        line = owner.stdout.readline().decode().split()
+        assert len(line) == 2, f"the owner failed to start (exit {owner.poll()})"
+        zygote, wd = int(line[0]), Path(line[1])
+        base = wd.parent
+        deadline = time.monotonic() + 20
+        while len(processes_with_arg(marker)) < 2:  # the program and its setsid daemon
+            assert time.monotonic() < deadline, "the long run did not start"
+            time.sleep(0.05)
+        assert (wd / "src" / "main.c").exists() and (wd / "escape").is_symlink()
+    finally:
+        owner.kill()
+        owner.wait()
+        owner.stdout.close()
+    deadline = time.monotonic() + 15
+    while processes_with_arg(marker) or base.exists() or not _gone(zygote):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"left behind: processes {processes_with_arg(marker)}, "
+                                 f"base exists {base.exists()}, zygote gone {_gone(zygote)}")
+        time.sleep(0.05)
+    assert (canary / "keep.txt").read_text() == "still here"
+
+
+def test_zygote_removes_only_the_directory_the_facade_made(tmp_path):
+    from halo_forge import _sandbox
+    from halo_forge.sandbox import _zygote_path
+
+    zygote = _zygote_path(_sandbox)
+
+    def base(name: str, mode: int = 0o700) -> Path:
+        d = tmp_path / name
+        (d / ".root").mkdir(parents=True)
+        (d / "keep.txt").write_text("x")
+        d.chmod(mode)
+        return d
+
+    real = base("real")
+    link = tmp_path / "halo-forge-sandbox-link"
+    link.symlink_to(real)
+    refused = [link, base("halo-forge-sandbox-open", 0o755), base("not-a-sandbox")]
+    claimed = base("halo-forge-sandbox-mine")
+    for d in [*refused, claimed]:
+        _sandbox.Client(zygote, str(d), 1).close()
+    assert not claimed.exists()
+    assert all((d / "keep.txt").exists() for d in refused)
+    assert (real / "keep.txt").exists()
 
 
 async def test_program_runs_unprivileged_with_no_groups(sb):

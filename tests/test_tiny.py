@@ -45,3 +45,34 @@ def test_rebuild_reuses_the_folder_and_a_different_spec_is_refused(tmp_path) -> 
     with pytest.raises(HaloError, match="not a tiny model folder"):
         build_tiny_model(tmp_path / "other", corpus=corpus)
     assert not list(tmp_path.glob(".*tmp*"))  # the temporary build folder was renamed away
+
+
+def test_pretraining_lowers_the_loss_and_is_part_of_the_spec(tmp_path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    corpus = ["def add(a, b):\n    return a + b\n", "int main() { return 0; }\n"] * 4
+    raw = build_tiny_model(tmp_path / "raw", corpus=corpus, vocab_size=300, pretrain_steps=0)
+    pre = build_tiny_model(tmp_path / "pre", corpus=corpus, vocab_size=300, pretrain_steps=40)
+    tok = AutoTokenizer.from_pretrained(pre)
+    ids = tok(corpus[0], add_special_tokens=False, return_tensors="pt").input_ids
+
+    def loss(path) -> float:
+        with torch.no_grad():
+            return float(AutoModelForCausalLM.from_pretrained(path)(input_ids=ids, labels=ids).loss)
+
+    assert loss(pre) < 0.5 * loss(raw)
+    with pytest.raises(HaloError, match="different tiny model"):
+        build_tiny_model(tmp_path / "pre", corpus=corpus, vocab_size=300, pretrain_steps=41)
+
+
+def test_default_corpus_holds_no_held_out_problem() -> None:
+    from halo_forge.data.registry import get_spec, load_problems
+    from halo_forge.data.split import split_problems
+    from halo_forge.tiny import default_corpus
+
+    train, test = split_problems(load_problems("builtin"), seed=0, test_fraction=0.25,
+                                 official=get_spec("builtin").official_split)
+    corpus = "\n".join(default_corpus())
+    assert test and all(p.prompt not in corpus for p in test)
+    assert all(p.prompt in corpus for p in train if p.reference.strip())

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -55,3 +59,31 @@ def assert_nothing_left(sb, *, marker: str | None = None, timeout: float = 5.0) 
         if time.monotonic() > deadline:
             raise AssertionError(f"left behind: zygote children {kids}, processes {stray}")
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def loopback_listener() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A TCP listener on 127.0.0.1 that records every connection it accepts: (port, accepted).
+    A sandboxed run must leave `accepted` empty."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.1)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(srv.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield srv.getsockname()[1], accepted
+    finally:
+        stop.set()
+        thread.join()
+        srv.close()

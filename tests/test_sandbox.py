@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,9 +15,9 @@ import pytest
 from halo_forge.sandbox import Limits, RunResult, Sandbox
 
 try:  # tests/ may or may not be a package, depending on who else added files there
-    from tests.sandbox_util import assert_nothing_left, processes_with_arg
+    from tests.sandbox_util import assert_nothing_left, loopback_listener, processes_with_arg
 except ImportError:
-    from sandbox_util import assert_nothing_left, processes_with_arg
+    from sandbox_util import assert_nothing_left, loopback_listener, processes_with_arg
 
 pytestmark = pytest.mark.anyio
 
@@ -244,34 +242,13 @@ async def test_workdir_larger_than_disk_mb_is_a_sandbox_error(sb):
 
 
 async def test_loopback_listener_receives_nothing(sb):
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    srv.settimeout(0.2)
-    port = srv.getsockname()[1]
-    got: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept():
-        while not stop.is_set():
-            try:
-                got.append(srv.accept()[0])
-            except OSError:
-                pass
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        # sh cannot open sockets; bash's /dev/tcp can if bash exists; else use python if visible.
+    with loopback_listener() as (port, accepted):
+        # sh cannot open sockets; bash's /dev/tcp can.
         script = f"exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected"
         r, _ = await run_in(sb, ["bash", "-c", script])
-        assert b"connected" not in r.stdout
-        assert r.status == "runtime_error"
-    finally:
-        stop.set()
-        t.join()
-        srv.close()
-    assert got == []
+    assert b"connected" not in r.stdout
+    assert r.status == "runtime_error"
+    assert accepted == []
 
 
 async def test_many_runs_at_once_respect_the_pool(sb):

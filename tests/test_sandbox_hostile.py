@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import threading
 import time
 
 import anyio
@@ -20,9 +18,9 @@ import pytest
 from halo_forge.sandbox import Limits, RunResult, Sandbox
 
 try:
-    from tests.sandbox_util import assert_nothing_left
+    from tests.sandbox_util import assert_nothing_left, loopback_listener
 except ImportError:
-    from sandbox_util import assert_nothing_left
+    from sandbox_util import assert_nothing_left, loopback_listener
 
 pytestmark = pytest.mark.anyio
 
@@ -161,31 +159,11 @@ int main(int argc, char** argv) {
 
 
 async def test_socket_to_loopback_listener_receives_nothing(sb):
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    srv.settimeout(0.1)
-    got: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept():
-        while not stop.is_set():
-            try:
-                got.append(srv.accept()[0])
-            except OSError:
-                pass
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        r, _ = await build_and_run(sb, CONNECT_C, args=(str(srv.getsockname()[1]),))
-    finally:
-        stop.set()
-        t.join()
-        srv.close()
+    with loopback_listener() as (port, accepted):
+        r, _ = await build_and_run(sb, CONNECT_C, args=(str(port),))
     assert r.status == "runtime_error" and r.exit_code == 2, r
     assert b"connected" not in r.stdout
-    assert got == []
+    assert accepted == []
 
 
 async def test_segfault(sb):

@@ -317,7 +317,10 @@ private:
         while (j->report_r >= 0 && (n = read(j->report_r, &r, sizeof r)) == ssize_t(sizeof r)) {
             if (r.kind == kStarted) j->program = r.value;
             else if (r.kind == kTrace) j->trace.emplace_back(r.step, r.ns);
-            else j->last = r;
+            // A failure to start the program (the vforked child's execve, say) is followed by
+            // the init's own kDone for the child's exit 126: the failure is what the caller
+            // must see, as a sandbox error, never as the program's runtime error.
+            else if (j->last.kind != kSetupFailed && j->last.kind != kExecFailed) j->last = r;
         }
         return j->report_r >= 0 && n == 0;
     }

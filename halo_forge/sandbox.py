@@ -181,6 +181,11 @@ class Sandbox:
                 raise HaloError(f"sandbox: readonly path {p!r} is not a directory; fix readonly_paths")
             if real == "/":
                 raise HaloError("sandbox: refusing to show '/' read-only; name the toolchain directories")
+            if real == "/tmp" or real.startswith("/tmp/"):
+                # Each run gets a private /tmp, mounted over the host's: a path under it would
+                # silently vanish inside the run.
+                raise HaloError(f"sandbox: readonly path {p!r} is under /tmp, which every run "
+                                "replaces with its own; move it out of /tmp")
             self._readonly.append(real)
         # Private to the caller (0700): runs see only their own workdir, never its siblings.
         self._base = Path(tempfile.mkdtemp(prefix="halo-forge-sandbox-"))

@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from halo_forge.errors import HaloError
 from halo_forge.sandbox import Limits, RunResult, Sandbox
 
 try:  # tests/ may or may not be a package, depending on who else added files there
@@ -407,3 +408,19 @@ def test_bad_readonly_path_is_a_user_error(tmp_path):
 
     with pytest.raises(HaloError, match="not a directory"):
         Sandbox(readonly_paths=[str(tmp_path / "missing")])
+
+
+async def test_a_program_the_run_cannot_see_is_a_sandbox_error(sb, tmp_path):
+    # A host executable under /tmp exists for the caller but not inside the run (private /tmp):
+    # that is the infrastructure failing to start the program, never the program's own failure.
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho hi\n")
+    tool.chmod(0o755)
+    with sb.workdir() as wd:
+        r = await sb.run([str(tool)], cwd=wd)
+    assert r.status == "sandbox_error" and "execve" in r.error, r
+
+
+def test_readonly_paths_under_tmp_are_refused(tmp_path):
+    with pytest.raises(HaloError, match="under /tmp"):
+        Sandbox(readonly_paths=[str(tmp_path)])

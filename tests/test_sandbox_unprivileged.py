@@ -22,16 +22,24 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.mark.skipif(not (shutil.which("setpriv") and shutil.which("unshare")),
                     reason="util-linux setpriv/unshare not installed")
 def test_sandbox_tests_pass_as_an_unprivileged_user(tmp_path):
-    python = os.path.realpath(sys.executable)
-    prefix = os.path.realpath(sys.prefix)
+    # sys.executable, not its realpath: inside a virtualenv that is what finds the venv's
+    # packages (pytest, the installed extension).
+    python = sys.executable
+    needed = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, REPO)}
+    tops = sorted({"/root/" + p.split("/")[2] for p in needed if p.startswith("/root/")})
     setup = ""
-    if prefix.startswith("/root/"):
-        # /root is 0700: show only the interpreter's prefix there, in a private mount namespace.
-        stash = tmp_path / "stash"
-        stash.mkdir()
-        top = "/root/" + prefix.split("/")[2]
-        setup = (f"mount --bind {top} {stash} && mount -t tmpfs tmpfs /root && mkdir {top} && "
-                 f"mount --move {stash} {top} && ")
+    if tops:
+        # /root is 0700: show only the directories the test needs there (the interpreter, the
+        # venv, the checkout), in a private mount namespace.
+        stashes = []
+        for n, top in enumerate(tops):
+            stash = tmp_path / f"stash{n}"
+            stash.mkdir()
+            stashes.append((stash, top))
+            setup += f"mount --bind {top} {stash} && "
+        setup += "mount -t tmpfs tmpfs /root && "
+        for stash, top in stashes:
+            setup += f"mkdir {top} && mount --move {stash} {top} && "
     os.chmod(tmp_path, 0o755)
     tests = "tests/test_sandbox.py"
     cmd = (f"{setup}cd {REPO} && setpriv --reuid=65534 --regid=65534 --clear-groups -- "

@@ -116,13 +116,16 @@ def _resolve(language: str, command: str, flags: tuple[str, ...], link_flags: tu
             f"compiler {command!r} for {language} not found on PATH: {hint}, or choose another --verifier"
         )
     if language == "python":
-        script = ("import sys; print(sys.executable); print(sys.prefix); "
+        # A virtualenv's interpreter is run as its base interpreter: model code gets the
+        # standard library only (not the venv's torch & co), and a venv under /tmp (a CI
+        # clone, say) would be invisible inside the run's private /tmp anyway.
+        script = ("import sys; print(getattr(sys, '_base_executable', '') or sys.executable); "
                   "print(sys.base_prefix); print(sys.version.replace(chr(10), ' '))")
         out = _probe([found, "-c", script], command)
-        executable, prefix, base_prefix, version = (out.splitlines() + ["", "", "", ""])[:4]
+        executable, base_prefix, version = (out.splitlines() + ["", "", ""])[:3]
         if not executable:
             raise HaloError(f"{command} did not report its executable")
-        ro = tuple(sorted({p for p in (prefix, base_prefix) if p and _outside_system(p + "/")}))
+        ro = (base_prefix,) if base_prefix and _outside_system(base_prefix + "/") else ()
         return Toolchain(language=language, kind="python", name=command, path=executable, flags=flags,
                          link_flags=link_flags, identity=f"python {version} {_fingerprint(executable)}",
                          readonly_paths=ro)

@@ -182,13 +182,17 @@ class Pipeline:
         m = self.config.model
         if not m.tiny:
             return m.name
-        from halo_forge.tiny import build_tiny_model
+        from halo_forge.tiny import build_tiny_model, default_corpus
 
         path = self.out / "model"
         if not (path / "config.json").exists():
             self.progress.log(f"building the tiny model in {path}")
-        return str(build_tiny_model(path, seed=m.tiny_seed, layers=m.tiny_layers,
-                                    hidden=m.tiny_hidden))
+        d = self.config.data
+        # Pretrained on the training split only: a changed split must not leak held-out
+        # problems into the base the benchmark scores.
+        corpus = default_corpus(split_seed=d.split_seed, test_fraction=d.test_fraction)
+        return str(build_tiny_model(path, corpus=corpus, seed=m.tiny_seed,
+                                    layers=m.tiny_layers, hidden=m.tiny_hidden))
 
     def _data(self, model: str) -> tuple[list[Problem], list[Problem]]:
         from halo_forge.shards import write_shard

@@ -14,6 +14,11 @@ sample ever passes, and RAFT has nothing to keep. The default corpus is the chat
 never seen), and the pretraining stops early on purpose: the model half-remembers the answers,
 so sampling at temperature ~0.7 gives the mix of passing and failing programs RAFT learns from.
 
+The tokenizer splits text with Qwen2's own pipeline, and the pretraining tokenizes the corpus
+with the tokenizer as reloaded from the folder: every later stage (SFT, RAFT, generation) loads
+it that way, and a model pretrained on another tokenization of the same text is unlearned by
+fine-tuning instead of sharpened by it.
+
 The folder is built in a temporary sibling and renamed into place, and a rerun with the same
 settings reuses it, so a pipeline that builds it on the fly can resume.
 """
@@ -42,6 +47,12 @@ CHATML_TEMPLATE = (
 
 MARKER = "halo_forge_tiny.json"
 
+# transformers' Qwen2Tokenizer pre-tokenization regex (what every loader of a qwen2 folder uses).
+QWEN2_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
 
 class TinySpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What a tiny model folder was built from (written beside it; a rebuild must match)."""
@@ -60,6 +71,9 @@ class TinySpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     pretrain_lr: float = 0.0
     pretrain_batch: int = 0
     pretrain_max_length: int = 0
+    # How text is split before BPE; "" (folders built before it was fixed to Qwen2's) differs
+    # from what any loader of the folder uses, so such a folder is never reused.
+    pretokenizer: str = ""
 
 
 # The pretraining the CPU recipe and the tests use: tuned (see tests/test_e2e_pipeline.py) so
@@ -96,11 +110,20 @@ def _corpus_digest(texts: Sequence[str]) -> str:
 
 
 def _train_tokenizer(texts: Sequence[str], vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Qwen2's own text pipeline (NFC, its split regex, byte-level without a regex): transformers
+    # loads a Qwen2 folder's tokenizer as Qwen2Tokenizer, which rebuilds exactly this pipeline
+    # whatever tokenizer.json says. Any other pipeline here splits text differently once saved
+    # and reloaded: the model would be pretrained on one tokenization of the corpus and
+    # fine-tuned and prompted with another (28 of the 30 default texts differed).
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -144,7 +167,7 @@ def build_tiny_model(
     "pretrained base"; the run is seeded and deterministic on CPU, and a rerun with the same
     settings and corpus reuses the folder."""
     import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     out = Path(out_dir)
     texts = list(corpus) if corpus is not None else default_corpus()
@@ -156,7 +179,8 @@ def build_tiny_model(
                     pretrain_steps=pretrain_steps,
                     pretrain_lr=pretrain_lr if pretrain_steps else 0.0,
                     pretrain_batch=pretrain_batch if pretrain_steps else 0,
-                    pretrain_max_length=pretrain_max_length if pretrain_steps else 0)
+                    pretrain_max_length=pretrain_max_length if pretrain_steps else 0,
+                    pretokenizer="qwen2")
     if pretrain_steps < 0 or (pretrain_steps and (pretrain_lr <= 0 or pretrain_batch < 1
                                                    or pretrain_max_length < 2)):
         raise HaloError("build_tiny_model: pretrain_steps must be >= 0, and with steps, "
@@ -187,28 +211,44 @@ def build_tiny_model(
         eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
         pad_token_id=tokenizer.pad_token_id,
     )
-    # A private generator: building the model must not reseed the caller's global RNG.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Qwen2ForCausalLM(config)
-        if pretrain_steps:
-            pretrain(model, tokenizer, texts, steps=pretrain_steps, lr=pretrain_lr,
-                     batch=pretrain_batch, max_length=pretrain_max_length, seed=seed)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[config.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)],
-        pad_token_id=tokenizer.pad_token_id,
-    )
-
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / MARKER).write_bytes(msgspec.json.encode(spec))
+    try:
+        config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        # Pretrain with the tokenizer exactly as SFT, RAFT and generation will load it from the
+        # folder (AutoTokenizer picks its class from config.json), and refuse to build a model
+        # whose saved tokenizer splits the corpus differently from the one it was trained with.
+        loaded = AutoTokenizer.from_pretrained(tmp)
+        if _token_ids(loaded, texts) != _token_ids(tokenizer, texts):
+            raise HaloError(f"the tiny model's tokenizer ({type(loaded).__name__}) tokenizes text "
+                            "differently once saved and reloaded; this transformers version is "
+                            "not supported by build_tiny_model")
+        # A private generator: building the model must not reseed the caller's global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = Qwen2ForCausalLM(config)
+            if pretrain_steps:
+                pretrain(model, loaded, texts, steps=pretrain_steps, lr=pretrain_lr,
+                         batch=pretrain_batch, max_length=pretrain_max_length, seed=seed)
+        model.generation_config = GenerationConfig(
+            eos_token_id=[config.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)],
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        model.save_pretrained(tmp, safe_serialization=True)
+        (tmp / MARKER).write_bytes(msgspec.json.encode(spec))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-built folder left behind
+        raise
     if out.exists():
         out.rmdir()  # empty (checked above)
     os.replace(tmp, out)
     return out
+
+
+def _token_ids(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    return tokenizer(list(texts), add_special_tokens=False).input_ids
 
 
 def pretrain(model, tokenizer, texts: Sequence[str], *, steps: int, lr: float, batch: int,

@@ -1,10 +1,10 @@
 """The CPU recipe end to end: the tiny (pretrained) model, SFT, then RAFT cycles that keep
-samples and train on them, on examples/cpu-tiny.toml with its own output folder.
+samples and train on them, on examples/cpu-tiny.toml with its own output folder, and the
+proof that RAFT works: the final adapter passes clearly more of the training prompts' samples
+than the SFT adapter did in cycle 1.
 
-Not yet asserted here (issue 8 is open): that the last cycle's adapter passes more samples than
-the SFT adapter. With the current recipe it does not rise (measured: cycle pass rates
-8.3%, 7.2%, 4.4% of 180 samples each; the pretrained base alone passes ~31%, so the LoRA
-training itself loses what pretraining gave); the assertion belongs here once it does.
+Measured on 2 CPU cores (samples of the 30 training prompts x 6, temperature 0.7): cycle 1
+(SFT adapter) ~28-29%, the final adapter after 3 cycles ~43-47%.
 """
 
 from __future__ import annotations
@@ -49,3 +49,40 @@ def test_cpu_recipe_runs_sft_and_raft_cycles_that_keep_and_train(tiny_model: Pat
     # The SFT model passes some of its samples, not all: RAFT has something to keep and
     # something to improve.
     assert 0 < rows[0]["pass_rate"] < 0.8, rows[0]
+
+    # RAFT improves the verified pass rate: the final adapter, on the same prompts with the
+    # same sampling (another seed) and as many samples as cycle 1, passes at least 10 points
+    # more. 10 points of 180 samples is ~3 standard errors of the difference even counting
+    # the 30 prompts (not the samples) as the independent unit; the margin measured is ~15-19.
+    final = _pass_rate(config, summary.final_adapter, out)
+    assert rows[0]["verdicts"] >= 150
+    assert final >= rows[0]["pass_rate"] + 0.10, (final, [r["pass_rate"] for r in rows])
+
+
+def _pass_rate(config, adapter: str, out: Path) -> float:
+    import anyio
+    import msgspec
+
+    from halo_forge.benchmark import evaluate
+    from halo_forge.generate.base import SamplingSettings, TransformersConfig
+    from halo_forge.generate.transformers_backend import TransformersBackend
+    from halo_forge.records import Problem
+    from halo_forge.shards import read_shards
+    from halo_forge.verify.config import VerifierConfig
+
+    g, r = config.generation, config.raft
+    problems = list(read_shards(out / "data" / "train.shard", Problem))
+    assert isinstance(g.engine, TransformersConfig)
+    backend = TransformersBackend(msgspec.structs.replace(
+        g.engine, model=str(out / "model"), adapter=adapter, system=g.system))
+    try:
+        summary = anyio.run(lambda: evaluate(
+            problems=problems, backend=backend, samples=r.samples_per_prompt, ks=[1],
+            verifier_config=VerifierConfig(concurrency=2),
+            sampling=SamplingSettings(temperature=g.temperature, top_p=g.top_p,
+                                      max_new_tokens=g.max_new_tokens, stop=list(g.stop),
+                                      seed=12345)))
+    finally:
+        backend.close()
+    assert summary.samples_scored == len(problems) * r.samples_per_prompt
+    return summary.pass_at_k[1]

@@ -76,3 +76,53 @@ def test_default_corpus_holds_no_held_out_problem() -> None:
     corpus = "\n".join(default_corpus())
     assert test and all(p.prompt not in corpus for p in test)
     assert all(p.prompt in corpus for p in train if p.reference.strip())
+
+
+def test_every_loader_splits_text_as_the_model_was_pretrained_on_it(tiny_model) -> None:
+    """transformers loads a qwen2 folder's tokenizer as Qwen2Tokenizer, which rebuilds its own
+    pre-tokenizer; the raw tokenizer.json (what the builder trained) must split text the same
+    way, or pretraining and fine-tuning see two tokenizations of one text (SFT then unlearns
+    what pretraining taught: the pass rate fell from ~30% to ~7%)."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    from halo_forge.tiny import default_corpus
+
+    loaded = AutoTokenizer.from_pretrained(tiny_model)
+    raw = Tokenizer.from_file(str(tiny_model / "tokenizer.json"))
+    texts = default_corpus() + ["int f(int x) {\n    return x * x;\n}\n", "a  b\t\n\n  c ünï ✓"]
+    for text in texts:
+        assert loaded(text, add_special_tokens=False).input_ids == raw.encode(text).ids, text
+
+
+def test_pretrained_model_fits_its_corpus_as_the_loaded_tokenizer_splits_it(tiny_model) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from halo_forge.tiny import default_corpus
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    losses = []
+    for text in default_corpus()[:8]:
+        ids = tok(text, add_special_tokens=False, return_tensors="pt").input_ids
+        with torch.no_grad():
+            losses.append(float(model(input_ids=ids, labels=ids).loss))
+    # Measured: ~0.1-0.2 nats/token; with the pretraining on another split of the same text
+    # (the bug this guards) it was ~1.5.
+    assert sum(losses) / len(losses) < 0.6, losses
+
+
+def test_folder_from_before_the_qwen2_pretokenizer_is_not_reused(tmp_path) -> None:
+    import msgspec
+
+    from halo_forge.tiny import TinySpec
+
+    corpus = ["print('hello world')", "int main() { return 0; }"] * 10
+    out = build_tiny_model(tmp_path / "m", corpus=corpus, vocab_size=300, pretrain_steps=0)
+    spec = msgspec.json.decode((out / MARKER).read_bytes(), type=TinySpec)
+    assert spec.pretokenizer == "qwen2"
+    old = msgspec.json.encode(msgspec.structs.replace(spec, pretokenizer=""))
+    (out / MARKER).write_bytes(old.replace(b',"pretokenizer":""', b""))
+    with pytest.raises(HaloError, match="different tiny model"):
+        build_tiny_model(tmp_path / "m", corpus=corpus, vocab_size=300, pretrain_steps=0)

@@ -25,15 +25,20 @@ constexpr uid_t kRunId = 1999900000;
 
 std::string err(const char* what, int e) { return std::string(what) + ": " + std::strerror(e); }
 
-bool write_file(const std::string& path, const std::string& data) {
-    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+// No allocation: a run's init calls it, sharing the zygote's heap.
+bool write_file(const char* path, const char* data, size_t len) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return false;
-    ssize_t n = write(fd, data.data(), data.size());
+    ssize_t n = write(fd, data, len);
     int e = errno;
     close(fd);
     errno = e;
-    return n == ssize_t(data.size());
+    return n == ssize_t(len);
 }
+
+bool write_file(const char* path, const char* data) { return write_file(path, data, std::strlen(data)); }
+
+bool write_file(const char* path, const std::string& data) { return write_file(path, data.data(), data.size()); }
 
 bool mkdir_p(const std::string& path, mode_t mode) {
     std::string cur;
@@ -161,7 +166,20 @@ void set_reason(std::vector<Protection>& prot, const std::string& name, const st
 
 }  // namespace
 
-void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& base_dir) {
+static void share_ipc_namespace(NsPlan& ns) {
+    // Creating an IPC namespace is the dearest part of a run's clone (its mqueue mount and
+    // sysctl tables). Runs can share one when none of them can make an IPC object: seccomp
+    // denies shmget/msgget/semget/mq_open, and the namespace starts empty. Its limits at zero
+    // are a second wall (best effort: an older kernel refuses them to a user namespace's root).
+    if (unshare(CLONE_NEWIPC) != 0) return;
+    write_file("/proc/sys/kernel/shmmni", "0");
+    write_file("/proc/sys/kernel/msgmni", "0");
+    write_file("/proc/sys/kernel/sem", "0 0 0 0");
+    write_file("/proc/sys/fs/mqueue/queues_max", "0");
+    ns.ipc_shared = true;
+}
+
+void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& base_dir, bool share_ipc) {
     ns.root = geteuid() == 0;
     uid_t uid = geteuid();
     gid_t gid = getegid();
@@ -235,6 +253,10 @@ void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& 
     }
     if (!ns.mntns && reason_of(prot, "mount_namespace").empty())
         set_reason(prot, "mount_namespace", "needs root or an unprivileged user namespace");
+
+    // share_ipc: the seccomp filter denies creating IPC objects, so one empty namespace
+    // (made here, while the host's /proc still shows its sysctls) keeps runs apart.
+    if (ns.ipcns && share_ipc) share_ipc_namespace(ns);
 
     // The program's ids: root hands runs to an unused uid; an ordinary user keeps its own.
     if (ns.root) {

@@ -1,5 +1,7 @@
 // Namespaces: the zygote's own (one empty network namespace, a private mount namespace holding
-// the read-only template root) and the per-run ones (user, pid, mount, ipc, uts).
+// the read-only template root, and - with the seccomp filter, which denies creating IPC objects -
+// one empty IPC namespace all runs share) and the per-run ones (user, pid, mount, uts; ipc too
+// when seccomp is unavailable).
 #pragma once
 
 #include <set>
@@ -20,7 +22,8 @@ struct NsPlan {
     bool userns = false;     // each run gets its own user namespace (per-run RLIMIT_NPROC)
     bool pidns = false;      // each run gets its own pid namespace (its init dies -> all die)
     bool mntns = false;      // each run pivots into the read-only template root
-    bool ipcns = false;
+    bool ipcns = false;      // runs are kept apart in IPC (per-run namespace, or ipc_shared)
+    bool ipc_shared = false; // one IPC namespace for all runs, where no run can create an object
     bool utsns = false;
     bool netns = false;      // the zygote sits in one empty network namespace every run inherits
     bool set_ids = false;    // the program switches to run_uid/run_gid (root, or inside a userns)
@@ -41,7 +44,7 @@ struct NsPlan {
 
 // Runs the zygote's setup steps in order (single-threaded process, before any run);
 // every step that fails turns its protections off with the reason and the rest carry on.
-void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& base_dir);
+void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& base_dir, bool share_ipc);
 
 // Before a run: the template shows host directory `path` read-only. Returns "" or an error.
 std::string ensure_visible(NsPlan& ns, const std::string& path);

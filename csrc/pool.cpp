@@ -15,6 +15,8 @@
 #include <fcntl.h>
 #include <memory>
 #include <sched.h>
+#include <link.h>
+#include <sys/auxv.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -36,6 +38,71 @@ double now() {
     return double(t.tv_sec) + double(t.tv_nsec) * 1e-9;
 }
 
+// glibc's size of its thread descriptor (the TCB at the thread pointer), for debuggers.
+extern "C" const uint32_t _thread_db_sizeof_pthread;
+
+// Memory of one run's init: it shares the zygote's address space (clone(CLONE_VM): no copy of
+// the page tables, no copy-on-write faults in either process), so it needs a stack and a
+// thread-local block of its own. Unmapped only after the init is reaped.
+class InitMemory {
+public:
+    InitMemory() = default;
+    InitMemory(const InitMemory&) = delete;
+    InitMemory& operator=(const InitMemory&) = delete;
+    ~InitMemory() {
+        if (base_) munmap(base_, len_);
+    }
+
+    // Maps a guard page, the stack, and a copy of this thread's static TLS block + TCB (so
+    // errno, the stack-protector canary and glibc's thread self pointer are the init's own).
+    bool map() {
+        const size_t page = size_t(sysconf(_SC_PAGESIZE));
+        size_t tls_len = (tls_below() + _thread_db_sizeof_pthread + 63) & ~size_t(63);
+        len_ = page + kStack + ((tls_len + page - 1) & ~(page - 1));
+        void* m = mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        if (m == MAP_FAILED) return false;
+        base_ = static_cast<char*>(m);
+        if (mprotect(base_, page, PROT_NONE) != 0) return false;
+#if defined(__x86_64__)
+        char* tls = base_ + page + kStack;
+        char* tp = static_cast<char*>(__builtin_thread_pointer());
+        std::memcpy(tls, tp - tls_below(), tls_below() + _thread_db_sizeof_pthread);
+        tp_ = tls + tls_below();
+        // tcbhead_t: tcb (the thread pointer itself) at 0, self at 16.
+        reinterpret_cast<void**>(tp_)[0] = tp_;
+        reinterpret_cast<void**>(tp_)[2] = tp_;
+#endif
+        stack_top_ = base_ + page + kStack;  // page aligned, below the TLS copy
+        return true;
+    }
+    void* stack_top() const { return stack_top_; }
+    void* tp() const { return tp_; }
+
+private:
+    // The init copies workdirs (4 KiB of buffer per directory level, depth <= 64).
+    static constexpr size_t kStack = size_t(1) << 20;
+    // Bytes of the static TLS block below the thread pointer (x86_64: TLS sits below the TCB).
+    static size_t tls_below() {
+        static size_t below = [] {
+            auto* ph = reinterpret_cast<const ElfW(Phdr)*>(getauxval(AT_PHDR));
+            size_t n = getauxval(AT_PHNUM);
+            for (size_t i = 0; ph && i < n; ++i)
+                if (ph[i].p_type == PT_TLS) {
+                    size_t a = ph[i].p_align ? ph[i].p_align : 1;
+                    return (ph[i].p_memsz + a - 1) / a * a;
+                }
+            return size_t(0);
+        }();
+        return below;
+    }
+    char* base_ = nullptr;
+    size_t len_ = 0;
+    char* stack_top_ = nullptr;
+    char* tp_ = nullptr;
+};
+
+int init_entry(void* plan) { run_init(*static_cast<const ChildPlan*>(plan)); }
+
 enum class Kill { None, Wall, Output, Cancel, Shutdown };
 enum Role : uint32_t { kCtl = 0, kPidfd = 1, kOut = 2, kErr = 3, kTimer = 4, kReport = 5, kParent = 6 };
 
@@ -53,6 +120,10 @@ struct Job {
     RunMounts mounts;
     bool answered = false;  // result sent at the init's kDone; only its exit is left to reap
     ChildReport last{};     // the last kDone/failure report
+    // What the init reads, alive until it is reaped (it shares the zygote's memory).
+    std::vector<char*> argv, envp;
+    ChildPlan plan{};
+    InitMemory mem;
 };
 
 void close_fd(int& fd) {
@@ -140,10 +211,11 @@ private:
         // Before any namespace changes: the descriptor then shows the owner's view of it.
         std::string not_ours = claim_dir(base_, owned_);
         if (!not_ours.empty()) dprintf(2, "halo-forge sandbox zygote: will not remove %s on exit: %s\n", base_.c_str(), not_ours.c_str());
-        setup_zygote(ns_, prot_, base_);
-        if (pipe2(alive_, O_CLOEXEC) != 0) die("pipe2");
         std::string why;
         filter_ = build_seccomp_filter(why);
+        // Runs may share one IPC namespace only where the filter stops them making objects.
+        setup_zygote(ns_, prot_, base_, /*share_ipc=*/!filter_.empty());
+        if (pipe2(alive_, O_CLOEXEC) != 0) die("pipe2");
         prot_.push_back({"seccomp", why});
         prot_.push_back({"rlimits", ""});
         prot_.push_back({"wall_clock", ""});
@@ -430,7 +502,8 @@ private:
         }
         lseek(in, 0, SEEK_SET);
 
-        std::vector<char*> argv, envp;
+        auto& argv = j->argv;
+        auto& envp = j->envp;
         for (auto& a : q.argv) argv.push_back(const_cast<char*>(a.c_str()));
         argv.push_back(nullptr);
         for (auto& e : q.envp) envp.push_back(const_cast<char*>(e.c_str()));
@@ -462,20 +535,31 @@ private:
         if (ns_.slot_uids) uid = ns_.run_uid + uid_t(j->slot % 256);
         m.uid = uid;
         m.gid = ns_.inside_gid;
-        ChildPlan plan{q.exe.c_str(), uid, ns_.inside_gid, argv.data(), envp.data(), in, out[1], err[1], rep[1], alive_[0],
-                       &ns_, &m, &q.limits, &filter_};
+        j->plan = ChildPlan{q.exe.c_str(), uid, ns_.inside_gid, argv.data(), envp.data(), in, out[1], err[1], rep[1], alive_[0],
+                            &ns_, &m, &q.limits, &filter_};
+        if (!j->mem.map()) {
+            std::string why = std::string("init stack: ") + std::strerror(errno);
+            cleanup();
+            return fail_now(id, why);
+        }
 
-        unsigned long flags = SIGCHLD | CLONE_PIDFD;
+        int flags = SIGCHLD | CLONE_PIDFD;
+#if defined(__x86_64__)
+        // The TLS copy assumes x86_64's layout (TCB at the thread pointer, TLS below it);
+        // elsewhere the init gets a copy of the address space as a fork would.
+        flags |= CLONE_VM | CLONE_SETTLS;
+#endif
         if (ns_.userns) flags |= CLONE_NEWUSER;
         if (ns_.pidns) flags |= CLONE_NEWPID;
         if (ns_.mntns) flags |= CLONE_NEWNS;
-        if (ns_.ipcns) flags |= CLONE_NEWIPC;
+        if (ns_.ipcns && !ns_.ipc_shared) flags |= CLONE_NEWIPC;
         if (ns_.utsns) flags |= CLONE_NEWUTS;
         int pidfd = -1;
         j->start = now();
         trace(j.get(), "zygote: prepare");
-        pid_t pid = pid_t(syscall(SYS_clone, flags, nullptr, &pidfd, nullptr, nullptr));
-        if (pid == 0) run_init(plan);
+        // The init runs on its own stack and TLS in this address space; it only makes
+        // syscalls on data that stays put until it is reaped (Job), and never allocates.
+        pid_t pid = clone(init_entry, j->mem.stack_top(), flags, &j->plan, &pidfd, j->mem.tp(), nullptr);
         if (pid < 0) {
             std::string why = std::string("clone: ") + std::strerror(errno);
             cleanup();

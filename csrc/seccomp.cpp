@@ -148,6 +148,8 @@ std::vector<sock_filter> build_seccomp_filter(std::string& why) {
              long(SYS_swapoff), long(SYS_open_by_handle_at), long(SYS_name_to_handle_at),
              long(SYS_fanotify_init), long(SYS_acct), long(SYS_quotactl), long(SYS_syslog),
              long(SYS_lookup_dcookie),
+             // No IPC object can be made: what keeps runs apart in a shared IPC namespace.
+             long(SYS_shmget), long(SYS_msgget), long(SYS_semget), long(SYS_mq_open),
 #if defined(__x86_64__)
              long(SYS_iopl), long(SYS_ioperm), long(SYS_uselib), long(SYS_modify_ldt),
 #endif

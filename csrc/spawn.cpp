@@ -153,9 +153,10 @@ void run_init(const ChildPlan& p) {
         fail(p.report_w, kSetupFailed, "chdir workdir");
     }
     // The init holds the host workdir open; unprivileged, the program has the init's uid.
-    // Non-dumpable, /proc/1/fd and /proc/1/cwd are closed to it (after the id maps: those
-    // are written through /proc/self, which this makes root's). execve resets it.
-    prctl(PR_SET_DUMPABLE, 0);
+    // /proc/1/fd and /proc/1/cwd stay closed to it without PR_SET_DUMPABLE (which would be the
+    // zygote's too: it is per address space): the init keeps every capability of its user
+    // namespace and the program has none after execve (uid 1000 inside, or a run uid as
+    // root), and ptrace access needs the caller's capabilities to cover the target's.
     if (p.ns->utsns) sethostname("sandbox", 7);
     if (!p.ns->pidns && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) fail(p.report_w, kSetupFailed, "PR_SET_CHILD_SUBREAPER");
     // vfork: no copy of the zygote's page tables, and the program runs at once. The child

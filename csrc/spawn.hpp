@@ -4,7 +4,9 @@
 //              reaps whatever it left, copies the workdir back, reports the program's wait
 //              status, exits.
 //   program (C3): stdio, rlimits, ids, seccomp, then execve.
-// Everything is prepared by the zygote before clone; the children only make syscalls.
+// Everything is prepared by the zygote before clone; the children only make syscalls. The init
+// shares the zygote's address space (clone(CLONE_VM) on a stack and TLS copy of its own): it
+// must never allocate, and reads only what the zygote keeps unchanged until it is reaped.
 #pragma once
 
 #include "namespaces.hpp"

@@ -358,3 +358,60 @@ async def test_concurrent_bombs_do_not_disturb_a_good_run(sb):
         tg.start_soon(good)
     assert out["good"].status == "ok" and out["good"].stdout == b"fine\n"
     assert out["bomb"].status in ("timeout", "memory_limit")
+
+
+IPC_PROBE = r"""
+#include <errno.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+static int made = 0;
+static void check(const char* what, int r) {
+    if (r >= 0) made = 1;
+    printf("%s %s\n", what, r >= 0 ? "CREATED" : strerror(errno));
+}
+int main(int argc, char** argv) {
+    key_t host_key = (key_t)strtol(argv[1], 0, 0);
+    check("shmget", shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600));
+    check("msgget", msgget(IPC_PRIVATE, IPC_CREAT | 0600));
+    check("semget", semget(IPC_PRIVATE, 1, IPC_CREAT | 0600));
+    check("mq_open", (int)mq_open("/halo-forge-probe", O_CREAT | O_RDWR, 0600, NULL));
+    /* The caller's segment (shmget itself is denied, so look at the namespace's table). */
+    FILE* f = fopen("/proc/sysvipc/shm", "r");
+    char line[512];
+    int seen = 0, rows = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        long k;
+        if (sscanf(line, "%ld", &k) == 1) { ++rows; if ((key_t)k == host_key) seen = 1; }
+    }
+    printf("host_shm %s rows=%d\n", !f ? "unreadable" : seen ? "VISIBLE" : "hidden", rows);
+    return made || seen || !f;
+}
+"""
+
+
+async def test_run_cannot_create_or_see_ipc_objects(sb):
+    # Runs share one IPC namespace (cheaper than one per run); what keeps them apart is that
+    # none of them can create a SysV or POSIX message-queue object in it.
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    key = 0x48460000 + os.getpid() % 0xFFFF
+    host_id = libc.shmget(key, 4096, 0o1000 | 0o600)  # IPC_CREAT
+    assert host_id >= 0, os.strerror(ctypes.get_errno())
+    try:
+        r, _ = await build_and_run(sb, IPC_PROBE, args=(hex(key),))
+    finally:
+        libc.shmctl(host_id, 0, None)  # IPC_RMID
+    lines = r.stdout.decode().splitlines()
+    assert [ln.split()[0] for ln in lines] == ["shmget", "msgget", "semget", "mq_open", "host_shm"], r
+    assert not any("CREATED" in ln for ln in lines), lines
+    assert lines[-1] == "host_shm hidden rows=0", lines
+    assert r.status == "ok", r
+    assert_nothing_left(sb)

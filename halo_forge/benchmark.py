@@ -30,6 +30,7 @@ import anyio
 import msgspec
 import numpy as np
 
+from halo_forge.atomic import write_atomic
 from halo_forge.errors import HaloError
 from halo_forge.generate.base import Backend, SamplingSettings
 from halo_forge.records import Problem, Sample
@@ -315,16 +316,6 @@ def check_ks(ks: Sequence[int], samples: int) -> list[int]:
 # --- the run -------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _version() -> str:
     try:
         from halo_forge import __version__
@@ -538,10 +529,10 @@ def write_outputs(output_dir: Path, summary: BenchmarkSummary,
     from halo_forge.benchmark_report import markdown_report, write_chart
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(output_dir / RESULTS_FILE, b"".join(_json.encode(r) + b"\n" for r in results))
-    _write_atomic(output_dir / REPORT_FILE, markdown_report(summary, results).encode())
+    write_atomic(output_dir / RESULTS_FILE, b"".join(_json.encode(r) + b"\n" for r in results))
+    write_atomic(output_dir / REPORT_FILE, markdown_report(summary, results).encode())
     write_chart(output_dir / CHART_FILE, summary)
-    _write_atomic(output_dir / SUMMARY_FILE, msgspec.json.format(_json.encode(summary)) + b"\n")
+    write_atomic(output_dir / SUMMARY_FILE, msgspec.json.format(_json.encode(summary)) + b"\n")
 
 
 __all__ = [

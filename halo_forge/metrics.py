@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 
+from halo_forge.atomic import atomic_open
+
 log = logging.getLogger(__name__)
 
 METRICS = "metrics.jsonl"
@@ -51,13 +53,9 @@ class CycleMetrics(msgspec.Struct, kw_only=True):
 
 
 def write_metrics(path: Path, rows: Sequence[CycleMetrics]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path) as f:
         for row in sorted(rows, key=lambda r: r.cycle):
             f.write(msgspec.json.encode(row) + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_metrics(path: Path) -> list[CycleMetrics]:

@@ -8,13 +8,13 @@ other values is refused with the changed keys named, and the two ways forward.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from halo_forge.atomic import write_atomic
 from halo_forge.config import changed_keys, digest
 from halo_forge.errors import HaloError
 
@@ -50,18 +50,7 @@ class StateStore:
 
     def save(self, state: StageState) -> None:
         state.updated_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        p = self.path(state.stage)
-        tmp = p.with_name(f".{p.name}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(msgspec.json.format(msgspec.json.encode(state)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomic(self.path(state.stage), msgspec.json.format(msgspec.json.encode(state)))
 
     def begin(self, stage: str, values: dict[str, Any], *, label: str,
               force_hint: str) -> StageState:

@@ -33,6 +33,7 @@ from typing import Any, BinaryIO, TypeVar
 import msgspec
 import zstandard
 
+from halo_forge.atomic import atomic_open, fsync_dir
 from halo_forge.errors import HaloError
 
 FORMAT_VERSION = 1
@@ -151,19 +152,6 @@ def _head_bytes(record_type: type[msgspec.Struct], schema_version: int) -> bytes
     return MAGIC + _frame(_TAG_HEAD, _header_encoder.encode(header), 0)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:  # some filesystems do not allow opening a directory
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class ShardWriter:
     """Writes records into `directory/<prefix>-NNNNN.shard` files of at most ~`max_bytes`.
 
@@ -259,7 +247,7 @@ class ShardWriter:
         self._file.close()
         final = self.directory / f"{self.prefix}-{self._index:05d}{SUFFIX}"
         os.replace(self._tmp, final)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         self.paths.append(final)
         self._file = self._tmp = None
         self._index += 1
@@ -299,29 +287,20 @@ def write_shard(
     path.parent.mkdir(parents=True, exist_ok=True)
     version = _schema_version_default() if schema_version is None else schema_version
     builder = _FrameBuilder(record_type, level)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     total = frames = 0
-    try:
-        with open(tmp, "wb") as f:
-            f.write(_head_bytes(record_type, version))
-            for record in records:
-                builder.add(record)
-                total += 1
-                if builder.pending_bytes >= frame_bytes:
-                    f.write(builder.cut())
-                    frames += 1
-            if builder.count:
+    with atomic_open(path) as f:
+        f.write(_head_bytes(record_type, version))
+        for record in records:
+            builder.add(record)
+            total += 1
+            if builder.pending_bytes >= frame_bytes:
                 f.write(builder.cut())
                 frames += 1
-            footer = _header_encoder.encode(_Footer(records=total, frames=frames))
-            f.write(_frame(_TAG_END, footer, total))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+        if builder.count:
+            f.write(builder.cut())
+            frames += 1
+        footer = _header_encoder.encode(_Footer(records=total, frames=frames))
+        f.write(_frame(_TAG_END, footer, total))
     return total
 
 

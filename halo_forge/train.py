@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from halo_forge.atomic import write_atomic
 from halo_forge.data.chat import apply_chat_template, problem_messages
 from halo_forge.errors import HaloError
 from halo_forge.records import Example, Message, Problem
@@ -465,9 +466,7 @@ def train(
             learning_rate=lr, epochs=config.epochs, global_step=result.global_step,
             train_examples=result.train_examples, eval_examples=result.eval_examples,
             train_loss=result.train_loss, eval_loss=eval_loss))
-        tmp = out / (SUMMARY + ".tmp")
-        tmp.write_bytes(msgspec.json.format(msgspec.json.encode(result)))
-        os.replace(tmp, out / SUMMARY)
+        write_atomic(out / SUMMARY, msgspec.json.format(msgspec.json.encode(result)))
     return result
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from halo_forge.atomic import write_atomic
 from halo_forge.errors import HaloError
 
 ADAPTER_META = "halo_forge_adapter.json"
@@ -44,9 +45,7 @@ def is_adapter_dir(path: str | os.PathLike[str]) -> bool:
 
 def write_adapter_meta(adapter_dir: Path, meta: AdapterMeta) -> None:
     meta.created_unix = meta.created_unix or time.time()
-    tmp = adapter_dir / (ADAPTER_META + ".tmp")
-    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(meta)))
-    os.replace(tmp, adapter_dir / ADAPTER_META)
+    write_atomic(adapter_dir / ADAPTER_META, msgspec.json.format(msgspec.json.encode(meta)))
 
 
 def read_adapter_meta(adapter_dir: str | os.PathLike[str]) -> AdapterMeta:

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from halo_forge.atomic import atomic_open
 from halo_forge.errors import HaloError
 
 _encoder = msgspec.json.Encoder()
@@ -48,21 +49,11 @@ def encode_line(row: Any) -> bytes:
 
 def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
     """Writes every row to `path` via a temp file and a rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     n = 0
-    try:
-        with open(tmp, "wb") as f:
-            for row in rows:
-                f.write(encode_line(row))
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        for row in rows:
+            f.write(encode_line(row))
+            n += 1
     return n
 
 

@@ -62,7 +62,7 @@ def run_config(config, *, config_text: str = "", force=()) -> int:
     code, summary = run_pipeline(config, config_text=config_text, force=force,
                                  progress=progress)
     if summary is None:
-        print(f"halo-forge: interrupted; rerun the same command to resume", file=sys.stderr)
+        print("halo-forge: interrupted; rerun the same command to resume", file=sys.stderr)
         return code
     for m in summary.metrics:
         progress.log(f"cycle {m.cycle}: pass {m.pass_rate:.1%} compile {m.compile_rate:.1%} "

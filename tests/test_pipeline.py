@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from halo_forge.records import Verdict
 from halo_forge.shards import ShardReader
-from tests.test_pipeline_resume import CONFIG, HERE, SPP, _expected_ids, _ids, _run
+from tests.test_pipeline_resume import CONFIG, SPP, _expected_ids, _ids, _run
 
 
 def _descendants(pid: int) -> set[int]:

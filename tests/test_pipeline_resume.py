@@ -15,8 +15,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from halo_forge.records import Sample, Verdict
 from halo_forge.shards import ShardReader
 

@@ -22,8 +22,8 @@ PYBIND11_MODULE(_sandbox, m) {
     m.doc() = "halo-forge sandbox core: a zygote process that runs hostile programs contained.";
 
     py::class_<hf::Client>(m, "Client")
-        .def(py::init<const std::string&, const std::string&, int>(),
-             py::arg("zygote"), py::arg("base_dir"), py::arg("max_concurrency"),
+        .def(py::init<const std::string&, const std::string&, int, int>(),
+             py::arg("zygote"), py::arg("base_dir"), py::arg("max_concurrency"), py::arg("spares") = 0,
              py::call_guard<py::gil_scoped_release>())
         .def("submit",
              [](hf::Client& c, uint64_t id, std::string exe, std::vector<std::string> argv,

@@ -23,14 +23,14 @@ namespace {
 
 }  // namespace
 
-Client::Client(const std::string& zygote, const std::string& base_dir, int max_concurrency) {
+Client::Client(const std::string& zygote, const std::string& base_dir, int max_concurrency, int spares) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) fail("socketpair", errno);
     // Hand the zygote its end at a fixed number; dup2 onto itself would keep CLOEXEC.
     int child = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
     ::close(sv[1]);
-    std::string fdarg = std::to_string(3), conc = std::to_string(max_concurrency);
-    const char* argv[] = {zygote.c_str(), fdarg.c_str(), base_dir.c_str(), conc.c_str(), nullptr};
+    std::string fdarg = std::to_string(3), conc = std::to_string(max_concurrency), spare = std::to_string(spares);
+    const char* argv[] = {zygote.c_str(), fdarg.c_str(), base_dir.c_str(), conc.c_str(), spare.c_str(), nullptr};
     // Nothing of the caller's environment reaches the zygote but the trace switch.
     const char* envp[] = {"LANG=C.UTF-8", getenv("HALO_SANDBOX_TRACE") ? "HALO_SANDBOX_TRACE=1" : nullptr, nullptr};
     posix_spawn_file_actions_t fa;

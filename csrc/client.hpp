@@ -15,7 +15,8 @@ class Client {
 public:
     // Starts the zygote executable (halo-forge-zygote, installed beside the module); waits
     // for its hello. Throws std::runtime_error when it cannot start.
-    Client(const std::string& zygote, const std::string& base_dir, int max_concurrency);
+    // `spares`: inits the zygote keeps prepared ahead of their runs.
+    Client(const std::string& zygote, const std::string& base_dir, int max_concurrency, int spares);
     ~Client();
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;

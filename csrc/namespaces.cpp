@@ -375,8 +375,8 @@ static bool mkdirs_in_child(const char* path) {
     return true;
 }
 
-const char* enter_run_root(const NsPlan& ns, const RunMounts& m, int trace_fd, int* wd_out, int* tmp_out) {
-    auto T = [trace_fd](const char* s) { trace_point(trace_fd, s); };
+const char* prepare_run_root(const NsPlan& ns, const RunMounts& m, TraceLog* trace) {
+    auto T = [trace](const char* s) { trace_point(trace, s); };
     if (ns.userns) {
         // A process may map its own user id into the user namespace it created: no round
         // trip to the zygote. (The template's /proc is the host's until ours covers it.)
@@ -397,24 +397,32 @@ const char* enter_run_root(const NsPlan& ns, const RunMounts& m, int trace_fd, i
         return "mount workdir tmpfs";
     }
     T("mount tmpfs");
+    return nullptr;
+}
+
+const char* enter_workdir(const NsPlan& ns, const RunMounts& m, int base_fd, TraceLog* trace, int* host_out, int* wd_out,
+                          int* tmp_out) {
+    int host_wd = openat(base_fd, m.cwd_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (host_wd < 0) return "open host workdir";
+    *host_out = host_wd;
     int parent = open(ns.base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (parent < 0) return "open workdir parent";
     struct stat st;
-    if (fstat(m.host_wd, &st) != 0) return "stat host workdir";
+    if (fstat(host_wd, &st) != 0) return "stat host workdir";
     if (mkdirat(parent, m.cwd_name.c_str(), 0700) != 0) return "mkdir workdir";
     int wd = openat(parent, m.cwd_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     close(parent);
     if (wd < 0) return "open workdir";
     if (ns.root && fchown(wd, m.uid, m.gid) != 0) return "chown workdir";
     if (fchmod(wd, st.st_mode & 03777) != 0) return "chmod workdir";
-    if (const char* step = mirror_dir(m.host_wd, wd, ns.root ? long(m.uid) : -1, m.gid)) {
+    if (const char* step = mirror_dir(host_wd, wd, ns.root ? long(m.uid) : -1, m.gid)) {
         // ENOSPC here: the files already in the workdir exceed disk_mb.
         return errno == ENOSPC ? "workdir files exceed Limits.disk_mb" : step;
     }
-    T("copy workdir in");
+    trace_point(trace, "copy workdir in");
     *tmp_out = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     *wd_out = wd;
-    if (chdir(m.cwd.c_str()) != 0) return "chdir workdir";
+    if (fchdir(wd) != 0) return "chdir workdir";
     return nullptr;
 }
 
@@ -425,8 +433,8 @@ bool disk_full(int fd) {
     return s.f_ffree == 0 || s.f_bavail * 100 < s.f_blocks;
 }
 
-const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd, const timespec& started) {
-    return mirror_dir(wd, m.host_wd, ns.root ? long(m.uid) : -1, m.gid, &started);
+const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd, int host_wd, const timespec& started) {
+    return mirror_dir(wd, host_wd, ns.root ? long(m.uid) : -1, m.gid, &started);
 }
 
 }  // namespace hf

@@ -4,6 +4,8 @@
 // when seccomp is unavailable).
 #pragma once
 
+#include "trace.hpp"
+
 #include <set>
 #include <string>
 #include <sys/types.h>
@@ -49,27 +51,32 @@ void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& 
 // Before a run: the template shows host directory `path` read-only. Returns "" or an error.
 std::string ensure_visible(NsPlan& ns, const std::string& path);
 
-// Everything a run's init needs for its mounts, prepared before clone (no allocation after).
+// Everything a run's init needs for its mounts. The zygote fills the first part when it
+// prepares the init (before clone), the workdir when it hands the init a run; the init reads
+// both without allocating.
 struct RunMounts {
-    std::string cwd;          // the workdir's path (the same inside the run as on the host)
-    std::string cwd_name;     // its last component
     std::string tmpfs_opts;   // size and inode cap of the run's tmpfs (/tmp, and the workdir's)
     std::string uid_map, gid_map;  // written by the init itself (user namespace per run)
-    int host_wd = -1;         // the host workdir (copied in before, and back after the program)
     uid_t uid = 0;            // owner of what the init creates for the program
     gid_t gid = 0;
+    std::string cwd;          // the workdir's path (the same inside the run as on the host)
+    std::string cwd_name;     // its last component
 };
 
-// In the run's init (after clone), before the program: id maps, /proc, a size-capped tmpfs
-// holding /tmp and the workdir, the host workdir's files copied into it, chdir there.
-// Returns nullptr, or the name of the step that failed (errno set); `*wd` is the run's
-// workdir (for copy_back), `*tmp_fd` the /tmp tmpfs.
-const char* enter_run_root(const NsPlan& ns, const RunMounts& m, int trace_fd, int* wd, int* tmp_fd);
+// In a prepared init (after clone, before it has a run): id maps, /proc, and a size-capped
+// tmpfs holding /tmp and the workdir's parent. Returns nullptr, or the failed step (errno set).
+const char* prepare_run_root(const NsPlan& ns, const RunMounts& m, TraceLog* trace);
+
+// Once the init has its run: the host workdir (opened from the base directory `base_fd`)
+// copied into a fresh workdir on the tmpfs, chdir there. Returns nullptr or the failed step;
+// `*host_wd` is the host workdir, `*wd` the run's (for copy_back), `*tmp_fd` the /tmp tmpfs.
+const char* enter_workdir(const NsPlan& ns, const RunMounts& m, int base_fd, TraceLog* trace, int* host_wd, int* wd,
+                          int* tmp_fd);
 
 // After the program and everything it started are gone: did the run fill its disk? Then
 // (only if not) copy the workdir back to the host. Returns nullptr or the failed step.
 bool disk_full(int fd);
 // `started`: CLOCK_REALTIME before the copy in (file times are never ahead of it).
-const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd, const timespec& started);
+const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd, int host_wd, const timespec& started);
 
 }  // namespace hf

@@ -106,17 +106,22 @@ int init_entry(void* plan) { run_init(*static_cast<const ChildPlan*>(plan)); }
 enum class Kill { None, Wall, Output, Cancel, Shutdown };
 enum Role : uint32_t { kCtl = 0, kPidfd = 1, kOut = 2, kErr = 3, kTimer = 4, kReport = 5, kParent = 6 };
 
+// One run's init, from the moment it is prepared (a spare, waiting for a run) until it is
+// reaped. `req.id` is the run's id once it has one.
 struct Job {
     RunRequest req;
     pid_t pid = -1;
     int pidfd = -1, out_r = -1, err_r = -1, report_r = -1, timer = -1;
+    int go_w = -1;   // the init waits for a byte here
+    int stdin_w = -1;  // the zygote's end of the init's stdin memfd, until the run is handed over
     double start = 0;
     std::string out, err;
     bool out_trunc = false, err_trunc = false;
     Kill killed = Kill::None;
     pid_t program = -1;
     int slot = -1;
-    std::vector<std::pair<std::string, int64_t>> trace;  // HALO_SANDBOX_TRACE
+    std::vector<std::pair<std::string, int64_t>> trace;  // HALO_SANDBOX_TRACE: the zygote's steps
+    TraceLog tlog;  // the init's and the program's steps (shared memory)
     RunMounts mounts;
     bool answered = false;  // result sent at the init's kDone; only its exit is left to reap
     ChildReport last{};     // the last kDone/failure report
@@ -133,7 +138,8 @@ void close_fd(int& fd) {
 
 class Zygote {
 public:
-    Zygote(int ctl, std::string base, int max_conc) : ctl_(ctl), base_(std::move(base)), max_(max_conc) {}
+    Zygote(int ctl, std::string base, int max_conc, int spares)
+        : ctl_(ctl), base_(std::move(base)), max_(max_conc), spares_target_(spares) {}
 
     [[noreturn]] void run() {
         setup();
@@ -143,6 +149,7 @@ public:
             if (n < 0 && errno != EINTR) die("epoll_wait");
             for (int i = 0; i < n; ++i) dispatch(ev[i]);
             start_queued();
+            replenish();
             if (closing_ && jobs_.empty()) finish();
         }
     }
@@ -161,6 +168,13 @@ private:
     bool want_out_ = false, closing_ = false;
     std::deque<RunRequest> queue_;
     std::unordered_map<uint64_t, std::unique_ptr<Job>> jobs_;
+    // Prepared inits, waiting for a run (all made with spare_opts_). Preparing one (clone
+    // with new namespaces, mounts, seccomp) is most of a run's set-up: done ahead, it is off
+    // the run's critical path.
+    int spares_target_;
+    std::deque<std::unique_ptr<Job>> spares_;
+    std::string spare_opts_;
+    uint64_t retired_ = 0;  // ids for inits reaped without a run (high bit set)
     std::unordered_map<int, std::pair<Job*, Role>> fds_;
     std::vector<char> slot_used_;
     int active_ = 0;  // jobs not yet answered (the concurrency limit counts these)
@@ -173,6 +187,7 @@ private:
 
     void account_trace(Job* j) {
         auto& t = j->trace;
+        for (int i = 0; i < j->tlog.n; ++i) t.emplace_back(j->tlog.e[i].step, j->tlog.e[i].ns);
         std::stable_sort(t.begin(), t.end(), [](auto& a, auto& b) { return a.second < b.second; });
         for (size_t i = 1; i < t.size(); ++i) {
             auto [it, fresh] = trace_sum_.try_emplace(t[i].first, 0.0, 0L);
@@ -185,13 +200,19 @@ private:
     void print_trace() {
         if (!g_trace || trace_order_.empty()) return;
         dprintf(2, "halo-forge sandbox trace: mean microseconds per step (step ends at the label)\n");
-        double total = 0;
+        double total = 0, critical = 0;
+        bool on_path = false;
         for (auto& name : trace_order_) {
             auto& [sum, n] = trace_sum_[name];
             dprintf(2, "  %-32s %9.1f  (n=%ld)\n", name.c_str(), sum / double(n), n);
             total += sum / double(n);
+            // From the run's arrival on, the caller waits; before it, the init was a spare.
+            if (name == "zygote: run arrives") on_path = true;
+            else if (on_path) critical += sum / double(n);
+            if (name == "zygote: kDone read") on_path = false;
         }
         dprintf(2, "  %-32s %9.1f\n", "sum", total);
+        dprintf(2, "  %-32s %9.1f\n", "sum from the run's arrival", critical);
     }
 
     [[noreturn]] void die(const char* what) {
@@ -221,7 +242,9 @@ private:
         prot_.push_back({"wall_clock", ""});
         prot_.push_back({"process_tree_kill", ns_.pidns ? "" : "no pid namespace: falling back to setsid + subreaper sweep"});
         prot_.push_back({"environment_allowlist", ""});
-        slot_used_.assign(size_t(max_), 0);
+        // A uid slot per init: the running ones and the spares.
+        slot_used_.assign(size_t(max_ + spares_target_), 0);
+        spare_opts_ = tmpfs_opts(Limits{}.disk_mb);
         ep_ = epoll_create1(EPOLL_CLOEXEC);
         if (ep_ < 0) die("epoll_create1");
         fcntl(ctl_, F_SETFL, fcntl(ctl_, F_GETFL) | O_NONBLOCK);
@@ -354,6 +377,7 @@ private:
         if (closing_) return;
         closing_ = true;
         queue_.clear();
+        retire_spares();
         for (auto& [id, j] : jobs_) kill_job(j.get(), Kill::Shutdown);
         if (jobs_.empty()) finish();
     }
@@ -388,7 +412,6 @@ private:
         ssize_t n = -1;
         while (j->report_r >= 0 && (n = read(j->report_r, &r, sizeof r)) == ssize_t(sizeof r)) {
             if (r.kind == kStarted) j->program = r.value;
-            else if (r.kind == kTrace) j->trace.emplace_back(r.step, r.ns);
             // A failure to start the program (the vforked child's execve, say) is followed by
             // the init's own kDone for the child's exit 126: the failure is what the caller
             // must see, as a sandbox error, never as the program's runtime error.
@@ -472,75 +495,48 @@ private:
         send(encode_result(res));
     }
 
-    void start(RunRequest r) {
-        uint64_t id = r.id;
-        for (auto& p : r.ro_paths) {
-            std::string why = ensure_visible(ns_, p);
-            if (!why.empty()) return fail_now(id, "read-only view: " + why);
-        }
+    static std::string tmpfs_opts(int64_t disk_mb) {
+        // Inodes are capped too: empty files cost no blocks but each is a file to copy back.
+        return "mode=1777,size=" + std::to_string(disk_mb) + "m,nr_inodes=" +
+               std::to_string(std::max<int64_t>(1024, disk_mb * 64));
+    }
 
+    // Clones an init that prepares everything a run needs but the run itself, then waits on
+    // its go pipe. Returns nullptr with `why` set when it cannot.
+    std::unique_ptr<Job> prepare(const std::string& opts, std::string& why) {
         auto j = std::make_unique<Job>();
-        j->req = std::move(r);
-        const RunRequest& q = j->req;
-        int out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1}, host_wd = -1;
+        int out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1}, go[2] = {-1, -1};
         int in = memfd_create("stdin", MFD_CLOEXEC);
         auto cleanup = [&] {
-            for (int* p : {out, err, rep}) { close_fd(p[0]); close_fd(p[1]); }
+            for (int* p : {out, err, rep, go}) { close_fd(p[0]); close_fd(p[1]); }
             close_fd(in);
-            close_fd(host_wd);
         };
-        if (in < 0 || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(rep, O_CLOEXEC)) {
-            std::string why = std::string("pipes: ") + std::strerror(errno);
+        if (in < 0 || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(rep, O_CLOEXEC) || pipe2(go, O_CLOEXEC)) {
+            why = std::string("pipes: ") + std::strerror(errno);
             cleanup();
-            return fail_now(id, why);
+            return nullptr;
         }
-        size_t off = 0;
-        while (off < q.stdin_data.size()) {
-            ssize_t n = write(in, q.stdin_data.data() + off, q.stdin_data.size() - off);
-            if (n <= 0) { cleanup(); return fail_now(id, "writing stdin to memfd failed"); }
-            off += size_t(n);
-        }
-        lseek(in, 0, SEEK_SET);
-
-        auto& argv = j->argv;
-        auto& envp = j->envp;
-        for (auto& a : q.argv) argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
-        for (auto& e : q.envp) envp.push_back(const_cast<char*>(e.c_str()));
-        envp.push_back(nullptr);
-        RunMounts& m = j->mounts;
-        m.cwd = q.cwd;
-        m.cwd_name = q.cwd.substr(q.cwd.rfind('/') + 1);
-        // Inodes are capped too: empty files cost no blocks but each is a file to copy back.
-        m.tmpfs_opts = "mode=1777,size=" + std::to_string(q.limits.disk_mb) + "m,nr_inodes=" +
-                       std::to_string(std::max<int64_t>(1024, q.limits.disk_mb * 64));
-        m.uid_map = std::to_string(ns_.inside_uid) + " " + std::to_string(ns_.run_uid) + " 1";
-        m.gid_map = std::to_string(ns_.inside_gid) + " " + std::to_string(ns_.run_gid) + " 1";
-        if (ns_.mntns) {
-            if (q.cwd.compare(0, ns_.base.size() + 1, ns_.base + "/") != 0 || m.cwd_name.empty()) {
-                cleanup();
-                return fail_now(id, "cwd " + q.cwd + " is not a workdir of this sandbox");
-            }
-            host_wd = openat(ns_.base_fd, m.cwd_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (host_wd < 0) {
-                std::string why = "open workdir " + q.cwd + ": " + std::strerror(errno);
-                cleanup();
-                return fail_now(id, why);
-            }
-        }
-        m.host_wd = host_wd;
         for (size_t i = 0; i < slot_used_.size(); ++i)
             if (!slot_used_[i]) { j->slot = int(i); break; }
+        if (j->slot < 0) {
+            why = "no free uid slot";
+            cleanup();
+            return nullptr;
+        }
+        RunMounts& m = j->mounts;
+        m.tmpfs_opts = opts;
+        m.uid_map = std::to_string(ns_.inside_uid) + " " + std::to_string(ns_.run_uid) + " 1";
+        m.gid_map = std::to_string(ns_.inside_gid) + " " + std::to_string(ns_.run_gid) + " 1";
         uid_t uid = ns_.inside_uid;
         if (ns_.slot_uids) uid = ns_.run_uid + uid_t(j->slot % 256);
         m.uid = uid;
         m.gid = ns_.inside_gid;
-        j->plan = ChildPlan{q.exe.c_str(), uid, ns_.inside_gid, argv.data(), envp.data(), in, out[1], err[1], rep[1], alive_[0],
-                            &ns_, &m, &q.limits, &filter_};
+        j->plan = ChildPlan{uid, ns_.inside_gid, in, out[1], err[1], rep[1], alive_[0], go[0], ns_.base_fd,
+                            &ns_, &m, &filter_, g_trace ? &j->tlog : nullptr, nullptr, nullptr, nullptr, nullptr};
         if (!j->mem.map()) {
-            std::string why = std::string("init stack: ") + std::strerror(errno);
+            why = std::string("init stack: ") + std::strerror(errno);
             cleanup();
-            return fail_now(id, why);
+            return nullptr;
         }
 
         int flags = SIGCHLD | CLONE_PIDFD;
@@ -555,25 +551,116 @@ private:
         if (ns_.ipcns && !ns_.ipc_shared) flags |= CLONE_NEWIPC;
         if (ns_.utsns) flags |= CLONE_NEWUTS;
         int pidfd = -1;
-        j->start = now();
         trace(j.get(), "zygote: prepare");
         // The init runs on its own stack and TLS in this address space; it only makes
         // syscalls on data that stays put until it is reaped (Job), and never allocates.
         pid_t pid = clone(init_entry, j->mem.stack_top(), flags, &j->plan, &pidfd, j->mem.tp(), nullptr);
         if (pid < 0) {
-            std::string why = std::string("clone: ") + std::strerror(errno);
+            why = std::string("clone: ") + std::strerror(errno);
             cleanup();
-            return fail_now(id, why);
+            return nullptr;
         }
         j->pid = pid;
         trace(j.get(), "zygote: clone");
         j->pidfd = pidfd;
         slot_used_[size_t(j->slot)] = 1;
-        close_fd(out[1]); close_fd(err[1]); close_fd(rep[1]); close_fd(in); close_fd(host_wd);
+        close_fd(out[1]); close_fd(err[1]); close_fd(rep[1]); close_fd(go[0]);
         j->out_r = out[0];
         j->err_r = err[0];
         j->report_r = rep[0];
+        j->go_w = go[1];
+        j->stdin_w = in;
         for (int fd : {j->out_r, j->err_r, j->report_r}) fcntl(fd, F_SETFL, O_NONBLOCK);
+        return j;
+    }
+
+    // Keeps spares_target_ inits prepared for the next runs (after the queue had its turn).
+    void replenish() {
+        while (!closing_ && int(spares_.size()) < spares_target_) {
+            std::string why;
+            auto j = prepare(spare_opts_, why);
+            if (!j) return;  // the next run prepares its own and reports why
+            spares_.push_back(std::move(j));
+        }
+    }
+
+    // An init that will never get a run: killed, and reaped like any other.
+    void retire(std::unique_ptr<Job> j) {
+        syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, nullptr, 0);
+        close_fd(j->go_w);
+        close_fd(j->stdin_w);
+        if (j->slot >= 0) slot_used_[size_t(j->slot)] = 0;
+        j->slot = -1;
+        j->answered = true;
+        j->req.id = (uint64_t(1) << 63) | retired_++;
+        Job* jp = j.get();
+        jobs_[jp->req.id] = std::move(j);
+        add(jp->pidfd, jp, kPidfd, EPOLLIN);
+    }
+
+    void retire_spares() {
+        while (!spares_.empty()) {
+            retire(std::move(spares_.front()));
+            spares_.pop_front();
+        }
+    }
+
+    void start(RunRequest r) {
+        uint64_t id = r.id;
+        size_t shown = ns_.shown.size();
+        for (auto& p : r.ro_paths) {
+            std::string why = ensure_visible(ns_, p);
+            if (!why.empty()) return fail_now(id, "read-only view: " + why);
+        }
+        // A spare's mount namespace is a copy of the template from before the new bind.
+        if (ns_.shown.size() != shown) retire_spares();
+        std::string cwd_name = r.cwd.substr(r.cwd.rfind('/') + 1);
+        if (ns_.mntns && (r.cwd.compare(0, ns_.base.size() + 1, ns_.base + "/") != 0 || cwd_name.empty() ||
+                          cwd_name.find('/') != std::string::npos))
+            return fail_now(id, "cwd " + r.cwd + " is not a workdir of this sandbox");
+
+        // A spare whose tmpfs has this run's size, or one made now. Spares follow the size
+        // the runs ask for.
+        std::string opts = tmpfs_opts(r.limits.disk_mb);
+        if (opts != spare_opts_) {
+            retire_spares();
+            spare_opts_ = opts;
+        }
+        std::unique_ptr<Job> j;
+        if (!spares_.empty()) {
+            j = std::move(spares_.front());
+            spares_.pop_front();
+        } else {
+            std::string why;
+            j = prepare(opts, why);
+            if (!j) return fail_now(id, why);
+        }
+        trace(j.get(), "zygote: run arrives");
+        j->req = std::move(r);
+        const RunRequest& q = j->req;
+        size_t off = 0;
+        while (off < q.stdin_data.size()) {
+            ssize_t n = write(j->stdin_w, q.stdin_data.data() + off, q.stdin_data.size() - off);
+            if (n <= 0) {
+                retire(std::move(j));
+                return fail_now(id, "writing stdin to memfd failed");
+            }
+            off += size_t(n);
+        }
+        lseek(j->stdin_w, 0, SEEK_SET);  // the init's descriptor shares this offset
+        close_fd(j->stdin_w);
+
+        for (auto& a : q.argv) j->argv.push_back(const_cast<char*>(a.c_str()));
+        j->argv.push_back(nullptr);
+        for (auto& e : q.envp) j->envp.push_back(const_cast<char*>(e.c_str()));
+        j->envp.push_back(nullptr);
+        j->mounts.cwd = q.cwd;
+        j->mounts.cwd_name = std::move(cwd_name);
+        j->plan.exe = q.exe.c_str();
+        j->plan.argv = j->argv.data();
+        j->plan.envp = j->envp.data();
+        j->plan.limits = &q.limits;
+
         j->timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         itimerspec its{};
         double w = q.limits.wall_s > 0 ? q.limits.wall_s : 1e-3;
@@ -581,6 +668,7 @@ private:
         its.it_value.tv_nsec = long((w - double(time_t(w))) * 1e9);
         if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
         timerfd_settime(j->timer, 0, &its, nullptr);
+        j->start = now();
         Job* jp = j.get();
         jobs_[id] = std::move(j);
         add(jp->pidfd, jp, kPidfd, EPOLLIN);
@@ -589,6 +677,13 @@ private:
         add(jp->timer, jp, kTimer, EPOLLIN);
         add(jp->report_r, jp, kReport, EPOLLIN);
         ++active_;
+        // The run is in the init's memory (shared): the byte hands it over. An init that died
+        // while it waited is reaped and reported like any failed set-up.
+        char go = 1;
+        ssize_t n;
+        trace(jp, "zygote: run handed over");
+        do n = write(jp->go_w, &go, 1); while (n < 0 && errno == EINTR);
+        close_fd(jp->go_w);
     }
 
     void reap(Job* j) {
@@ -686,8 +781,8 @@ private:
 
 }  // namespace
 
-void zygote_main(int fd, const char* base_dir, int max_concurrency) {
-    Zygote z(fd, base_dir, max_concurrency > 0 ? max_concurrency : 1);
+void zygote_main(int fd, const char* base_dir, int max_concurrency, int spares) {
+    Zygote z(fd, base_dir, max_concurrency > 0 ? max_concurrency : 1, spares > 0 ? spares : 0);
     z.run();
 }
 

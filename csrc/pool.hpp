@@ -11,7 +11,8 @@
 namespace hf {
 
 // Never returns. `fd`: the zygote's end of the socketpair; `base_dir`: the Sandbox's
-// private directory (holds the template root mount point).
-[[noreturn]] void zygote_main(int fd, const char* base_dir, int max_concurrency);
+// private directory (holds the template root mount point); `spares`: how many runs' inits to
+// keep prepared ahead of their runs (0: each run prepares its own).
+[[noreturn]] void zygote_main(int fd, const char* base_dir, int max_concurrency, int spares);
 
 }  // namespace hf

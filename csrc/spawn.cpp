@@ -31,16 +31,6 @@ int64_t mono_ns() {
     return int64_t(t.tv_sec) * 1000000000 + t.tv_nsec;
 }
 
-void trace_point(int report_w, const char* step) {
-    if (!g_trace) return;
-    ChildReport r{};
-    r.kind = kTrace;
-    r.ns = mono_ns();
-    std::strncpy(r.step, step, sizeof r.step - 1);
-    ssize_t n;
-    do n = write(report_w, &r, sizeof r); while (n < 0 && errno == EINTR);
-}
-
 namespace {
 
 void report(int fd, int32_t kind, int32_t e, int32_t value, const char* step) {
@@ -70,17 +60,16 @@ void reset_signals() {
     sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
+// The vforked program: what is left is per run (its session, its rlimits, its ids). stdio,
+// signal dispositions and the seccomp filter are the init's already and carry over.
 [[noreturn]] void exec_program(const ChildPlan& p) {
-    trace_point(p.report_w, "prog: vforked");
+    trace_point(p.trace, "prog: vforked");
     setsid();
-    reset_signals();
-    trace_point(p.report_w, "prog: setsid+signals");
-    if (dup2(p.stdin_fd, 0) < 0 || dup2(p.out_w, 1) < 0 || dup2(p.err_w, 2) < 0) fail(p.report_w, kExecFailed, "dup2 stdio");
-    // Nothing of the zygote reaches the program; the report pipe closes at exec.
+    // Nothing of the zygote reaches the program; the report pipe closes at exec. (Every
+    // descriptor the init holds above stdio is close-on-exec already: this is the backstop.)
     if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) fail(p.report_w, kExecFailed, "close_range");
     // Per-slot uids share the workdir through its group.
     umask(p.ns->slot_uids ? 002 : 022);
-    trace_point(p.report_w, "prog: stdio+close_range");
     if (const char* step = apply_rlimits(*p.limits, p.ns->userns || p.ns->root)) fail(p.report_w, kExecFailed, step);
     if (p.ns->set_ids) {
         // Supplementary groups of the caller (root's group 0) must not follow the program.
@@ -89,9 +78,7 @@ void reset_signals() {
         if (setresgid(p.gid, p.gid, p.gid) != 0) fail(p.report_w, kExecFailed, "setresgid");
         if (setresuid(p.uid, p.uid, p.uid) != 0) fail(p.report_w, kExecFailed, "setresuid");
     }
-    trace_point(p.report_w, "prog: rlimits+ids");
-    if (!install_seccomp(*p.seccomp)) fail(p.report_w, kExecFailed, "seccomp");
-    trace_point(p.report_w, "prog: seccomp");
+    trace_point(p.trace, "prog: session+rlimits+ids");
     execve(p.exe, p.argv, p.envp);
     fail(p.report_w, kExecFailed, "execve");
 }
@@ -123,7 +110,7 @@ void sweep_children() {
 
 // Keeps only `keep` (and stdio) open: a clone without exec holds every descriptor of the
 // zygote, including other runs' pipes and timers, which would outlive their runs.
-void close_all_except(std::array<int, 6> keep) {
+void close_all_except(std::array<int, 7> keep) {
     std::sort(keep.begin(), keep.end());
     unsigned lo = 3;
     for (int k : keep) {
@@ -135,7 +122,7 @@ void close_all_except(std::array<int, 6> keep) {
 }
 
 void run_init(const ChildPlan& p) {
-    close_all_except({p.stdin_fd, p.out_w, p.err_w, p.report_w, p.alive_r, p.mounts->host_wd});
+    close_all_except({p.stdin_fd, p.out_w, p.err_w, p.report_w, p.alive_r, p.go_r, p.base_fd});
     // The zygote is single-threaded, so PDEATHSIG tracks the zygote itself: if it dies, the
     // run's init dies, and with it the pid namespace. It may have died before this line:
     // then nothing holds the other end of the alive pipe any more.
@@ -143,14 +130,11 @@ void run_init(const ChildPlan& p) {
     pollfd alive{p.alive_r, POLLIN, 0};
     if (poll(&alive, 1, 0) != 0) _exit(125);
     close(p.alive_r);
-    trace_point(p.report_w, "init: start");
-    int wd = -1, tmp = -1;
-    timespec started{};
-    clock_gettime(CLOCK_REALTIME, &started);
+    trace_point(p.trace, "init: start");
+    // Everything that does not depend on the run happens here, while this init waits as a
+    // spare: off the critical path of the run it will get.
     if (p.ns->mntns) {
-        if (const char* step = enter_run_root(*p.ns, *p.mounts, p.report_w, &wd, &tmp)) fail(p.report_w, kSetupFailed, step);
-    } else if (chdir(p.mounts->cwd.c_str()) != 0) {
-        fail(p.report_w, kSetupFailed, "chdir workdir");
+        if (const char* step = prepare_run_root(*p.ns, *p.mounts, p.trace)) fail(p.report_w, kSetupFailed, step);
     }
     // The init holds the host workdir open; unprivileged, the program has the init's uid.
     // /proc/1/fd and /proc/1/cwd stay closed to it without PR_SET_DUMPABLE (which would be the
@@ -159,16 +143,44 @@ void run_init(const ChildPlan& p) {
     // root), and ptrace access needs the caller's capabilities to cover the target's.
     if (p.ns->utsns) sethostname("sandbox", 7);
     if (!p.ns->pidns && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) fail(p.report_w, kSetupFailed, "PR_SET_CHILD_SUBREAPER");
-    // vfork: no copy of the zygote's page tables, and the program runs at once. The child
-    // only makes syscalls on its own stack frame before execve.
-    trace_point(p.report_w, "init: uts, subreaper");
-    pid_t pid = vfork();
-    if (pid < 0) fail(p.report_w, kSetupFailed, "fork program");
-    if (pid == 0) exec_program(p);
-    trace_point(p.report_w, "init: program exec'd");
+    // The program's stdio, and the signal state it starts with, are the init's own (the init
+    // never uses stdio): the vforked child has nothing to set up there.
+    if (dup2(p.stdin_fd, 0) < 0 || dup2(p.out_w, 1) < 0 || dup2(p.err_w, 2) < 0) fail(p.report_w, kSetupFailed, "dup2 stdio");
     close(p.stdin_fd);
     close(p.out_w);
     close(p.err_w);
+    reset_signals();
+    // The init is filtered too, before it ever sees a run: the program inherits the compiled
+    // filter at vfork (installing one per process costs the kernel a compile of it), and
+    // nothing the init does from here on needs what the filter denies.
+    if (!install_seccomp(*p.seccomp)) fail(p.report_w, kSetupFailed, "seccomp");
+    prctl(PR_SET_NAME, "hf-spare");
+    trace_point(p.trace, "init: spare ready");
+    char go = 0;
+    ssize_t got;
+    do got = read(p.go_r, &go, 1); while (got < 0 && errno == EINTR);
+    if (got != 1) _exit(0);  // the zygote retired this spare
+    close(p.go_r);
+    prctl(PR_SET_NAME, "hf-init");
+    trace_point(p.trace, "init: go");
+    int host_wd = -1, wd = -1, tmp = -1;
+    timespec started{};
+    clock_gettime(CLOCK_REALTIME, &started);
+    if (p.ns->mntns) {
+        if (const char* step = enter_workdir(*p.ns, *p.mounts, p.base_fd, p.trace, &host_wd, &wd, &tmp))
+            fail(p.report_w, kSetupFailed, step);
+    } else if (chdir(p.mounts->cwd.c_str()) != 0) {
+        fail(p.report_w, kSetupFailed, "chdir workdir");
+    }
+    close(p.base_fd);
+    pid_t pid = vfork();
+    if (pid < 0) fail(p.report_w, kSetupFailed, "fork program");
+    if (pid == 0) exec_program(p);
+    trace_point(p.trace, "init: program exec'd");
+    // Only the program holds its output pipes now: their end of file is its exit.
+    close(0);
+    close(1);
+    close(2);
     // Only the zygote's kill without a pid namespace needs the program's pid (its session);
     // with one, the report would wake the zygote for nothing while the program runs.
     if (!p.ns->pidns) report(p.report_w, kStarted, 0, pid, nullptr);
@@ -179,7 +191,7 @@ void run_init(const ChildPlan& p) {
         if (r == pid) { status = st; break; }
         if (r < 0 && errno != EINTR) break;
     }
-    trace_point(p.report_w, "program ran");
+    trace_point(p.trace, "program ran");
     // Nothing the program started may outlive it, nor write the workdir while it is copied.
     if (p.ns->pidns) {
         kill(-1, SIGKILL);
@@ -196,8 +208,8 @@ void run_init(const ChildPlan& p) {
         // A full disk is a limit the program hit (output_limit); what filled it stays out of
         // the host workdir.
         if (disk_full(wd) || disk_full(tmp)) flags |= kDiskFull;
-        else if (const char* step = copy_back(*p.ns, *p.mounts, wd, started)) fail(p.report_w, kSetupFailed, step);
-        trace_point(p.report_w, "copy workdir back");
+        else if (const char* step = copy_back(*p.ns, *p.mounts, wd, host_wd, started)) fail(p.report_w, kSetupFailed, step);
+        trace_point(p.trace, "copy workdir back");
     }
     // The zygote answers on this report, before this process's exit tears the namespaces
     // down, so it carries what wait4 would have said.

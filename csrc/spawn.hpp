@@ -1,12 +1,14 @@
 // The two processes of one run below the zygote:
-//   init (C2): pid 1 of the run's pid namespace (or a subreaper without one). Sets up the
-//              mounts and copies the workdir in, starts the program, reaps it, kills and
-//              reaps whatever it left, copies the workdir back, reports the program's wait
-//              status, exits.
-//   program (C3): stdio, rlimits, ids, seccomp, then execve.
-// Everything is prepared by the zygote before clone; the children only make syscalls. The init
-// shares the zygote's address space (clone(CLONE_VM) on a stack and TLS copy of its own): it
-// must never allocate, and reads only what the zygote keeps unchanged until it is reaped.
+//   init (C2): pid 1 of the run's pid namespace (or a subreaper without one). Prepared ahead
+//              of its run: namespaces, /proc, the tmpfs, seccomp; then it waits on its "go"
+//              pipe. Given a run, it copies the workdir in, starts the program, reaps it, kills
+//              and reaps whatever it left, copies the workdir back, reports the program's wait
+//              status, exits. Each init serves one run: nothing a run leaves can reach another.
+//   program (C3): session, rlimits, ids, then execve (the init's seccomp filter is inherited).
+// Everything is prepared by the zygote; the children only make syscalls. The init shares the
+// zygote's address space (clone(CLONE_VM) on a stack and TLS copy of its own): it must never
+// allocate, and reads only what the zygote keeps unchanged until it is reaped. The run's part
+// of ChildPlan is written by the zygote before the byte on the go pipe, read by the init after.
 #pragma once
 
 #include "namespaces.hpp"
@@ -19,15 +21,14 @@
 
 namespace hf {
 
-enum ReportKind : int32_t { kSetupFailed = 1, kExecFailed = 2, kStarted = 3, kDone = 4, kTrace = 5 };
+enum ReportKind : int32_t { kSetupFailed = 1, kExecFailed = 2, kStarted = 3, kDone = 4 };
 
 // Fixed-size record written to the report pipe (atomic: smaller than PIPE_BUF).
 struct ChildReport {
     int32_t kind;
     int32_t err;    // errno for failures; kDone: flags (kDiskFull)
     int32_t value;  // program pid (kStarted) or wait status (kDone)
-    char step[52];  // name of the failed step (kTrace: of the step that just ended)
-    int64_t ns;     // kTrace: CLOCK_MONOTONIC when the step ended
+    char step[52];  // name of the failed step
     int64_t cpu_us;     // kDone: CPU of the run (the init and everything it reaped)
     int64_t maxrss_kb;  // kDone: largest resident set among the run's processes
 };
@@ -37,17 +38,22 @@ struct ChildReport {
 constexpr int32_t kDiskFull = 1;
 
 struct ChildPlan {
-    const char* exe;
+    // Known when the init is prepared.
     uid_t uid;  // the program's ids, in the namespace it runs in
     gid_t gid;
-    char* const* argv;
-    char* const* envp;
     int stdin_fd, out_w, err_w, report_w;
     int alive_r;  // read end of a pipe only the zygote writes to: hangs up when it is gone
+    int go_r;     // one byte: the run below is filled in; end of file: never used, exit
+    int base_fd;  // the host base directory holding the workdirs
     const NsPlan* ns;
-    const RunMounts* mounts;
-    const Limits* limits;
+    RunMounts* mounts;  // the workdir part is filled in with the run
     const std::vector<sock_filter>* seccomp;  // empty: seccomp unavailable (reported)
+    TraceLog* trace;    // HALO_SANDBOX_TRACE: the steps' times (null: off)
+    // The run, filled in before the go byte.
+    const char* exe;
+    char* const* argv;
+    char* const* envp;
+    const Limits* limits;
 };
 
 [[noreturn]] void run_init(const ChildPlan& p);

@@ -168,12 +168,19 @@ def _remove_tree(path: Path | str, _depth: int = 0) -> None:
 class Sandbox:
     """A pool of contained runs. Usable from many anyio tasks at once."""
 
-    def __init__(self, *, max_concurrency: int | None = None, readonly_paths: Sequence[str] = ()):
+    def __init__(self, *, max_concurrency: int | None = None, readonly_paths: Sequence[str] = (),
+                 prepared: int | None = None):
+        """`prepared`: how many runs' namespaces, mounts and seccomp filters the sandbox keeps
+        set up ahead of the runs that will use them (each still serves one run only); default
+        min(max_concurrency, 2). 0 sets each one up when its run arrives."""
         ext = _load_extension()
         zygote = _zygote_path(ext)
         self._max = int(max_concurrency or os.cpu_count() or 1)
         if self._max < 1:
             raise HaloError(f"Sandbox: max_concurrency must be at least 1, got {max_concurrency}")
+        spares = min(self._max, 2) if prepared is None else int(prepared)
+        if spares < 0:
+            raise HaloError(f"Sandbox: prepared must be 0 or more, got {prepared}")
         self._readonly: list[str] = []
         for p in readonly_paths:
             real = os.path.realpath(p)
@@ -188,10 +195,11 @@ class Sandbox:
                                 "replaces with its own; move it out of /tmp")
             self._readonly.append(real)
         # Private to the caller (0700): runs see only their own workdir, never its siblings.
-        self._base = Path(tempfile.mkdtemp(prefix="halo-forge-sandbox-"))
+        # Resolved: runs compare their cwd with it (a TMPDIR behind a symlink must still match).
+        self._base = Path(tempfile.mkdtemp(prefix="halo-forge-sandbox-")).resolve()
         (self._base / ".root").mkdir()
         try:
-            self._client = ext.Client(zygote, str(self._base), self._max)
+            self._client = ext.Client(zygote, str(self._base), self._max, spares)
         except (OSError, RuntimeError) as exc:
             _remove_tree(self._base)
             raise SandboxUnavailable(f"the sandbox could not start: {exc}") from exc
@@ -209,6 +217,10 @@ class Sandbox:
         self._dead = ""
         self._closed = False
         self._exe_dirs: dict[str, list[str]] = {}
+        # Per-run path work adds up at thousands of runs a minute: the workdirs we made are
+        # canonical already, and a program outside them keeps its real path and rustup home.
+        self._workdirs: set[str] = set()
+        self._exe_info: dict[tuple[str, str], tuple[str, str | None]] = {}
 
     # -- context management ------------------------------------------------------------------
 
@@ -259,6 +271,7 @@ class Sandbox:
         if self._closed:
             raise HaloError("sandbox: workdir() after close()")
         path = Path(tempfile.mkdtemp(dir=self._base, prefix="w"))
+        self._workdirs.add(str(path))
         try:
             uid = self._client.run_uid if self._client.chown_workdirs else None
             if uid is not None:
@@ -281,6 +294,7 @@ class Sandbox:
                 target.write_bytes(data.encode() if isinstance(data, str) else bytes(data))
             yield path
         finally:
+            self._workdirs.discard(str(path))
             _remove_tree(path)
 
     # -- runs --------------------------------------------------------------------------------
@@ -297,6 +311,17 @@ class Sandbox:
             return None
         home = os.path.realpath(os.environ.get("RUSTUP_HOME") or os.path.expanduser("~/.rustup"))
         return home if os.path.isdir(home) else None
+
+    def _exe_facts(self, exe: str, argv0: str) -> tuple[str, str | None]:
+        """(real path, rustup home) of a program; remembered for programs outside the
+        workdirs (a toolchain), worked out afresh for one a run built."""
+        key = (exe, os.path.basename(argv0))
+        facts = self._exe_info.get(key)
+        if facts is None:
+            facts = (os.path.realpath(exe), self._rustup_home(exe, argv0))
+            if not _under(facts[0], [str(self._base)]):
+                self._exe_info[key] = facts
+        return facts
 
     def _visible_dirs(self, exe: str) -> list[str]:
         dirs = self._exe_dirs.get(exe)
@@ -324,9 +349,10 @@ class Sandbox:
         argv = [str(a) for a in argv]
         if not argv:
             return _sandbox_error("empty argv")
-        cwd = Path(cwd).resolve()
-        if cwd.parent != self._base:
-            return _sandbox_error(f"cwd {cwd} is not a workdir of this sandbox (use Sandbox.workdir())")
+        if str(cwd) not in self._workdirs:
+            cwd = Path(cwd).resolve()
+            if cwd.parent != self._base:
+                return _sandbox_error(f"cwd {cwd} is not a workdir of this sandbox (use Sandbox.workdir())")
         host_path = os.environ.get("PATH", _DEFAULT_PATH)
         exe = self._resolve(argv[0], cwd, host_path)
         if exe is None:
@@ -343,14 +369,14 @@ class Sandbox:
                 return _sandbox_error(f"bad environment variable name or value: {k!r}")
             environment[k] = str(v)
         ro = list(self._readonly)
-        rustup_home = self._rustup_home(exe, argv[0])
+        real_exe, rustup_home = self._exe_facts(exe, argv[0])
         if rustup_home:
             # A rustup proxy (~/.cargo/bin/rustc) finds its toolchains through RUSTUP_HOME,
             # which would otherwise default to HOME, the workdir.
             environment.setdefault("RUSTUP_HOME", rustup_home)
             ro.append(rustup_home)
         envp = [f"{k}={v}" for k, v in environment.items()]
-        if not _under(os.path.realpath(exe), [str(cwd)]):
+        if not _under(real_exe, [str(cwd)]):
             ro += [d for d in self._visible_dirs(exe) if d not in ro]
         job = self._next_id
         self._next_id += 1

@@ -11,12 +11,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def zygote_children(pid: int) -> list[int]:
-    """Live children of the zygote (each is a run's init); empty when no run is in flight."""
+def zygote_children(pid: int, *, spares: bool = False) -> list[int]:
+    """Live children of the zygote that are (or were) a run's init; empty when no run is in
+    flight. The inits it keeps prepared for future runs (named hf-spare) count only with
+    `spares`."""
     kids: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         kids += [int(x) for x in (task / "children").read_text().split()]
-    return kids
+    if spares:
+        return kids
+    return [k for k in kids if _comm(k) != "hf-spare"]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def processes_with_arg(marker: str) -> list[int]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import time
 
 import anyio
@@ -42,15 +43,26 @@ def _cpu(pid: int | None = None) -> float:
 
 def _settle(sb: Sandbox) -> None:
     """Runs are answered before their init's exit is reaped: wait for the last reap, so the
-    zygote's children's CPU is all counted. (Inits prepared for future runs, named hf-spare,
-    stay: as many at the end of a slice as at its start.)"""
+    zygote's children's CPU is all counted. (Inits prepared for future runs stay: as many
+    at the end of a slice as at its start. Their program's process is named hf-spare.)"""
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
-        with open(f"/proc/{sb.zygote_pid}/task/{sb.zygote_pid}/children") as f:
-            kids = f.read().split()
-        if all(_comm(int(k)) == "hf-spare" for k in kids):
+        if all(_is_spare(k) for k in _children(sb.zygote_pid)):
             return
         time.sleep(0.002)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(k) for k in f.read().split()]
+    except OSError:
+        return []
+
+
+def _is_spare(init: int) -> bool:
+    kids = _children(init)
+    return len(kids) == 1 and _comm(kids[0]) == "hf-spare"
 
 
 def _comm(pid: int) -> str:
@@ -132,45 +144,54 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
     per = max(1, args.runs // rounds)
     n = per * rounds
     bw_argv = bwrap_argv()
-    totals = {"bare": 0.0, "sandbox": 0.0, "bwrap": 0.0}
-    cpu = dict.fromkeys(totals, 0.0)
+    names = ["bare", "sandbox", "sandbox_cold"] + (["bwrap"] if bw_argv else [])
+    wall: dict[str, list[float]] = {k: [] for k in names}  # per round, seconds per run
+    cpu: dict[str, list[float]] = {k: [] for k in names}
 
     def add(name: str, took: tuple[float, float]) -> None:
-        totals[name] += took[0]
-        cpu[name] += took[1]
+        wall[name].append(took[0] / per)
+        cpu[name].append(took[1] / per)
 
-    with Sandbox(max_concurrency=os.cpu_count() or 1) as sb:
-        with sb.workdir() as wd:
+    conc = os.cpu_count() or 1
+    # The default sandbox keeps runs' inits prepared ahead; "cold" prepares each one when
+    # its run arrives (prepared=0): the same code otherwise, in the same process.
+    with Sandbox(max_concurrency=conc) as sb, Sandbox(max_concurrency=conc, prepared=0) as cold:
+        with sb.workdir() as wd, cold.workdir() as cold_wd:
             sandbox_serial(sb, wd, 20)  # warm up
+            sandbox_serial(cold, cold_wd, 20)
             for _ in range(rounds):
                 add("bare", bare(per))
                 add("sandbox", sandbox_serial(sb, wd, per))
+                add("sandbox_cold", sandbox_serial(cold, cold_wd, per))
                 if bw_argv:
                     add("bwrap", bwrap(bw_argv, per))
         par = anyio.run(_parallel, sb, n)
         active = sum(1 for v in sb.protections().values() if v is None)
         total = len(sb.protections())
-    base, ours = totals["bare"] / n, totals["sandbox"] / n
-    cbase, cours = cpu["bare"] / n, cpu["sandbox"] / n
-    bw = totals["bwrap"] / n if bw_argv else None
-    cbw = cpu["bwrap"] / n if bw_argv else None
-    rows = [("bare posix_spawn + waitpid", base, cbase), ("halo-forge sandbox, one at a time", ours, cours)]
-    if bw is not None:
-        rows.append(("bwrap --unshare-all, one at a time", bw, cbw))
-    rows.append((f"halo-forge sandbox, {n} in flight", par, None))
+    mean = {k: statistics.fmean(v) for k, v in wall.items()}
+    cmean = {k: statistics.fmean(v) for k, v in cpu.items()}
+    # The median over rounds of each round's overhead: a burst of load from elsewhere on a
+    # shared machine moves one round, not the figure.
+    over = {k: statistics.median(w - b for w, b in zip(wall[k], wall["bare"])) for k in names}
+    cover = {k: statistics.median(c - b for c, b in zip(cpu[k], cpu["bare"])) for k in names}
+    labels = {"bare": "bare posix_spawn + waitpid", "sandbox": "halo-forge sandbox, one at a time",
+              "sandbox_cold": "  same, no prepared inits (prepared=0)", "bwrap": "bwrap --unshare-all, one at a time"}
     print(f"/bin/true x {n} in {rounds} interleaved rounds ({os.cpu_count()} CPUs; "
           f"sandbox protections active: {active}/{total}; load average {os.getloadavg()[0]:.1f})")
-    print(f"{'launcher':<40} {'ms/run':>8} {'x bare':>8} {'cpu ms':>8} {'x bare':>8}")
-    for name, v, c in rows:
-        tail = f" {c * 1e3:>8.3f} {c / cbase:>8.2f}" if c is not None else ""
-        print(f"{name:<40} {v * 1e3:>8.3f} {v / base:>8.2f}{tail}")
-    print(f"sandbox overhead per run over bare: {(ours - base) * 1e3:.3f} ms wall, "
-          f"{(cours - cbase) * 1e3:.3f} ms CPU")
-    if bw is not None:
-        print(f"bwrap overhead per run over bare: {(bw - base) * 1e3:.3f} ms wall, {(cbw - cbase) * 1e3:.3f} ms CPU; "
-              f"sandbox / bwrap: {ours / bw:.2f} wall, {cours / cbw:.2f} CPU")
-    return {"bare": base, "sandbox": ours, "bwrap": bw, "sandbox_parallel": par,
-            "bare_cpu": cbase, "sandbox_cpu": cours, "bwrap_cpu": cbw}
+    print(f"{'launcher':<40} {'ms/run':>8} {'x bare':>8} {'cpu ms':>8} {'x bare':>8} {'over ms':>8} {'cpu over':>8}")
+    for k in names:
+        print(f"{labels[k]:<40} {mean[k] * 1e3:>8.3f} {mean[k] / mean['bare']:>8.2f} {cmean[k] * 1e3:>8.3f} "
+              f"{cmean[k] / cmean['bare']:>8.2f} {over[k] * 1e3:>8.3f} {cover[k] * 1e3:>8.3f}")
+    print(f"{'halo-forge sandbox, ' + str(n) + ' in flight':<40} {par * 1e3:>8.3f} {par / mean['bare']:>8.2f}")
+    print("over ms / cpu over: median over the rounds of (launcher - bare) per run")
+    print(f"sandbox overhead per run over bare: {over['sandbox'] * 1e3:.3f} ms wall, "
+          f"{cover['sandbox'] * 1e3:.3f} ms CPU; prepared / cold overhead: {over['sandbox'] / over['sandbox_cold']:.2f}")
+    if bw_argv:
+        print(f"bwrap overhead per run over bare: {over['bwrap'] * 1e3:.3f} ms wall, {cover['bwrap'] * 1e3:.3f} ms CPU; "
+              f"sandbox / bwrap: {mean['sandbox'] / mean['bwrap']:.2f} wall, {cmean['sandbox'] / cmean['bwrap']:.2f} CPU")
+    return {"bare": mean["bare"], "sandbox": mean["sandbox"], "sandbox_cold": mean["sandbox_cold"],
+            "bwrap": mean.get("bwrap"), "sandbox_parallel": par, "sandbox_overhead": over["sandbox"],
+            "bare_cpu": cmean["bare"], "sandbox_cpu": cmean["sandbox"], "bwrap_cpu": cmean.get("bwrap")}
 
 
 if __name__ == "__main__":

@@ -433,8 +433,8 @@ bool disk_full(int fd) {
     return s.f_ffree == 0 || s.f_bavail * 100 < s.f_blocks;
 }
 
-const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd, int host_wd, const timespec& started) {
-    return mirror_dir(wd, host_wd, ns.root ? long(m.uid) : -1, m.gid, &started);
+const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd, int host_wd) {
+    return mirror_dir(wd, host_wd, ns.root ? long(m.uid) : -1, m.gid, &m.started);
 }
 
 }  // namespace hf

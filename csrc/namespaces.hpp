@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 #include <sys/types.h>
+#include <time.h>
 #include <vector>
 
 namespace hf {
@@ -61,6 +62,8 @@ struct RunMounts {
     gid_t gid = 0;
     std::string cwd;          // the workdir's path (the same inside the run as on the host)
     std::string cwd_name;     // its last component
+    timespec started{};       // CLOCK_REALTIME when the run was handed over (before the copy in)
+    bool entered = false;     // set by the program's process once the workdir is made and filled
 };
 
 // In a prepared init (after clone, before it has a run): id maps, /proc, and a size-capped
@@ -76,7 +79,7 @@ const char* enter_workdir(const NsPlan& ns, const RunMounts& m, int base_fd, Tra
 // After the program and everything it started are gone: did the run fill its disk? Then
 // (only if not) copy the workdir back to the host. Returns nullptr or the failed step.
 bool disk_full(int fd);
-// `started`: CLOCK_REALTIME before the copy in (file times are never ahead of it).
-const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd, int host_wd, const timespec& started);
+// Host entries changed after m.started (by another run in the same workdir) are kept.
+const char* copy_back(const NsPlan& ns, const RunMounts& m, int wd, int host_wd);
 
 }  // namespace hf

@@ -128,7 +128,8 @@ struct Job {
     // What the init reads, alive until it is reaped (it shares the zygote's memory).
     std::vector<char*> argv, envp;
     ChildPlan plan{};
-    InitMemory mem;
+    InitMemory mem, program_mem;
+    bool spare = false;  // prepared, waiting for a run in spares_
 };
 
 void close_fd(int& fd) {
@@ -178,41 +179,53 @@ private:
     std::unordered_map<int, std::pair<Job*, Role>> fds_;
     std::vector<char> slot_used_;
     int active_ = 0;  // jobs not yet answered (the concurrency limit counts these)
-    std::vector<std::string> trace_order_;
-    std::unordered_map<std::string, std::pair<double, long>> trace_sum_;
+    struct StepSum;
+    std::unordered_map<std::string, StepSum> trace_sum_;
 
     void trace(Job* j, const char* step) {
         if (g_trace) j->trace.emplace_back(step, mono_ns());
     }
 
+    // Per step: total time since the previous step, count, and total offset from the run's
+    // arrival at the zygote (which orders the printout: spare set-up first, then the run).
+    struct StepSum {
+        double us = 0, offset_us = 0;
+        long n = 0;
+    };
+
     void account_trace(Job* j) {
         auto& t = j->trace;
         for (int i = 0; i < j->tlog.n; ++i) t.emplace_back(j->tlog.e[i].step, j->tlog.e[i].ns);
         std::stable_sort(t.begin(), t.end(), [](auto& a, auto& b) { return a.second < b.second; });
+        int64_t arrival = -1;
+        for (auto& [step, ns] : t)
+            if (step == "zygote: run arrives") arrival = ns;
+        if (arrival < 0) return;  // a spare that never had a run
         for (size_t i = 1; i < t.size(); ++i) {
-            auto [it, fresh] = trace_sum_.try_emplace(t[i].first, 0.0, 0L);
-            if (fresh) trace_order_.push_back(t[i].first);
-            it->second.first += double(t[i].second - t[i - 1].second) * 1e-3;
-            it->second.second += 1;
+            StepSum& s = trace_sum_[t[i].first];
+            s.us += double(t[i].second - t[i - 1].second) * 1e-3;
+            s.offset_us += double(t[i].second - arrival) * 1e-3;
+            s.n += 1;
         }
     }
 
     void print_trace() {
-        if (!g_trace || trace_order_.empty()) return;
+        if (!g_trace || trace_sum_.empty()) return;
+        std::vector<std::pair<std::string, StepSum>> steps(trace_sum_.begin(), trace_sum_.end());
+        auto offset = [](const StepSum& s) { return s.offset_us / double(s.n); };
+        std::sort(steps.begin(), steps.end(), [&](auto& a, auto& b) { return offset(a.second) < offset(b.second); });
+        double answered = 0, critical = 0;
+        for (auto& [name, s] : steps)
+            if (name == "zygote: kDone read") answered = offset(s);
         dprintf(2, "halo-forge sandbox trace: mean microseconds per step (step ends at the label)\n");
-        double total = 0, critical = 0;
-        bool on_path = false;
-        for (auto& name : trace_order_) {
-            auto& [sum, n] = trace_sum_[name];
-            dprintf(2, "  %-32s %9.1f  (n=%ld)\n", name.c_str(), sum / double(n), n);
-            total += sum / double(n);
-            // From the run's arrival on, the caller waits; before it, the init was a spare.
-            if (name == "zygote: run arrives") on_path = true;
-            else if (on_path) critical += sum / double(n);
-            if (name == "zygote: kDone read") on_path = false;
+        for (auto& [name, s] : steps) {
+            double mean = s.us / double(s.n);
+            dprintf(2, "  %-36s %9.1f  (n=%ld)\n", name.c_str(), mean, s.n);
+            // From the run's arrival to its answer the caller waits; before, the init was a
+            // spare; after, the init's exit tears its namespaces down.
+            if (offset(s) > 0 && offset(s) <= answered) critical += mean;
         }
-        dprintf(2, "  %-32s %9.1f\n", "sum", total);
-        dprintf(2, "  %-32s %9.1f\n", "sum from the run's arrival", critical);
+        dprintf(2, "  %-36s %9.1f\n", "from the run's arrival to its answer", critical);
     }
 
     [[noreturn]] void die(const char* what) {
@@ -242,6 +255,10 @@ private:
         prot_.push_back({"wall_clock", ""});
         prot_.push_back({"process_tree_kill", ns_.pidns ? "" : "no pid namespace: falling back to setsid + subreaper sweep"});
         prot_.push_back({"environment_allowlist", ""});
+#if !defined(__x86_64__)
+        // There the init is a copy of this memory, not a sharer: it must have the run at clone.
+        spares_target_ = 0;
+#endif
         // A uid slot per init: the running ones and the spares.
         slot_used_.assign(size_t(max_ + spares_target_), 0);
         spare_opts_ = tmpfs_opts(Limits{}.disk_mb);
@@ -445,6 +462,7 @@ private:
         if (j->out_r >= 0) pump(j, j->out_r, j->out, j->out_trunc);
         if (j->err_r >= 0) pump(j, j->err_r, j->err, j->err_trunc);
         RunResult res = verdict(j, j->last, ru, wall);
+        send(encode_result(res));  // first: the caller waits; the clean-up below does not
         drop(j->out_r);
         drop(j->err_r);
         drop(j->timer);
@@ -453,7 +471,6 @@ private:
         j->slot = -1;
         j->answered = true;
         --active_;
-        send(encode_result(res));
     }
 
     void pump(Job* j, int& fd, std::string& buf, bool& trunc) {
@@ -501,44 +518,60 @@ private:
                std::to_string(std::max<int64_t>(1024, disk_mb * 64));
     }
 
-    // Clones an init that prepares everything a run needs but the run itself, then waits on
-    // its go pipe. Returns nullptr with `why` set when it cannot.
-    std::unique_ptr<Job> prepare(const std::string& opts, std::string& why) {
+    // A run's init with everything known before the run: pipes, memory, the plan's first
+    // part. Returns nullptr with `why` set when it cannot.
+    std::unique_ptr<Job> make_job(const std::string& opts, std::string& why) {
         auto j = std::make_unique<Job>();
         int out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1}, go[2] = {-1, -1};
         int in = memfd_create("stdin", MFD_CLOEXEC);
-        auto cleanup = [&] {
-            for (int* p : {out, err, rep, go}) { close_fd(p[0]); close_fd(p[1]); }
-            close_fd(in);
-        };
         if (in < 0 || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(rep, O_CLOEXEC) || pipe2(go, O_CLOEXEC)) {
             why = std::string("pipes: ") + std::strerror(errno);
-            cleanup();
+            for (int* p : {out, err, rep, go}) { close_fd(p[0]); close_fd(p[1]); }
+            close_fd(in);
             return nullptr;
         }
+        j->out_r = out[0];
+        j->err_r = err[0];
+        j->report_r = rep[0];
+        j->go_w = go[1];
+        // The zygote's own descriptor of the stdin memfd (`in` goes to the init); both share
+        // one file offset.
+        j->stdin_w = fcntl(in, F_DUPFD_CLOEXEC, 3);
+        for (int fd : {j->out_r, j->err_r, j->report_r}) fcntl(fd, F_SETFL, O_NONBLOCK);
         for (size_t i = 0; i < slot_used_.size(); ++i)
             if (!slot_used_[i]) { j->slot = int(i); break; }
-        if (j->slot < 0) {
-            why = "no free uid slot";
-            cleanup();
-            return nullptr;
-        }
         RunMounts& m = j->mounts;
         m.tmpfs_opts = opts;
         m.uid_map = std::to_string(ns_.inside_uid) + " " + std::to_string(ns_.run_uid) + " 1";
         m.gid_map = std::to_string(ns_.inside_gid) + " " + std::to_string(ns_.run_gid) + " 1";
         uid_t uid = ns_.inside_uid;
-        if (ns_.slot_uids) uid = ns_.run_uid + uid_t(j->slot % 256);
+        if (ns_.slot_uids) uid = ns_.run_uid + uid_t(std::max(j->slot, 0) % 256);
         m.uid = uid;
         m.gid = ns_.inside_gid;
         j->plan = ChildPlan{uid, ns_.inside_gid, in, out[1], err[1], rep[1], alive_[0], go[0], ns_.base_fd,
-                            &ns_, &m, &filter_, g_trace ? &j->tlog : nullptr, nullptr, nullptr, nullptr, nullptr};
-        if (!j->mem.map()) {
-            why = std::string("init stack: ") + std::strerror(errno);
-            cleanup();
+                            &ns_, &m, &filter_, g_trace ? &j->tlog : nullptr, nullptr, nullptr,
+                            nullptr, nullptr, nullptr, nullptr};
+        if (j->stdin_w < 0) why = std::string("dup stdin memfd: ") + std::strerror(errno);
+        else if (j->slot < 0) why = "no free uid slot";
+        else if (!j->mem.map() || !j->program_mem.map()) why = std::string("init stack: ") + std::strerror(errno);
+        if (!why.empty()) {
+            close_child_ends(j.get());
+            drop_job_fds(j.get());
             return nullptr;
         }
+        j->plan.program_stack = j->program_mem.stack_top();
+        j->plan.program_tp = j->program_mem.tp();
+        return j;
+    }
 
+    // The descriptors only the init needs (the zygote's copies close after clone).
+    static void close_child_ends(Job* j) {
+        ChildPlan& p = j->plan;
+        for (int* fd : {&p.stdin_fd, &p.out_w, &p.err_w, &p.report_w, &p.go_r}) close_fd(*fd);
+    }
+
+    // Clones the init; from here on it is reaped like any other. Returns false with `why`.
+    bool launch(Job* j, std::string& why) {
         int flags = SIGCHLD | CLONE_PIDFD;
 #if defined(__x86_64__)
         // The TLS copy assumes x86_64's layout (TCB at the thread pointer, TLS below it);
@@ -551,35 +584,41 @@ private:
         if (ns_.ipcns && !ns_.ipc_shared) flags |= CLONE_NEWIPC;
         if (ns_.utsns) flags |= CLONE_NEWUTS;
         int pidfd = -1;
-        trace(j.get(), "zygote: prepare");
+        trace(j, "zygote: prepare");
         // The init runs on its own stack and TLS in this address space; it only makes
         // syscalls on data that stays put until it is reaped (Job), and never allocates.
         pid_t pid = clone(init_entry, j->mem.stack_top(), flags, &j->plan, &pidfd, j->mem.tp(), nullptr);
+        int e = errno;
+        // The plan keeps the numbers (the init has its own copies); these are the zygote's.
+        int ends[] = {j->plan.stdin_fd, j->plan.out_w, j->plan.err_w, j->plan.report_w, j->plan.go_r};
+        for (int fd : ends) close(fd);
         if (pid < 0) {
-            why = std::string("clone: ") + std::strerror(errno);
-            cleanup();
-            return nullptr;
+            why = std::string("clone: ") + std::strerror(e);
+            return false;
         }
         j->pid = pid;
-        trace(j.get(), "zygote: clone");
         j->pidfd = pidfd;
+        trace(j, "zygote: clone");
         slot_used_[size_t(j->slot)] = 1;
-        close_fd(out[1]); close_fd(err[1]); close_fd(rep[1]); close_fd(go[0]);
-        j->out_r = out[0];
-        j->err_r = err[0];
-        j->report_r = rep[0];
-        j->go_w = go[1];
-        j->stdin_w = in;
-        for (int fd : {j->out_r, j->err_r, j->report_r}) fcntl(fd, F_SETFL, O_NONBLOCK);
-        return j;
+        add(j->pidfd, j, kPidfd, EPOLLIN);
+        return true;
+    }
+
+    void drop_job_fds(Job* j) {
+        for (int* fd : {&j->out_r, &j->err_r, &j->report_r, &j->go_w, &j->stdin_w}) close_fd(*fd);
     }
 
     // Keeps spares_target_ inits prepared for the next runs (after the queue had its turn).
     void replenish() {
         while (!closing_ && int(spares_.size()) < spares_target_) {
             std::string why;
-            auto j = prepare(spare_opts_, why);
+            auto j = make_job(spare_opts_, why);
             if (!j) return;  // the next run prepares its own and reports why
+            if (!launch(j.get(), why)) {
+                drop_job_fds(j.get());
+                return;
+            }
+            j->spare = true;
             spares_.push_back(std::move(j));
         }
     }
@@ -587,15 +626,13 @@ private:
     // An init that will never get a run: killed, and reaped like any other.
     void retire(std::unique_ptr<Job> j) {
         syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, nullptr, 0);
-        close_fd(j->go_w);
-        close_fd(j->stdin_w);
+        drop_job_fds(j.get());
         if (j->slot >= 0) slot_used_[size_t(j->slot)] = 0;
         j->slot = -1;
         j->answered = true;
+        j->spare = false;
         j->req.id = (uint64_t(1) << 63) | retired_++;
-        Job* jp = j.get();
-        jobs_[jp->req.id] = std::move(j);
-        add(jp->pidfd, jp, kPidfd, EPOLLIN);
+        jobs_[j->req.id] = std::move(j);
     }
 
     void retire_spares() {
@@ -630,9 +667,10 @@ private:
         if (!spares_.empty()) {
             j = std::move(spares_.front());
             spares_.pop_front();
+            j->spare = false;
         } else {
             std::string why;
-            j = prepare(opts, why);
+            j = make_job(opts, why);
             if (!j) return fail_now(id, why);
         }
         trace(j.get(), "zygote: run arrives");
@@ -641,11 +679,13 @@ private:
         size_t off = 0;
         while (off < q.stdin_data.size()) {
             ssize_t n = write(j->stdin_w, q.stdin_data.data() + off, q.stdin_data.size() - off);
-            if (n <= 0) {
-                retire(std::move(j));
-                return fail_now(id, "writing stdin to memfd failed");
-            }
+            if (n <= 0) break;
             off += size_t(n);
+        }
+        if (off < q.stdin_data.size()) {
+            if (j->pid > 0) retire(std::move(j));
+            else { close_child_ends(j.get()); drop_job_fds(j.get()); }
+            return fail_now(id, "writing stdin to memfd failed");
         }
         lseek(j->stdin_w, 0, SEEK_SET);  // the init's descriptor shares this offset
         close_fd(j->stdin_w);
@@ -656,10 +696,20 @@ private:
         j->envp.push_back(nullptr);
         j->mounts.cwd = q.cwd;
         j->mounts.cwd_name = std::move(cwd_name);
+        clock_gettime(CLOCK_REALTIME, &j->mounts.started);
         j->plan.exe = q.exe.c_str();
         j->plan.argv = j->argv.data();
         j->plan.envp = j->envp.data();
         j->plan.limits = &q.limits;
+        if (j->pid < 0) {
+            // Prepared now, with the run already in its plan (where no spares are kept, the
+            // init may be a copy of this memory rather than a sharer of it).
+            std::string why;
+            if (!launch(j.get(), why)) {
+                drop_job_fds(j.get());
+                return fail_now(id, why);
+            }
+        }
 
         j->timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         itimerspec its{};
@@ -671,7 +721,6 @@ private:
         j->start = now();
         Job* jp = j.get();
         jobs_[id] = std::move(j);
-        add(jp->pidfd, jp, kPidfd, EPOLLIN);
         add(jp->out_r, jp, kOut, EPOLLIN);
         add(jp->err_r, jp, kErr, EPOLLIN);
         add(jp->timer, jp, kTimer, EPOLLIN);
@@ -692,6 +741,16 @@ private:
         pid_t r;
         do r = wait4(j->pid, &st, __WALL | WNOHANG, &ru); while (r < 0 && errno == EINTR);
         if (r == 0) return;
+        if (j->spare) {
+            // A spare died before it had a run (killed from outside, or its set-up failed):
+            // forget it; replenish() prepares another.
+            drop(j->pidfd);
+            drop_job_fds(j);
+            if (j->slot >= 0) slot_used_[size_t(j->slot)] = 0;
+            for (auto it = spares_.begin(); it != spares_.end(); ++it)
+                if (it->get() == j) { spares_.erase(it); break; }
+            return;
+        }
         if (!j->answered) {
             // Killed (wall clock, output, cancel) or failed before kDone. The init is gone; with
             // a pid namespace so is every writer of the pipes.

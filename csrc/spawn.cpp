@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <linux/close_range.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -60,16 +61,32 @@ void reset_signals() {
     sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
-// The vforked program: what is left is per run (its session, its rlimits, its ids). stdio,
-// signal dispositions and the seccomp filter are the init's already and carry over.
-[[noreturn]] void exec_program(const ChildPlan& p) {
-    trace_point(p.trace, "prog: vforked");
+// The program's process. The init starts it while it is a spare, with the init's stdio,
+// signal state and seccomp filter; it takes its own session and waits on the go pipe. Given
+// the run: the workdir copied in (still privileged: the caller's files may be readable by
+// the caller only), the run's rlimits and ids, execve.
+[[noreturn]] void run_program(const ChildPlan& p) {
     setsid();
-    // Nothing of the zygote reaches the program; the report pipe closes at exec. (Every
-    // descriptor the init holds above stdio is close-on-exec already: this is the backstop.)
-    if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) fail(p.report_w, kExecFailed, "close_range");
     // Per-slot uids share the workdir through its group.
     umask(p.ns->slot_uids ? 002 : 022);
+    prctl(PR_SET_NAME, "hf-spare");
+    char go = 0;
+    ssize_t got;
+    do got = read(p.go_r, &go, 1); while (got < 0 && errno == EINTR);
+    if (got != 1) _exit(0);  // the zygote retired this spare
+    close(p.go_r);
+    trace_point(p.trace, "program: go");
+    if (p.ns->mntns) {
+        int host_wd = -1, wd = -1, tmp = -1;
+        if (const char* step = enter_workdir(*p.ns, *p.mounts, p.base_fd, p.trace, &host_wd, &wd, &tmp))
+            fail(p.report_w, kSetupFailed, step);
+        p.mounts->entered = true;  // the init copies the workdir back only once it was made
+    } else if (chdir(p.mounts->cwd.c_str()) != 0) {
+        fail(p.report_w, kSetupFailed, "chdir workdir");
+    }
+    // Nothing of the zygote reaches the program; the report pipe closes at exec. (Every
+    // descriptor above stdio is close-on-exec already: this is the backstop.)
+    if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) fail(p.report_w, kExecFailed, "close_range");
     if (const char* step = apply_rlimits(*p.limits, p.ns->userns || p.ns->root)) fail(p.report_w, kExecFailed, step);
     if (p.ns->set_ids) {
         // Supplementary groups of the caller (root's group 0) must not follow the program.
@@ -78,9 +95,25 @@ void reset_signals() {
         if (setresgid(p.gid, p.gid, p.gid) != 0) fail(p.report_w, kExecFailed, "setresgid");
         if (setresuid(p.uid, p.uid, p.uid) != 0) fail(p.report_w, kExecFailed, "setresuid");
     }
-    trace_point(p.trace, "prog: session+rlimits+ids");
+    trace_point(p.trace, "program: rlimits+ids");
     execve(p.exe, p.argv, p.envp);
     fail(p.report_w, kExecFailed, "execve");
+}
+
+int program_entry(void* plan) { run_program(*static_cast<const ChildPlan*>(plan)); }
+
+// Starts the program's process: on x86_64 in this address space on its own stack and TLS
+// (nothing is copied, and it reads the run the zygote writes here later); elsewhere a fork,
+// made only once the run is known (no spares there).
+pid_t start_program(const ChildPlan& p) {
+#if defined(__x86_64__)
+    return clone(program_entry, p.program_stack, CLONE_VM | CLONE_SETTLS | SIGCHLD, const_cast<ChildPlan*>(&p), nullptr,
+                 p.program_tp, nullptr);
+#else
+    pid_t pid = fork();
+    if (pid == 0) run_program(p);
+    return pid;
+#endif
 }
 
 // Without a pid namespace: kill whatever this subreaper adopted, until nothing is left.
@@ -136,47 +169,30 @@ void run_init(const ChildPlan& p) {
     if (p.ns->mntns) {
         if (const char* step = prepare_run_root(*p.ns, *p.mounts, p.trace)) fail(p.report_w, kSetupFailed, step);
     }
-    // The init holds the host workdir open; unprivileged, the program has the init's uid.
-    // /proc/1/fd and /proc/1/cwd stay closed to it without PR_SET_DUMPABLE (which would be the
-    // zygote's too: it is per address space): the init keeps every capability of its user
-    // namespace and the program has none after execve (uid 1000 inside, or a run uid as
+    // The init holds the host base directory open; unprivileged, the program has the init's
+    // uid. /proc/1/fd and /proc/1/cwd stay closed to it without PR_SET_DUMPABLE (which would
+    // be the zygote's too: it is per address space): the init keeps every capability of its
+    // user namespace and the program has none after execve (uid 1000 inside, or a run uid as
     // root), and ptrace access needs the caller's capabilities to cover the target's.
     if (p.ns->utsns) sethostname("sandbox", 7);
     if (!p.ns->pidns && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) fail(p.report_w, kSetupFailed, "PR_SET_CHILD_SUBREAPER");
-    // The program's stdio, and the signal state it starts with, are the init's own (the init
-    // never uses stdio): the vforked child has nothing to set up there.
+    // The program's stdio and the signal state it starts with are the init's own (the init
+    // never uses stdio).
     if (dup2(p.stdin_fd, 0) < 0 || dup2(p.out_w, 1) < 0 || dup2(p.err_w, 2) < 0) fail(p.report_w, kSetupFailed, "dup2 stdio");
     close(p.stdin_fd);
     close(p.out_w);
     close(p.err_w);
     reset_signals();
-    // The init is filtered too, before it ever sees a run: the program inherits the compiled
-    // filter at vfork (installing one per process costs the kernel a compile of it), and
+    // The init is filtered too, before it ever sees a run: the program's process inherits the
+    // compiled filter (installing one per process costs the kernel a compile of it), and
     // nothing the init does from here on needs what the filter denies.
     if (!install_seccomp(*p.seccomp)) fail(p.report_w, kSetupFailed, "seccomp");
-    prctl(PR_SET_NAME, "hf-spare");
-    trace_point(p.trace, "init: spare ready");
-    char go = 0;
-    ssize_t got;
-    do got = read(p.go_r, &go, 1); while (got < 0 && errno == EINTR);
-    if (got != 1) _exit(0);  // the zygote retired this spare
-    close(p.go_r);
     prctl(PR_SET_NAME, "hf-init");
-    trace_point(p.trace, "init: go");
-    int host_wd = -1, wd = -1, tmp = -1;
-    timespec started{};
-    clock_gettime(CLOCK_REALTIME, &started);
-    if (p.ns->mntns) {
-        if (const char* step = enter_workdir(*p.ns, *p.mounts, p.base_fd, p.trace, &host_wd, &wd, &tmp))
-            fail(p.report_w, kSetupFailed, step);
-    } else if (chdir(p.mounts->cwd.c_str()) != 0) {
-        fail(p.report_w, kSetupFailed, "chdir workdir");
-    }
-    close(p.base_fd);
-    pid_t pid = vfork();
-    if (pid < 0) fail(p.report_w, kSetupFailed, "fork program");
-    if (pid == 0) exec_program(p);
-    trace_point(p.trace, "init: program exec'd");
+    trace_point(p.trace, "init: ready");
+    // From here the trace log is the program's until it has exec'd or died.
+    pid_t pid = start_program(p);
+    if (pid < 0) fail(p.report_w, kSetupFailed, "start the program's process");
+    close(p.go_r);
     // Only the program holds its output pipes now: their end of file is its exit.
     close(0);
     close(1);
@@ -204,11 +220,18 @@ void run_init(const ChildPlan& p) {
         sweep_children();
     }
     int32_t flags = 0;
-    if (wd >= 0) {
+    if (p.mounts->entered) {
+        // The program's process made the workdir; the init opens it again (by name, never
+        // following a link) to copy it back.
+        int host_wd = openat(p.base_fd, p.mounts->cwd_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int parent = open(p.ns->base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int wd = parent < 0 ? -1 : openat(parent, p.mounts->cwd_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int tmp = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (host_wd < 0 || wd < 0) fail(p.report_w, kSetupFailed, "reopen the workdir to copy it back");
         // A full disk is a limit the program hit (output_limit); what filled it stays out of
         // the host workdir.
         if (disk_full(wd) || disk_full(tmp)) flags |= kDiskFull;
-        else if (const char* step = copy_back(*p.ns, *p.mounts, wd, host_wd, started)) fail(p.report_w, kSetupFailed, step);
+        else if (const char* step = copy_back(*p.ns, *p.mounts, wd, host_wd)) fail(p.report_w, kSetupFailed, step);
         trace_point(p.trace, "copy workdir back");
     }
     // The zygote answers on this report, before this process's exit tears the namespaces

@@ -1,14 +1,15 @@
-// The two processes of one run below the zygote:
-//   init (C2): pid 1 of the run's pid namespace (or a subreaper without one). Prepared ahead
-//              of its run: namespaces, /proc, the tmpfs, seccomp; then it waits on its "go"
-//              pipe. Given a run, it copies the workdir in, starts the program, reaps it, kills
-//              and reaps whatever it left, copies the workdir back, reports the program's wait
-//              status, exits. Each init serves one run: nothing a run leaves can reach another.
-//   program (C3): session, rlimits, ids, then execve (the init's seccomp filter is inherited).
-// Everything is prepared by the zygote; the children only make syscalls. The init shares the
-// zygote's address space (clone(CLONE_VM) on a stack and TLS copy of its own): it must never
-// allocate, and reads only what the zygote keeps unchanged until it is reaped. The run's part
-// of ChildPlan is written by the zygote before the byte on the go pipe, read by the init after.
+// The two processes of one run below the zygote, both prepared before the run arrives:
+//   init (C2): pid 1 of the run's pid namespace (or a subreaper without one). Sets up /proc,
+//              the tmpfs and seccomp, starts the program's process, reaps it, kills and reaps
+//              whatever it left, copies the workdir back, reports the program's wait status,
+//              exits. Each init serves one run: nothing a run leaves can reach another.
+//   program (C3): its own session, then waits on the "go" pipe; given the run, it copies the
+//              workdir in, sets the run's rlimits and ids, execve (the init's seccomp filter
+//              is inherited).
+// Everything is prepared by the zygote; the children only make syscalls. Both share the
+// zygote's address space (clone(CLONE_VM) on a stack and TLS copy of their own): they must
+// never allocate, and read only what the zygote keeps unchanged until the init is reaped. The
+// run's part of ChildPlan is written by the zygote before the byte on the go pipe.
 #pragma once
 
 #include "namespaces.hpp"
@@ -49,6 +50,8 @@ struct ChildPlan {
     RunMounts* mounts;  // the workdir part is filled in with the run
     const std::vector<sock_filter>* seccomp;  // empty: seccomp unavailable (reported)
     TraceLog* trace;    // HALO_SANDBOX_TRACE: the steps' times (null: off)
+    void* program_stack;  // the program's process before execve (x86_64: shares this memory)
+    void* program_tp;
     // The run, filled in before the go byte.
     const char* exe;
     char* const* argv;

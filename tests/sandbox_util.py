@@ -11,16 +11,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def zygote_children(pid: int, *, spares: bool = False) -> list[int]:
-    """Live children of the zygote that are (or were) a run's init; empty when no run is in
-    flight. The inits it keeps prepared for future runs (named hf-spare) count only with
-    `spares`."""
+def children(pid: int) -> list[int]:
     kids: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         kids += [int(x) for x in (task / "children").read_text().split()]
-    if spares:
-        return kids
-    return [k for k in kids if _comm(k) != "hf-spare"]
+    return kids
+
+
+def is_spare(init: int) -> bool:
+    """An init prepared for a future run: its one child, the program's process, still waits
+    for the run (named hf-spare until it execs)."""
+    try:
+        kids = children(init)
+    except OSError:
+        return False
+    return len(kids) == 1 and _comm(kids[0]) == "hf-spare"
+
+
+def zygote_children(pid: int, *, spares: bool = False) -> list[int]:
+    """Live children of the zygote that are (or were) a run's init; empty when no run is in
+    flight. The inits it keeps prepared for future runs count only with `spares`."""
+    kids = children(pid)
+    return kids if spares else [k for k in kids if not is_spare(k)]
 
 
 def _comm(pid: int) -> str:

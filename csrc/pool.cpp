@@ -14,6 +14,7 @@
 #include <deque>
 #include <fcntl.h>
 #include <memory>
+#include <poll.h>
 #include <sched.h>
 #include <link.h>
 #include <sys/auxv.h>
@@ -144,6 +145,7 @@ public:
 
     [[noreturn]] void run() {
         setup();
+        replenish();  // after the hello: the caller does not wait for the spares
         for (;;) {
             epoll_event ev[64];
             int n = epoll_wait(ep_, ev, 64, -1);
@@ -635,6 +637,13 @@ private:
         jobs_[j->req.id] = std::move(j);
     }
 
+    // Is the program's process of a prepared init still there to read its go pipe? (A pipe
+    // with no reader left polls as POLLERR on its write end.)
+    static bool go_reader_alive(Job* j) {
+        pollfd p{j->go_w, POLLOUT, 0};
+        return poll(&p, 1, 0) == 1 && !(p.revents & (POLLERR | POLLHUP));
+    }
+
     void retire_spares() {
         while (!spares_.empty()) {
             retire(std::move(spares_.front()));
@@ -664,11 +673,15 @@ private:
             spare_opts_ = opts;
         }
         std::unique_ptr<Job> j;
-        if (!spares_.empty()) {
+        // A spare whose processes died while it waited (killed from outside) has nobody on
+        // its go pipe: it is retired and the next one tried.
+        while (!spares_.empty() && !j) {
             j = std::move(spares_.front());
             spares_.pop_front();
             j->spare = false;
-        } else {
+            if (!go_reader_alive(j.get())) retire(std::move(j));
+        }
+        if (!j) {
             std::string why;
             j = make_job(opts, why);
             if (!j) return fail_now(id, why);

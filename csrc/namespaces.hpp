@@ -63,6 +63,7 @@ struct RunMounts {
     std::string cwd;          // the workdir's path (the same inside the run as on the host)
     std::string cwd_name;     // its last component
     timespec started{};       // CLOCK_REALTIME when the run was handed over (before the copy in)
+    bool launched = false;    // set by the program's process just before its execve
     bool entered = false;     // set by the program's process once the workdir is made and filled
 };
 

@@ -445,6 +445,7 @@ private:
     void on_report(Job* j) {
         bool eof = read_reports(j);
         if (j->answered) return;
+        if (j->last.kind == kDone && never_launched(j)) return requeue(j);
         if (j->last.kind != kDone) {
             // Killed or failed: the answer comes when the init is reaped. Stop watching a
             // pipe that would stay readable (hung up) until then.
@@ -644,6 +645,25 @@ private:
         return poll(&p, 1, 0) == 1 && !(p.revents & (POLLERR | POLLHUP));
     }
 
+    // The run's processes died (killed from outside: nobody here kills a run it has not
+    // started) before the program's execve, and without a set-up failure: nothing of the run
+    // happened outside its own tmpfs, so it may go to another init instead of failing.
+    bool never_launched(Job* j) const {
+        bool failed = j->last.kind == kSetupFailed || j->last.kind == kExecFailed;
+        return j->killed == Kill::None && !failed && !j->mounts.launched && j->req.handovers < 3 && !closing_;
+    }
+
+    void requeue(Job* j) {
+        for (int* fd : {&j->out_r, &j->err_r, &j->timer, &j->report_r}) drop(*fd);
+        if (j->slot >= 0) slot_used_[size_t(j->slot)] = 0;
+        j->slot = -1;
+        j->answered = true;
+        --active_;
+        RunRequest r = j->req;  // the job keeps its strings until it is erased below
+        r.handovers += 1;
+        queue_.push_front(std::move(r));
+    }
+
     void retire_spares() {
         while (!spares_.empty()) {
             retire(std::move(spares_.front()));
@@ -770,7 +790,11 @@ private:
             double wall = now() - j->start;
             trace(j, "zygote: init exit, reap");
             read_reports(j);
-            answer(j, ru, wall);
+            if (never_launched(j)) {
+                requeue(j);
+            } else {
+                answer(j, ru, wall);
+            }
         } else {
             trace(j, "zygote: init exit (after answer)");
         }

@@ -37,6 +37,7 @@ struct RunRequest {
     std::string stdin_data;
     std::vector<std::string> ro_paths;  // extra host directories to show read-only
     Limits limits;
+    int handovers = 0;  // the zygote's own count (not sent): inits that died before taking it
 };
 
 enum class Status : uint8_t { Ok = 0, RuntimeError, Timeout, MemoryLimit, OutputLimit, SandboxError };

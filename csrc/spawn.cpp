@@ -96,6 +96,9 @@ void reset_signals() {
         if (setresuid(p.uid, p.uid, p.uid) != 0) fail(p.report_w, kExecFailed, "setresuid");
     }
     trace_point(p.trace, "program: rlimits+ids");
+    // Until here nothing of the run reached beyond its own tmpfs: a run whose processes are
+    // killed before this line can go to another init.
+    p.mounts->launched = true;
     execve(p.exe, p.argv, p.envp);
     fail(p.report_w, kExecFailed, "execve");
 }

@@ -89,6 +89,9 @@ async def test_a_killed_spare_is_replaced():
         assert wait_for(lambda: len(spares(sb)) == 2), spares(sb)
         victim = spares(sb)[0]
         os.kill(victim, signal.SIGKILL)
+        # Until its pid namespace is torn down, its program's process may still take a run
+        # (and die with it): wait until the zygote has reaped it.
+        assert wait_for(lambda: victim not in children(sb.zygote_pid))
         for _ in range(4):  # more runs than spares: the dead one would have been handed one
             r = await run(sb, "echo alive")
             assert r.status == "ok" and r.stdout == b"alive\n", r
@@ -101,6 +104,8 @@ async def test_a_killed_spare_program_process_is_replaced():
         assert (await run(sb, "true")).status == "ok"
         assert wait_for(lambda: len(spares(sb)) == 1), spares(sb)
         (program,) = children(spares(sb)[0])
+        # No waiting: whether the zygote hands this spare the next run or not, a run whose
+        # process died before its execve goes to another init.
         os.kill(program, signal.SIGKILL)
         for _ in range(3):
             r = await run(sb, "echo alive")

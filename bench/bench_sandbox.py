@@ -81,6 +81,22 @@ def bare(n: int) -> tuple[float, float]:
     return time.perf_counter() - t0, _cpu() - c0
 
 
+def bare_parallel(n: int, width: int) -> float:
+    """Seconds per run with `width` bare spawns in flight at a time (the throughput baseline)."""
+    t0 = time.perf_counter()
+    running = 0
+    for _ in range(n):
+        if running == width:
+            os.wait()
+            running -= 1
+        os.posix_spawn(TRUE, [TRUE], {})
+        running += 1
+    while running:
+        os.wait()
+        running -= 1
+    return (time.perf_counter() - t0) / n
+
+
 def bwrap_argv() -> list[str] | None:
     exe = shutil.which("bwrap")
     if not exe:
@@ -166,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
                 if bw_argv:
                     add("bwrap", bwrap(bw_argv, per))
         par = anyio.run(_parallel, sb, n)
+        bare_par = bare_parallel(n, conc)
         active = sum(1 for v in sb.protections().values() if v is None)
         total = len(sb.protections())
     mean = {k: statistics.fmean(v) for k, v in wall.items()}
@@ -182,7 +199,9 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
     for k in names:
         print(f"{labels[k]:<40} {mean[k] * 1e3:>8.3f} {mean[k] / mean['bare']:>8.2f} {cmean[k] * 1e3:>8.3f} "
               f"{cmean[k] / cmean['bare']:>8.2f} {over[k] * 1e3:>8.3f} {cover[k] * 1e3:>8.3f}")
-    print(f"{'halo-forge sandbox, ' + str(n) + ' in flight':<40} {par * 1e3:>8.3f} {par / mean['bare']:>8.2f}")
+    print(f"{'bare, ' + str(conc) + ' in flight at a time':<40} {bare_par * 1e3:>8.3f} {bare_par / mean['bare']:>8.2f}")
+    print(f"{'halo-forge sandbox, ' + str(n) + ' in flight':<40} {par * 1e3:>8.3f} {par / mean['bare']:>8.2f}"
+          f"   ({par / bare_par:.2f}x bare in flight)")
     print("over ms / cpu over: median over the rounds of (launcher - bare) per run")
     print(f"sandbox overhead per run over bare: {over['sandbox'] * 1e3:.3f} ms wall, "
           f"{cover['sandbox'] * 1e3:.3f} ms CPU; prepared / cold overhead: {over['sandbox'] / over['sandbox_cold']:.2f}")
@@ -190,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
         print(f"bwrap overhead per run over bare: {over['bwrap'] * 1e3:.3f} ms wall, {cover['bwrap'] * 1e3:.3f} ms CPU; "
               f"sandbox / bwrap: {mean['sandbox'] / mean['bwrap']:.2f} wall, {cmean['sandbox'] / cmean['bwrap']:.2f} CPU")
     return {"bare": mean["bare"], "sandbox": mean["sandbox"], "sandbox_cold": mean["sandbox_cold"],
-            "bwrap": mean.get("bwrap"), "sandbox_parallel": par, "sandbox_overhead": over["sandbox"],
+            "bwrap": mean.get("bwrap"), "sandbox_parallel": par, "bare_parallel": bare_par,
+            "sandbox_overhead": over["sandbox"],
             "bare_cpu": cmean["bare"], "sandbox_cpu": cmean["sandbox"], "bwrap_cpu": cmean.get("bwrap")}
 
 

@@ -213,7 +213,9 @@ class Sandbox:
         self._results: dict[int, RunResult | None] = {}
         self._abandoned: set[int] = set()
         self._reading = False
-        self._changed: anyio.Event | None = None
+        # One event per waiting run: a batch of results wakes its owners only (hundreds of
+        # runs wait at once; waking all of them per batch cost more CPU than the runs).
+        self._wakers: dict[int, anyio.Event] = {}
         self._dead = ""
         self._closed = False
         self._exe_dirs: dict[str, list[str]] = {}
@@ -391,10 +393,10 @@ class Sandbox:
                 if self._dead:
                     return _sandbox_error(self._dead)
                 if not self._reading:
-                    await self._read_once()
+                    await self._read_until(job)
                 else:
-                    assert self._changed is not None
-                    await self._changed.wait()
+                    waker = self._wakers[job] = anyio.Event()
+                    await waker.wait()
             result = self._results[job]
             assert result is not None
             return result
@@ -405,23 +407,29 @@ class Sandbox:
             raise
         finally:
             self._results.pop(job, None)
+            self._wakers.pop(job, None)
 
-    async def _read_once(self) -> None:
-        # One task at a time waits on the zygote's fd (anyio allows one waiter per fd); the
-        # others wait on an Event that the reader replaces after every batch.
+    async def _read_until(self, job: int) -> None:
+        # One task at a time reads the zygote's fd (anyio allows one waiter per fd): the run
+        # whose turn it is, until its own result is in. It wakes each run it delivers for, and
+        # on leaving (done, failed or cancelled) wakes one still waiting to read in its place.
         self._reading = True
-        self._changed = anyio.Event()
         try:
-            await anyio.wait_readable(self._fd)
-            alive, batch = self._client.take()
-            for item in batch:
-                self._deliver(item)
-            if not alive and not self._closed:
-                self._dead = "the sandbox zygote exited unexpectedly"
+            while self._results.get(job) is None and not self._dead:
+                await anyio.wait_readable(self._fd)
+                alive, batch = self._client.take()
+                for item in batch:
+                    self._deliver(item)
+                if not alive and not self._closed:
+                    self._dead = "the sandbox zygote exited unexpectedly"
+                    for waker in self._wakers.values():
+                        waker.set()
         finally:
             self._reading = False
-            changed, self._changed = self._changed, None
-            changed.set()
+            for other, waker in self._wakers.items():
+                if other != job and not waker.is_set():
+                    waker.set()
+                    break
 
     def _deliver(self, item: tuple) -> None:
         (job, status, code, sig, cpu, wall, peak, out, err, out_trunc, err_trunc, error) = item
@@ -430,6 +438,9 @@ class Sandbox:
             return
         if job not in self._results:
             return
+        waker = self._wakers.get(job)
+        if waker is not None:
+            waker.set()
         self._results[job] = RunResult(
             status=status, exit_code=code, signal=sig, cpu_s=cpu, wall_s=wall,
             peak_memory_kb=peak, stdout=out, stderr=err, stdout_truncated=out_trunc,

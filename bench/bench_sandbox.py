@@ -3,11 +3,16 @@
     python bench/bench_sandbox.py [--runs 2000] [--rounds 10]
 
 Runs /bin/true N times each way, one at a time, in the same process, and reports the mean
-wall time per launch and the ratio to the bare baseline; then the sandbox's throughput with
-many runs in flight. The launchers take turns in `rounds` slices of N/rounds runs each, so
-load from other processes on a shared machine falls on all of them alike. Numbers are only
-comparable within one run of this script. HALO_SANDBOX_TRACE=1 also prints the sandbox's
-mean time per set-up step (from the zygote, on exit).
+wall time per launch and the ratio to the bare baseline, and the overhead over bare: the
+median over the rounds of each round's difference, so a burst of load from elsewhere moves
+one round rather than the figure. The launchers take turns in `rounds` slices of N/rounds
+runs each, so load from other processes on a shared machine falls on all of them alike.
+"sandbox" is the default (runs' inits prepared ahead: Sandbox(prepared=2)); "cold" is the
+same code preparing each init when its run arrives (prepared=0). Then throughput: the
+sandbox with N runs in flight against bare spawns, as many at a time as there are CPUs.
+Numbers are only comparable within one run of this script. HALO_SANDBOX_TRACE=1 also prints
+the sandbox's mean time per step (from the zygote, on exit), spare set-up first, then the
+steps from a run's arrival to its answer.
 
 Besides wall time, the CPU time each way costs per launch (this process plus everything it
 reaped: for the sandbox, the zygote, the runs' inits and the programs). On a busy machine the

@@ -42,9 +42,10 @@ double now() {
 // glibc's size of its thread descriptor (the TCB at the thread pointer), for debuggers.
 extern "C" const uint32_t _thread_db_sizeof_pthread;
 
-// Memory of one run's init: it shares the zygote's address space (clone(CLONE_VM): no copy of
-// the page tables, no copy-on-write faults in either process), so it needs a stack and a
-// thread-local block of its own. Unmapped only after the init is reaped.
+// Memory of one run's init, or of its program's process before execve: each shares the
+// zygote's address space (clone(CLONE_VM): no copy of the page tables, no copy-on-write faults
+// in either process), so it needs a stack and a thread-local block of its own. Unmapped only
+// after the init is reaped.
 class InitMemory {
 public:
     InitMemory() = default;

@@ -196,10 +196,10 @@ void run_init(const ChildPlan& p) {
     pid_t pid = start_program(p);
     if (pid < 0) fail(p.report_w, kSetupFailed, "start the program's process");
     close(p.go_r);
-    // Only the program holds its output pipes now: their end of file is its exit.
     close(0);
-    close(1);
-    close(2);
+    // The init keeps its copies of the output pipes until it has reported: the program's
+    // exit is then no end of file that wakes the zygote for nothing mid-run; the zygote
+    // drains both pipes when it reads the report (every other writer is dead by then).
     // Only the zygote's kill without a pid namespace needs the program's pid (its session);
     // with one, the report would wake the zygote for nothing while the program runs.
     if (!p.ns->pidns) report(p.report_w, kStarted, 0, pid, nullptr);

@@ -15,6 +15,7 @@ completions, so hundreds of runs can be in flight with no Python thread per run.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -88,6 +89,16 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     error: str = ""  # why, when status == "sandbox_error" (infrastructure, never the program)
+
+
+class _Launch(msgspec.Struct, frozen=True):
+    """What starting one program takes, beside its argv: the host path to execve, the PATH
+    it gets, and the host directories it must see read-only."""
+
+    exe: str
+    path: str
+    rustup_home: str | None
+    ro_paths: list[str]
 
 
 def _sandbox_error(error: str) -> RunResult:
@@ -215,14 +226,15 @@ class Sandbox:
         self._reading = False
         # One event per waiting run: a batch of results wakes its owners only (hundreds of
         # runs wait at once; waking all of them per batch cost more CPU than the runs).
-        self._wakers: dict[int, anyio.Event] = {}
+        self._wakers: dict[int, anyio.Event | asyncio.Future] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # holds the zygote's fd as a reader
         self._dead = ""
         self._closed = False
-        self._exe_dirs: dict[str, list[str]] = {}
         # Per-run path work adds up at thousands of runs a minute: the workdirs we made are
         # canonical already, and a program outside them keeps its real path and rustup home.
         self._workdirs: set[str] = set()
-        self._exe_info: dict[tuple[str, str], tuple[str, str | None]] = {}
+        self._launches: dict[tuple[str, str], _Launch] = {}
+        self._limits_cache: dict[Limits, tuple] = {}
 
     # -- context management ------------------------------------------------------------------
 
@@ -246,7 +258,11 @@ class Sandbox:
         if self._closed:
             return
         self._closed = True
+        self._detach()
         self._client.close()
+        # Runs still waiting (close() from another task) end as sandbox errors.
+        for waker in list(self._wakers.values()):
+            _wake(waker)
         _remove_tree(self._base)
 
     def __del__(self) -> None:
@@ -314,24 +330,48 @@ class Sandbox:
         home = os.path.realpath(os.environ.get("RUSTUP_HOME") or os.path.expanduser("~/.rustup"))
         return home if os.path.isdir(home) else None
 
-    def _exe_facts(self, exe: str, argv0: str) -> tuple[str, str | None]:
-        """(real path, rustup home) of a program; remembered for programs outside the
-        workdirs (a toolchain), worked out afresh for one a run built."""
-        key = (exe, os.path.basename(argv0))
-        facts = self._exe_info.get(key)
-        if facts is None:
-            facts = (os.path.realpath(exe), self._rustup_home(exe, argv0))
-            if not _under(facts[0], [str(self._base)]):
-                self._exe_info[key] = facts
-        return facts
+    def _launch(self, argv0: str, cwd: Path, host_path: str) -> _Launch | None:
+        """How to start `argv0` from `cwd`, or None when it does not exist. Remembered for a
+        program outside the workdirs (a toolchain: the per-run path work, a PATH search and
+        a symlink walk, would cost more than the launch itself); worked out afresh for one
+        inside a workdir (a run may have built it, or deleted it, since)."""
+        key = (argv0, host_path)
+        cacheable = "/" not in argv0 or os.path.isabs(argv0)
+        if cacheable:
+            hit = self._launches.get(key)
+            if hit is not None:
+                return hit
+        exe = self._resolve(argv0, cwd, host_path)
+        if exe is None:
+            return None
+        base = [str(self._base)]
+        exe_dir = os.path.dirname(os.path.abspath(exe))
+        real_exe = os.path.realpath(exe)
+        rustup_home = self._rustup_home(exe, argv0)
+        ro: list[str] = list(self._readonly)
+        if rustup_home:
+            # A rustup proxy (~/.cargo/bin/rustc) finds its toolchains through RUSTUP_HOME,
+            # which would otherwise default to HOME, the workdir.
+            ro.append(rustup_home)
+        inside = _under(real_exe, base)
+        if not inside:
+            ro += [d for d in _toolchain_dirs(exe)
+                   if not _under(d, _SYSTEM_DIRS) and not _under(d, base) and d != "/" and d not in ro]
+        launch = _Launch(
+            exe=exe,
+            path=(exe_dir + ":" if not _under(exe_dir, base) else "") + _DEFAULT_PATH,
+            rustup_home=rustup_home,
+            ro_paths=ro,
+        )
+        if cacheable and not inside and not _under(os.path.abspath(exe), base):
+            self._launches[key] = launch
+        return launch
 
-    def _visible_dirs(self, exe: str) -> list[str]:
-        dirs = self._exe_dirs.get(exe)
-        if dirs is None:
-            dirs = [d for d in _toolchain_dirs(exe)
-                    if not _under(d, _SYSTEM_DIRS) and not _under(d, [str(self._base)]) and d != "/"]
-            self._exe_dirs[exe] = dirs
-        return dirs
+    def _limits_tuple(self, limits: Limits) -> tuple:
+        t = self._limits_cache.get(limits)
+        if t is None:
+            t = self._limits_cache[limits] = limits._as_tuple()
+        return t
 
     async def run(
         self,
@@ -351,54 +391,42 @@ class Sandbox:
         argv = [str(a) for a in argv]
         if not argv:
             return _sandbox_error("empty argv")
-        if str(cwd) not in self._workdirs:
+        cwd_s = str(cwd)
+        if cwd_s not in self._workdirs:
             cwd = Path(cwd).resolve()
             if cwd.parent != self._base:
                 return _sandbox_error(f"cwd {cwd} is not a workdir of this sandbox (use Sandbox.workdir())")
+            cwd_s = str(cwd)
         host_path = os.environ.get("PATH", _DEFAULT_PATH)
-        exe = self._resolve(argv[0], cwd, host_path)
-        if exe is None:
+        launch = self._launch(argv[0], Path(cwd_s), host_path)
+        if launch is None:
             return _sandbox_error(f"{argv[0]!r} not found (PATH={host_path})")
-        exe_dir = os.path.dirname(os.path.abspath(exe))
-        environment = {
-            "PATH": (exe_dir + ":" if not _under(exe_dir, [str(cwd)]) else "") + _DEFAULT_PATH,
-            "LANG": "C.UTF-8",
-            "HOME": str(cwd),
-            "TMPDIR": str(cwd),
-        }
+        environment = {"PATH": launch.path, "LANG": "C.UTF-8", "HOME": cwd_s, "TMPDIR": cwd_s}
+        if launch.rustup_home:
+            environment["RUSTUP_HOME"] = launch.rustup_home
         for k, v in (env or {}).items():
             if not k or "=" in k or "\0" in k or "\0" in str(v):
                 return _sandbox_error(f"bad environment variable name or value: {k!r}")
             environment[k] = str(v)
-        ro = list(self._readonly)
-        real_exe, rustup_home = self._exe_facts(exe, argv[0])
-        if rustup_home:
-            # A rustup proxy (~/.cargo/bin/rustc) finds its toolchains through RUSTUP_HOME,
-            # which would otherwise default to HOME, the workdir.
-            environment.setdefault("RUSTUP_HOME", rustup_home)
-            ro.append(rustup_home)
         envp = [f"{k}={v}" for k, v in environment.items()]
-        if not _under(real_exe, [str(cwd)]):
-            ro += [d for d in self._visible_dirs(exe) if d not in ro]
         job = self._next_id
         self._next_id += 1
         self._results[job] = None
         try:
-            self._client.submit(job, exe, argv, envp, str(cwd), bytes(stdin), ro, limits._as_tuple())
+            self._client.submit(job, launch.exe, argv, envp, cwd_s, bytes(stdin), launch.ro_paths,
+                                self._limits_tuple(limits))
         except (OSError, RuntimeError) as exc:
             del self._results[job]
             return _sandbox_error(f"submitting the run: {exc}")
         try:
-            while self._results[job] is None:
-                if self._dead:
-                    return _sandbox_error(self._dead)
-                if not self._reading:
-                    await self._read_until(job)
-                else:
-                    waker = self._wakers[job] = anyio.Event()
-                    await waker.wait()
+            loop = _asyncio_loop()
+            if loop is not None:
+                await self._wait_on_loop(job, loop)
+            else:
+                await self._wait_generic(job)
             result = self._results[job]
-            assert result is not None
+            if result is None:
+                return _sandbox_error(self._dead or "the sandbox was closed before the run ended")
             return result
         except BaseException:
             if self._results.get(job) is None and not self._dead:
@@ -409,27 +437,74 @@ class Sandbox:
             self._results.pop(job, None)
             self._wakers.pop(job, None)
 
+    # -- results: one persistent reader on asyncio, a reading task elsewhere ----------------
+
+    async def _wait_on_loop(self, job: int, loop) -> None:
+        # On asyncio the zygote's descriptor stays registered with the loop for as long as the
+        # loop runs: a callback takes each batch of results and resolves its runs' futures.
+        # (anyio.wait_readable registers and unregisters the descriptor per wait: two epoll_ctl
+        # calls and a future per run, which cost as much as the rest of run() together.)
+        if self._loop is not loop:
+            self._attach(loop)
+        if self._results[job] is not None or self._dead or self._closed:
+            return
+        fut = self._wakers[job] = loop.create_future()
+        await fut
+
+    def _attach(self, loop) -> None:
+        old, self._loop = self._loop, loop
+        if old is not None and not old.is_closed():
+            with contextlib.suppress(Exception):
+                old.remove_reader(self._fd)
+        loop.add_reader(self._fd, self._on_readable)
+
+    def _detach(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(Exception):
+                loop.remove_reader(self._fd)
+
+    def _on_readable(self) -> None:
+        alive, batch = self._client.take()
+        for item in batch:
+            self._deliver(item)
+        if not alive:
+            self._detach()
+            if not self._closed:
+                self._zygote_died()
+
+    async def _wait_generic(self, job: int) -> None:
+        while self._results[job] is None and not self._dead and not self._closed:
+            if not self._reading:
+                await self._read_until(job)
+            else:
+                waker = self._wakers[job] = anyio.Event()
+                await waker.wait()
+
     async def _read_until(self, job: int) -> None:
         # One task at a time reads the zygote's fd (anyio allows one waiter per fd): the run
         # whose turn it is, until its own result is in. It wakes each run it delivers for, and
         # on leaving (done, failed or cancelled) wakes one still waiting to read in its place.
         self._reading = True
         try:
-            while self._results.get(job) is None and not self._dead:
+            while self._results.get(job) is None and not self._dead and not self._closed:
                 await anyio.wait_readable(self._fd)
                 alive, batch = self._client.take()
                 for item in batch:
                     self._deliver(item)
                 if not alive and not self._closed:
-                    self._dead = "the sandbox zygote exited unexpectedly"
-                    for waker in self._wakers.values():
-                        waker.set()
+                    self._zygote_died()
         finally:
             self._reading = False
             for other, waker in self._wakers.items():
                 if other != job and not waker.is_set():
                     waker.set()
                     break
+
+    def _zygote_died(self) -> None:
+        self._dead = "the sandbox zygote exited unexpectedly"
+        for waker in self._wakers.values():
+            _wake(waker)
 
     def _deliver(self, item: tuple) -> None:
         (job, status, code, sig, cpu, wall, peak, out, err, out_trunc, err_trunc, error) = item
@@ -438,11 +513,27 @@ class Sandbox:
             return
         if job not in self._results:
             return
-        waker = self._wakers.get(job)
-        if waker is not None:
-            waker.set()
         self._results[job] = RunResult(
             status=status, exit_code=code, signal=sig, cpu_s=cpu, wall_s=wall,
             peak_memory_kb=peak, stdout=out, stderr=err, stdout_truncated=out_trunc,
             stderr_truncated=err_trunc, error=error,
         )
+        waker = self._wakers.get(job)
+        if waker is not None:
+            _wake(waker)
+
+
+def _wake(waker) -> None:
+    """Resolves a waiting run's asyncio future or sets its anyio Event (either, once)."""
+    if isinstance(waker, anyio.Event):
+        waker.set()
+    elif not waker.done():
+        waker.set_result(None)
+
+
+def _asyncio_loop():
+    """The running asyncio loop, or None under another anyio backend (trio)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

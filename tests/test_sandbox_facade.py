@@ -1,0 +1,124 @@
+"""The async facade's own behaviour: how results reach waiting runs (one persistent reader on
+asyncio, a reading task elsewhere), event loops coming and going, close() with runs waiting,
+and what it remembers between runs (toolchains yes, programs a run built no)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import anyio
+import pytest
+
+import halo_forge.sandbox as sandbox_mod
+from halo_forge.sandbox import Limits, Sandbox
+
+pytestmark = pytest.mark.anyio
+
+TRUE = shutil.which("true") or "/bin/true"
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def sb():
+    with Sandbox(max_concurrency=4) as s:
+        yield s
+
+
+async def _many(sb: Sandbox, n: int) -> list[tuple[int, bytes]]:
+    out: list[tuple[int, bytes]] = []
+    with sb.workdir() as wd:
+        async def one(i: int) -> None:
+            r = await sb.run(["sh", "-c", f"echo {i}; exit {i % 3}"], cwd=wd)
+            out.append((i, r.stdout, r.exit_code))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, i)
+    return out
+
+
+async def test_concurrent_results_reach_their_own_runs(sb):
+    out = await _many(sb, 24)
+    assert sorted(out) == [(i, f"{i}\n".encode(), i % 3) for i in range(24)]
+
+
+async def test_the_reading_task_path_delivers_too(sb, monkeypatch):
+    # Under a backend other than asyncio (trio) runs take turns reading the zygote's fd.
+    monkeypatch.setattr(sandbox_mod, "_asyncio_loop", lambda: None)
+    out = await _many(sb, 24)
+    assert sorted(out) == [(i, f"{i}\n".encode(), i % 3) for i in range(24)]
+
+
+def test_one_sandbox_serves_event_loops_one_after_another():
+    async def runs(sb: Sandbox, wd) -> list[str]:
+        # The reader registered with the first loop must move to the next one: without
+        # that, the second loop would wait forever for a readable fd it never watches.
+        with anyio.fail_after(30):
+            return [(await sb.run([TRUE], cwd=wd)).status for _ in range(3)]
+
+    with Sandbox(max_concurrency=2) as sb, sb.workdir() as wd:
+        first = anyio.run(runs, sb, wd)
+        second = anyio.run(runs, sb, wd)
+        assert first == second == ["ok"] * 3
+
+
+async def test_close_with_runs_waiting_ends_them_as_sandbox_errors():
+    sb = Sandbox(max_concurrency=2)
+    results = []
+    with sb.workdir() as wd:
+        async def one() -> None:
+            results.append(await sb.run(["sleep", "30"], cwd=wd, limits=Limits(wall_s=60)))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one)
+                tg.start_soon(one)
+                await anyio.sleep(0.3)
+                sb.close()
+    assert [r.status for r in results] == ["sandbox_error", "sandbox_error"]
+    assert all("closed" in r.error for r in results)
+
+
+async def test_a_program_a_run_built_is_looked_up_afresh(sb):
+    with sb.workdir({"prog": "#!/bin/sh\necho built\n"}) as wd:
+        os.chmod(wd / "prog", 0o755)
+        r = await sb.run(["./prog"], cwd=wd)
+        assert (r.status, r.stdout) == ("ok", b"built\n")
+        os.unlink(wd / "prog")
+        r = await sb.run(["./prog"], cwd=wd)
+        assert r.status == "sandbox_error" and "not found" in r.error
+
+
+@pytest.fixture
+def tools_dir():
+    # Outside /tmp: every run has a /tmp of its own, so a tool there could not be shown.
+    d = tempfile.mkdtemp(prefix="halo-forge-test-tools-", dir="/var/tmp")
+    yield Path(d)
+    shutil.rmtree(d)
+
+
+async def test_a_toolchain_is_remembered_per_path(sb, tools_dir, monkeypatch):
+    # A tool outside /usr is shown to the run read-only; the facade remembers where it is
+    # per (name, PATH), and a different PATH finds a different tool.
+    tmp_path = tools_dir
+    tools = []
+    for name in ("a", "b"):
+        d = tmp_path / name / "bin"
+        d.mkdir(parents=True)
+        (d / "hello").write_text(f"#!/bin/sh\necho {name}\n")
+        (d / "hello").chmod(0o755)
+        tools.append(d)
+    base = os.environ.get("PATH", "")
+    with sb.workdir() as wd:
+        monkeypatch.setenv("PATH", f"{tools[0]}:{base}")
+        assert (await sb.run(["hello"], cwd=wd)).stdout == b"a\n"
+        assert (await sb.run(["hello"], cwd=wd)).stdout == b"a\n"
+        monkeypatch.setenv("PATH", f"{tools[1]}:{base}")
+        assert (await sb.run(["hello"], cwd=wd)).stdout == b"b\n"

@@ -44,8 +44,8 @@ extern "C" const uint32_t _thread_db_sizeof_pthread;
 
 // Memory of one run's init, or of its program's process before execve: each shares the
 // zygote's address space (clone(CLONE_VM): no copy of the page tables, no copy-on-write faults
-// in either process), so it needs a stack and a thread-local block of its own. Unmapped only
-// after the init is reaped.
+// in either process), so it needs a stack and a thread-local block of its own. Unmapped, or
+// handed to a later init, only once nothing runs on it any more (see MemoryPool).
 class InitMemory {
 public:
     InitMemory() = default;
@@ -55,8 +55,9 @@ public:
         if (base_) munmap(base_, len_);
     }
 
-    // Maps a guard page, the stack, and a copy of this thread's static TLS block + TCB (so
-    // errno, the stack-protector canary and glibc's thread self pointer are the init's own).
+    // Maps a guard page, the stack, and room for a copy of this thread's static TLS block +
+    // TCB (so errno, the stack-protector canary and glibc's thread self pointer are the init's
+    // own); then fills the copy.
     bool map() {
         const size_t page = size_t(sysconf(_SC_PAGESIZE));
         size_t tls_len = (tls_below() + _thread_db_sizeof_pthread + 63) & ~size_t(63);
@@ -65,8 +66,15 @@ public:
         if (m == MAP_FAILED) return false;
         base_ = static_cast<char*>(m);
         if (mprotect(base_, page, PROT_NONE) != 0) return false;
+        stack_top_ = base_ + page + kStack;  // page aligned, below the TLS copy
+        refresh_tls();
+        return true;
+    }
+
+    // The TLS copy taken afresh, for a new user of this memory.
+    void refresh_tls() {
 #if defined(__x86_64__)
-        char* tls = base_ + page + kStack;
+        char* tls = stack_top_;
         char* tp = static_cast<char*>(__builtin_thread_pointer());
         std::memcpy(tls, tp - tls_below(), tls_below() + _thread_db_sizeof_pthread);
         tp_ = tls + tls_below();
@@ -74,8 +82,6 @@ public:
         reinterpret_cast<void**>(tp_)[0] = tp_;
         reinterpret_cast<void**>(tp_)[2] = tp_;
 #endif
-        stack_top_ = base_ + page + kStack;  // page aligned, below the TLS copy
-        return true;
     }
     void* stack_top() const { return stack_top_; }
     void* tp() const { return tp_; }
@@ -101,6 +107,33 @@ private:
     size_t len_ = 0;
     char* stack_top_ = nullptr;
     char* tp_ = nullptr;
+};
+
+// Inits' memory kept for later inits. Mapping and unmapping it per run costs page faults on
+// the fresh stack and, at every munmap of memory this address space shares with running
+// processes, a TLB shoot-down across the CPUs (expensive under a hypervisor). Memory comes
+// back only where the kernel guarantees nobody still runs on it: with a pid namespace, an
+// init's exit completes (and wait4 returns) only after every process of its namespace,
+// the program's process included, has exited.
+class MemoryPool {
+public:
+    std::unique_ptr<InitMemory> take() {
+        if (free_.empty()) {
+            auto m = std::make_unique<InitMemory>();
+            if (!m->map()) return nullptr;
+            return m;
+        }
+        auto m = std::move(free_.back());
+        free_.pop_back();
+        m->refresh_tls();
+        return m;
+    }
+    void give(std::unique_ptr<InitMemory> m, size_t keep) {
+        if (m && free_.size() < keep) free_.push_back(std::move(m));
+    }
+
+private:
+    std::vector<std::unique_ptr<InitMemory>> free_;
 };
 
 int init_entry(void* plan) { run_init(*static_cast<const ChildPlan*>(plan)); }
@@ -130,7 +163,7 @@ struct Job {
     // What the init reads, alive until it is reaped (it shares the zygote's memory).
     std::vector<char*> argv, envp;
     ChildPlan plan{};
-    InitMemory mem, program_mem;
+    std::unique_ptr<InitMemory> mem, program_mem;
     bool spare = false;  // prepared, waiting for a run in spares_
 };
 
@@ -180,6 +213,7 @@ private:
     std::string spare_opts_;
     uint64_t retired_ = 0;  // ids for inits reaped without a run (high bit set)
     std::unordered_map<int, std::pair<Job*, Role>> fds_;
+    MemoryPool pool_;
     std::vector<char> slot_used_;
     int active_ = 0;  // jobs not yet answered (the concurrency limit counts these)
     struct StepSum;
@@ -557,14 +591,15 @@ private:
                             nullptr, nullptr, nullptr, nullptr};
         if (j->stdin_w < 0) why = std::string("dup stdin memfd: ") + std::strerror(errno);
         else if (j->slot < 0) why = "no free uid slot";
-        else if (!j->mem.map() || !j->program_mem.map()) why = std::string("init stack: ") + std::strerror(errno);
+        else if (!(j->mem = pool_.take()) || !(j->program_mem = pool_.take()))
+            why = std::string("init stack: ") + std::strerror(errno);
         if (!why.empty()) {
             close_child_ends(j.get());
             drop_job_fds(j.get());
             return nullptr;
         }
-        j->plan.program_stack = j->program_mem.stack_top();
-        j->plan.program_tp = j->program_mem.tp();
+        j->plan.program_stack = j->program_mem->stack_top();
+        j->plan.program_tp = j->program_mem->tp();
         return j;
     }
 
@@ -591,7 +626,7 @@ private:
         trace(j, "zygote: prepare");
         // The init runs on its own stack and TLS in this address space; it only makes
         // syscalls on data that stays put until it is reaped (Job), and never allocates.
-        pid_t pid = clone(init_entry, j->mem.stack_top(), flags, &j->plan, &pidfd, j->mem.tp(), nullptr);
+        pid_t pid = clone(init_entry, j->mem->stack_top(), flags, &j->plan, &pidfd, j->mem->tp(), nullptr);
         int e = errno;
         // The plan keeps the numbers (the init has its own copies); these are the zygote's.
         int ends[] = {j->plan.stdin_fd, j->plan.out_w, j->plan.err_w, j->plan.report_w, j->plan.go_r};
@@ -781,6 +816,7 @@ private:
             drop(j->pidfd);
             drop_job_fds(j);
             if (j->slot >= 0) slot_used_[size_t(j->slot)] = 0;
+            recycle(j);
             for (auto it = spares_.begin(); it != spares_.end(); ++it)
                 if (it->get() == j) { spares_.erase(it); break; }
             return;
@@ -801,7 +837,16 @@ private:
         }
         account_trace(j);
         drop(j->pidfd);
+        recycle(j);
         jobs_.erase(j->req.id);
+    }
+
+    // After the init's wait4: its memory may serve a later init (see MemoryPool).
+    void recycle(Job* j) {
+        if (!ns_.pidns) return;
+        size_t keep = size_t(max_ + spares_target_) * 2;
+        pool_.give(std::move(j->mem), keep);
+        pool_.give(std::move(j->program_mem), keep);
     }
 
     RunResult verdict(Job* j, const ChildReport& last, const rusage& ru, double wall) {

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
+import time
 from pathlib import Path
 
 import anyio
@@ -14,6 +16,11 @@ import pytest
 
 import halo_forge.sandbox as sandbox_mod
 from halo_forge.sandbox import Limits, Sandbox
+
+try:  # tests/ may or may not be a package, depending on who else added files there
+    from tests.sandbox_util import processes_with_arg
+except ImportError:
+    from sandbox_util import processes_with_arg
 
 pytestmark = pytest.mark.anyio
 
@@ -122,3 +129,32 @@ async def test_a_toolchain_is_remembered_per_path(sb, tools_dir, monkeypatch):
         assert (await sb.run(["hello"], cwd=wd)).stdout == b"a\n"
         monkeypatch.setenv("PATH", f"{tools[1]}:{base}")
         assert (await sb.run(["hello"], cwd=wd)).stdout == b"b\n"
+
+
+@pytest.mark.parametrize("reader", ["loop", "task"])
+async def test_a_dead_zygote_ends_waiting_runs_and_refuses_new_ones(reader, monkeypatch):
+    if reader == "task":
+        monkeypatch.setattr(sandbox_mod, "_asyncio_loop", lambda: None)
+    marker = f"halo-forge-orphan-{os.getpid()}-{reader}"
+    results = []
+    with Sandbox(max_concurrency=2) as sb, sb.workdir() as wd:
+        async def one() -> None:
+            results.append(await sb.run(["sh", "-c", f"sleep 30; : {marker}"], cwd=wd,
+                                        limits=Limits(wall_s=60)))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one)
+                tg.start_soon(one)
+                await anyio.sleep(0.3)
+                assert len(processes_with_arg(marker)) == 2
+                os.kill(sb.zygote_pid, signal.SIGKILL)
+        assert [r.status for r in results] == ["sandbox_error"] * 2
+        assert all("zygote exited unexpectedly" in r.error for r in results)
+        after = await sb.run([TRUE], cwd=wd)
+        assert after.status == "sandbox_error" and "zygote" in after.error
+    # The runs' processes die with their init, which dies with the zygote.
+    deadline = time.monotonic() + 5
+    while processes_with_arg(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_with_arg(marker) == []

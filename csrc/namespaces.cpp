@@ -2,10 +2,13 @@
 #include "trace.hpp"
 #include "tree_copy.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/file.h>
 #include <sys/fsuid.h>
 #include <sys/mount.h>
 #include <linux/mount.h>
@@ -22,6 +25,10 @@ namespace {
 
 // Sandboxed programs run as this uid/gid when the zygote is root: an id no account uses.
 constexpr uid_t kRunId = 1999900000;
+// Root: run uids come in blocks of kUidBlock, kUidBlocks of them from kRunId on; each zygote
+// holds the blocks it uses by a lock per block in kUidLockDir.
+constexpr int kUidBlock = 256, kUidBlocks = 4096;
+constexpr const char* kUidLockDir = "/run/halo-forge-uids";
 
 std::string err(const char* what, int e) { return std::string(what) + ": " + std::strerror(e); }
 
@@ -166,6 +173,42 @@ void set_reason(std::vector<Protection>& prot, const std::string& name, const st
 
 }  // namespace
 
+// Root: claims the lowest `blocks` consecutive free blocks of run uids for as long as this
+// process lives (an exclusive flock per block, which the kernel drops however the process
+// dies). Two zygotes sharing a uid would share its RLIMIT_NPROC count: one run's fork bomb
+// would make another sandbox's run fail. Returns the first uid, or 0 with `why`.
+static uid_t claim_uid_blocks(int blocks, std::string& why) {
+    if (mkdir(kUidLockDir, 0700) != 0 && errno != EEXIST) return why = err("mkdir /run/halo-forge-uids", errno), 0;
+    int dir = open(kUidLockDir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir < 0) return why = err("open /run/halo-forge-uids", errno), 0;
+    struct stat st;
+    if (fstat(dir, &st) != 0 || st.st_uid != 0 || (st.st_mode & 022) != 0) {
+        close(dir);
+        return why = "/run/halo-forge-uids is not root's own directory", 0;
+    }
+    for (int first = 0; first + blocks <= kUidBlocks; ++first) {
+        std::vector<int> held;
+        for (int b = first; b < first + blocks; ++b) {
+            char name[32];
+            snprintf(name, sizeof name, "block-%d", b);
+            int fd = openat(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+            if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+                held.push_back(fd);
+                continue;
+            }
+            if (fd >= 0) close(fd);
+            break;
+        }
+        if (int(held.size()) == blocks) {
+            close(dir);
+            return kRunId + uid_t(first) * kUidBlock;  // the descriptors stay open: they are the locks
+        }
+        for (int fd : held) close(fd);
+    }
+    close(dir);
+    return why = "every block of run uids is taken", 0;
+}
+
 static void share_ipc_namespace(NsPlan& ns) {
     // Creating an IPC namespace is the dearest part of a run's clone (its mqueue mount and
     // sysctl tables). Runs can share one when none of them can make an IPC object: seccomp
@@ -179,8 +222,11 @@ static void share_ipc_namespace(NsPlan& ns) {
     ns.ipc_shared = true;
 }
 
-void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& base_dir, bool share_ipc) {
+void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& base_dir, bool share_ipc, int slots) {
     ns.root = geteuid() == 0;
+    // Before any namespace changes: the lock directory is the host's.
+    std::string uid_why;
+    uid_t claimed = ns.root ? claim_uid_blocks((std::max(slots, 1) + kUidBlock - 1) / kUidBlock, uid_why) : 0;
     uid_t uid = geteuid();
     gid_t gid = getegid();
     for (const char* n : {"network_namespace", ns.root ? "per_run_uid" : "user_namespace", "pid_namespace",
@@ -260,9 +306,15 @@ void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& 
 
     // The program's ids: root hands runs to an unused uid; an ordinary user keeps its own.
     if (ns.root) {
-        // A block of uids per zygote (by pid), one per concurrent run; all share one group so
-        // that every run can write the workdir (mode 2770, umask 002).
-        ns.run_uid = kRunId + uid_t(getpid() % 4096) * 256;
+        // A uid per concurrent run, from blocks this zygote holds; all share one group so that
+        // every run can write the workdir (mode 2770, umask 002).
+        ns.run_uid = claimed;
+        if (claimed == 0) {
+            // Still a uid per run, but another zygote may pick the same ones.
+            ns.run_uid = kRunId + uid_t(getpid() % (kUidBlocks / 4)) * 4 * kUidBlock;
+            dprintf(2, "halo-forge sandbox zygote: run uids not reserved (%s); another sandbox may share them\n",
+                    uid_why.c_str());
+        }
         ns.run_gid = kRunId;
         ns.set_ids = ns.slot_uids = true;
     } else {

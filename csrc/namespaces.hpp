@@ -32,8 +32,8 @@ struct NsPlan {
     bool set_ids = false;    // the program switches to run_uid/run_gid (root, or inside a userns)
     uid_t run_uid = 0;       // ids of the program as seen from the zygote's user namespace
     gid_t run_gid = 0;
-    bool slot_uids = false;  // root: each concurrent run gets a uid of its own (run_uid + slot),
-                             // so RLIMIT_NPROC counts that run only
+    bool slot_uids = false;  // root: each concurrent run gets a uid of its own (run_uid + slot,
+                             // from blocks this zygote holds), so RLIMIT_NPROC counts that run only
     uid_t inside_uid = 1000; // ids of the program inside its own user namespace
     gid_t inside_gid = 1000;
     std::string root_dir;    // where the template root was built (the zygote's / once it has pivoted)
@@ -47,7 +47,8 @@ struct NsPlan {
 
 // Runs the zygote's setup steps in order (single-threaded process, before any run);
 // every step that fails turns its protections off with the reason and the rest carry on.
-void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& base_dir, bool share_ipc);
+// `slots`: how many inits may exist at once (as root, each has a run uid of its own).
+void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& base_dir, bool share_ipc, int slots);
 
 // Before a run: the template shows host directory `path` read-only. Returns "" or an error.
 std::string ensure_visible(NsPlan& ns, const std::string& path);

@@ -285,7 +285,7 @@ private:
         std::string why;
         filter_ = build_seccomp_filter(why);
         // Runs may share one IPC namespace only where the filter stops them making objects.
-        setup_zygote(ns_, prot_, base_, /*share_ipc=*/!filter_.empty());
+        setup_zygote(ns_, prot_, base_, /*share_ipc=*/!filter_.empty(), max_ + spares_target_);
         if (pipe2(alive_, O_CLOEXEC) != 0) die("pipe2");
         prot_.push_back({"seccomp", why});
         prot_.push_back({"rlimits", ""});
@@ -583,7 +583,7 @@ private:
         m.uid_map = std::to_string(ns_.inside_uid) + " " + std::to_string(ns_.run_uid) + " 1";
         m.gid_map = std::to_string(ns_.inside_gid) + " " + std::to_string(ns_.run_gid) + " 1";
         uid_t uid = ns_.inside_uid;
-        if (ns_.slot_uids) uid = ns_.run_uid + uid_t(std::max(j->slot, 0) % 256);
+        if (ns_.slot_uids) uid = ns_.run_uid + uid_t(std::max(j->slot, 0));
         m.uid = uid;
         m.gid = ns_.inside_gid;
         j->plan = ChildPlan{uid, ns_.inside_gid, in, out[1], err[1], rep[1], alive_[0], go[0], ns_.base_fd,

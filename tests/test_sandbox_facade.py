@@ -158,3 +158,53 @@ async def test_a_dead_zygote_ends_waiting_runs_and_refuses_new_ones(reader, monk
     while processes_with_arg(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert processes_with_arg(marker) == []
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="run uids are handed out only as root "
+                                "(unprivileged, each run has a user namespace of its own)")
+
+
+async def _uid(sb: Sandbox) -> int:
+    with sb.workdir() as wd:
+        r = await sb.run(["id", "-u"], cwd=wd)
+        assert r.status == "ok", r
+        return int(r.stdout)
+
+
+@needs_root
+async def test_sandboxes_alive_at_once_never_share_run_uids():
+    # Two sandboxes whose runs shared a uid would share its RLIMIT_NPROC: one run's fork bomb
+    # would make the other sandbox's runs fail to fork.
+    with Sandbox(max_concurrency=2) as a, Sandbox(max_concurrency=2) as b:
+        ua, ub = await _uid(a), await _uid(b)
+        assert ua != ub and min(ua, ub) >= 1999900000
+        # Each holds a block of 256: no uid of one is a uid of the other.
+        assert abs(ua - ub) >= 256
+
+
+@needs_root
+async def test_more_than_256_runs_at_once_get_uids_of_their_own():
+    n = 260
+    seen: list[tuple[int, int, int]] = []  # (uid, start ns, end ns) per run
+    with Sandbox(max_concurrency=n, prepared=0) as sb, sb.workdir() as wd:
+        async def one() -> None:
+            r = await sb.run(["sh", "-c", "date +%s%N; id -u; sleep 6; date +%s%N"], cwd=wd,
+                             limits=Limits(wall_s=60))
+            assert r.status == "ok", r
+            start, uid, end = (int(x) for x in r.stdout.split())
+            seen.append((uid, start, end))
+
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as tg:
+                for _ in range(n):
+                    tg.start_soon(one)
+    # Runs that were alive at the same time had different uids (slots past the first 256
+    # wrapped onto the first ones before the blocks grew with max_concurrency).
+    seen.sort(key=lambda t: t[1])
+    for i, (uid, _start, end) in enumerate(seen):
+        for other, ostart, _ in seen[i + 1:]:
+            if ostart >= end:
+                break
+            assert uid != other, "two runs alive at once shared a uid"
+    uids = {u for u, _, _ in seen}
+    assert max(uids) - min(uids) >= 256, "the test never had more than 256 runs at once"

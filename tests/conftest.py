@@ -12,6 +12,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture
+def anyio_backend():
+    """Async tests (pytest.mark.anyio) run on asyncio, the backend halo-forge's pipeline uses."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A real model folder (2-layer Qwen2, safetensors, BPE tokenizer with a ChatML template),

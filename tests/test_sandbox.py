@@ -23,11 +23,6 @@ except ImportError:
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def sb():
     with Sandbox(max_concurrency=4) as s:

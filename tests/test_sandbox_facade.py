@@ -27,11 +27,6 @@ pytestmark = pytest.mark.anyio
 TRUE = shutil.which("true") or "/bin/true"
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def sb():
     with Sandbox(max_concurrency=4) as s:

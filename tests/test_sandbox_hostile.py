@@ -29,11 +29,6 @@ DEFAULT = Limits()
 BOMB = Limits(cpu_s=3, wall_s=8, memory_mb=512, output_bytes=256 << 10)
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def sb():
     with Sandbox(max_concurrency=2) as s:

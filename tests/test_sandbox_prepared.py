@@ -24,11 +24,6 @@ except ImportError:
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 @pytest.fixture(params=[2, 0], ids=["prepared", "cold"], scope="module")
 def sb(request):
     with Sandbox(max_concurrency=2, prepared=request.param) as s:

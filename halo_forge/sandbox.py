@@ -177,7 +177,8 @@ def _remove_tree(path: Path | str, _depth: int = 0) -> None:
 
 
 class Sandbox:
-    """A pool of contained runs. Usable from many anyio tasks at once."""
+    """A pool of contained runs. Usable from many anyio tasks at once, in one event loop at a
+    time (a later loop may take over once the earlier one is done)."""
 
     def __init__(self, *, max_concurrency: int | None = None, readonly_paths: Sequence[str] = (),
                  prepared: int | None = None):

@@ -8,7 +8,8 @@ median over the rounds of each round's difference, so a burst of load from elsew
 one round rather than the figure. The launchers take turns in `rounds` slices of N/rounds
 runs each, so load from other processes on a shared machine falls on all of them alike.
 "sandbox" is the default (runs' inits prepared ahead: Sandbox(prepared=2)); "cold" is the
-same code preparing each init when its run arrives (prepared=0). Then throughput: the
+same code preparing each init when its run arrives (prepared=0); "client" is the default
+sandbox driven through its C++ client directly, without the async facade. Then throughput: the
 sandbox with N runs in flight against bare spawns, as many at a time as there are CPUs.
 Numbers are only comparable within one run of this script. HALO_SANDBOX_TRACE=1 also prints
 the sandbox's mean time per step (from the zygote, on exit), spare set-up first, then the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import shutil
 import statistics
 import time
@@ -143,6 +145,27 @@ def sandbox_serial(sb: Sandbox, wd, n: int) -> tuple[float, float]:
     return wall, _cpu() + _cpu(sb.zygote_pid) - c0
 
 
+def client_serial(sb: Sandbox, wd, n: int) -> tuple[float, float]:
+    """The same runs through the extension's client alone (submit, select, take), without
+    the async facade: the difference to "sandbox" is what the facade costs per run."""
+    client, fd = sb._client, sb._client.fileno()
+    limits = Limits()._as_tuple()
+    env = ["PATH=/usr/bin:/bin", "LANG=C.UTF-8", f"HOME={wd}", f"TMPDIR={wd}"]
+    _settle(sb)
+    c0, t0 = _cpu() + _cpu(sb.zygote_pid), time.perf_counter()
+    for i in range(n):
+        job = (1 << 40) + i  # never one of the facade's ids
+        client.submit(job, TRUE, [TRUE], env, str(wd), b"", [], limits)
+        while True:
+            select.select([fd], [], [])
+            _, batch = client.take()
+            if any(item[0] == job for item in batch):
+                break
+    wall = time.perf_counter() - t0
+    _settle(sb)
+    return wall, _cpu() + _cpu(sb.zygote_pid) - c0
+
+
 async def _parallel(sb: Sandbox, n: int) -> float:
     with sb.workdir() as wd:
         async def one():
@@ -165,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
     per = max(1, args.runs // rounds)
     n = per * rounds
     bw_argv = bwrap_argv()
-    names = ["bare", "sandbox", "sandbox_cold"] + (["bwrap"] if bw_argv else [])
+    names = ["bare", "sandbox", "sandbox_cold", "client"] + (["bwrap"] if bw_argv else [])
     wall: dict[str, list[float]] = {k: [] for k in names}  # per round, seconds per run
     cpu: dict[str, list[float]] = {k: [] for k in names}
 
@@ -184,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
                 add("bare", bare(per))
                 add("sandbox", sandbox_serial(sb, wd, per))
                 add("sandbox_cold", sandbox_serial(cold, cold_wd, per))
+                add("client", client_serial(sb, wd, per))
                 if bw_argv:
                     add("bwrap", bwrap(bw_argv, per))
         par = anyio.run(_parallel, sb, n)
@@ -197,7 +221,9 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
     over = {k: statistics.median(w - b for w, b in zip(wall[k], wall["bare"])) for k in names}
     cover = {k: statistics.median(c - b for c, b in zip(cpu[k], cpu["bare"])) for k in names}
     labels = {"bare": "bare posix_spawn + waitpid", "sandbox": "halo-forge sandbox, one at a time",
-              "sandbox_cold": "  same, no prepared inits (prepared=0)", "bwrap": "bwrap --unshare-all, one at a time"}
+              "sandbox_cold": "  same, no prepared inits (prepared=0)",
+              "client": "  same, the C++ client without the facade",
+              "bwrap": "bwrap --unshare-all, one at a time"}
     print(f"/bin/true x {n} in {rounds} interleaved rounds ({os.cpu_count()} CPUs; "
           f"sandbox protections active: {active}/{total}; load average {os.getloadavg()[0]:.1f})")
     print(f"{'launcher':<40} {'ms/run':>8} {'x bare':>8} {'cpu ms':>8} {'x bare':>8} {'over ms':>8} {'cpu over':>8}")
@@ -209,13 +235,14 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
           f"   ({par / bare_par:.2f}x bare in flight)")
     print("over ms / cpu over: median over the rounds of (launcher - bare) per run")
     print(f"sandbox overhead per run over bare: {over['sandbox'] * 1e3:.3f} ms wall, "
-          f"{cover['sandbox'] * 1e3:.3f} ms CPU; prepared / cold overhead: {over['sandbox'] / over['sandbox_cold']:.2f}")
+          f"{cover['sandbox'] * 1e3:.3f} ms CPU; prepared / cold overhead: {over['sandbox'] / over['sandbox_cold']:.2f}; "
+          f"of it the async facade: {(over['sandbox'] - over['client']) * 1e3:.3f} ms wall")
     if bw_argv:
         print(f"bwrap overhead per run over bare: {over['bwrap'] * 1e3:.3f} ms wall, {cover['bwrap'] * 1e3:.3f} ms CPU; "
               f"sandbox / bwrap: {mean['sandbox'] / mean['bwrap']:.2f} wall, {cmean['sandbox'] / cmean['bwrap']:.2f} CPU")
     return {"bare": mean["bare"], "sandbox": mean["sandbox"], "sandbox_cold": mean["sandbox_cold"],
             "bwrap": mean.get("bwrap"), "sandbox_parallel": par, "bare_parallel": bare_par,
-            "sandbox_overhead": over["sandbox"],
+            "sandbox_overhead": over["sandbox"], "client": mean["client"],
             "bare_cpu": cmean["bare"], "sandbox_cpu": cmean["sandbox"], "bwrap_cpu": cmean.get("bwrap")}
 
 

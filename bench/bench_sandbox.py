@@ -179,6 +179,11 @@ async def _parallel(sb: Sandbox, n: int) -> float:
         return (time.perf_counter() - t0) / n
 
 
+def _ratio(a: float, b: float) -> float:
+    # CPU times come in clock ticks: a short run may measure 0 for a launcher.
+    return a / b if b else float("nan")
+
+
 def main(argv: list[str] | None = None) -> dict[str, float | None]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=2000)
@@ -228,18 +233,18 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
           f"sandbox protections active: {active}/{total}; load average {os.getloadavg()[0]:.1f})")
     print(f"{'launcher':<40} {'ms/run':>8} {'x bare':>8} {'cpu ms':>8} {'x bare':>8} {'over ms':>8} {'cpu over':>8}")
     for k in names:
-        print(f"{labels[k]:<40} {mean[k] * 1e3:>8.3f} {mean[k] / mean['bare']:>8.2f} {cmean[k] * 1e3:>8.3f} "
-              f"{cmean[k] / cmean['bare']:>8.2f} {over[k] * 1e3:>8.3f} {cover[k] * 1e3:>8.3f}")
+        print(f"{labels[k]:<40} {mean[k] * 1e3:>8.3f} {_ratio(mean[k], mean['bare']):>8.2f} {cmean[k] * 1e3:>8.3f} "
+              f"{_ratio(cmean[k], cmean['bare']):>8.2f} {over[k] * 1e3:>8.3f} {cover[k] * 1e3:>8.3f}")
     print(f"{'bare, ' + str(conc) + ' in flight at a time':<40} {bare_par * 1e3:>8.3f} {bare_par / mean['bare']:>8.2f}")
     print(f"{'halo-forge sandbox, ' + str(n) + ' in flight':<40} {par * 1e3:>8.3f} {par / mean['bare']:>8.2f}"
           f"   ({par / bare_par:.2f}x bare in flight)")
     print("over ms / cpu over: median over the rounds of (launcher - bare) per run")
     print(f"sandbox overhead per run over bare: {over['sandbox'] * 1e3:.3f} ms wall, "
-          f"{cover['sandbox'] * 1e3:.3f} ms CPU; prepared / cold overhead: {over['sandbox'] / over['sandbox_cold']:.2f}; "
+          f"{cover['sandbox'] * 1e3:.3f} ms CPU; prepared / cold overhead: {_ratio(over['sandbox'], over['sandbox_cold']):.2f}; "
           f"of it the async facade: {(over['sandbox'] - over['client']) * 1e3:.3f} ms wall")
     if bw_argv:
         print(f"bwrap overhead per run over bare: {over['bwrap'] * 1e3:.3f} ms wall, {cover['bwrap'] * 1e3:.3f} ms CPU; "
-              f"sandbox / bwrap: {mean['sandbox'] / mean['bwrap']:.2f} wall, {cmean['sandbox'] / cmean['bwrap']:.2f} CPU")
+              f"sandbox / bwrap: {mean['sandbox'] / mean['bwrap']:.2f} wall, {_ratio(cmean['sandbox'], cmean['bwrap']):.2f} CPU")
     return {"bare": mean["bare"], "sandbox": mean["sandbox"], "sandbox_cold": mean["sandbox_cold"],
             "bwrap": mean.get("bwrap"), "sandbox_parallel": par, "bare_parallel": bare_par,
             "sandbox_overhead": over["sandbox"], "client": mean["client"],

@@ -371,6 +371,8 @@ class Sandbox:
     def _limits_tuple(self, limits: Limits) -> tuple:
         t = self._limits_cache.get(limits)
         if t is None:
+            if len(self._limits_cache) >= 256:  # limits made per run (scaled timeouts) stay cheap
+                self._limits_cache.clear()
             t = self._limits_cache[limits] = limits._as_tuple()
         return t
 

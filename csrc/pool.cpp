@@ -695,9 +695,24 @@ private:
         j->slot = -1;
         j->answered = true;
         --active_;
-        RunRequest r = j->req;  // the job keeps its strings until it is erased below
+        RunRequest r = j->req;  // the job keeps its strings (its init may still read them)
         r.handovers += 1;
+        // The run goes back under its id; the old init, until it is reaped, under an id of
+        // its own. (Left under the run's id, the next init taking the run would replace the
+        // old one in jobs_ while its pidfd is still watched: a dangling Job at its reap, and
+        // that reap erasing the new init's entry.)
+        rekey_retired(j);
         queue_.push_front(std::move(r));
+    }
+
+    // Moves a job whose run is over (or went elsewhere) to an id of its own in jobs_.
+    void rekey_retired(Job* j) {
+        auto it = jobs_.find(j->req.id);
+        if (it == jobs_.end() || it->second.get() != j) return;
+        std::unique_ptr<Job> own = std::move(it->second);
+        jobs_.erase(it);
+        j->req.id = (uint64_t(1) << 63) | retired_++;
+        jobs_[j->req.id] = std::move(own);
     }
 
     void retire_spares() {

@@ -107,6 +107,66 @@ async def test_a_killed_spare_program_process_is_replaced():
             assert r.status == "ok" and r.stdout == b"alive\n", r
 
 
+async def test_spares_killed_from_outside_under_load_never_take_the_zygote_down():
+    # Programs' processes killed while they wait for a run, or while they set it up, send
+    # their runs to other inits; the old init is still reaped later. (Its Job stayed under
+    # the run's id: the next init taking the run replaced it while its pidfd was watched, and
+    # the zygote crashed at that reap within a few kills.)
+    killed = 0
+    statuses: dict[str, int] = {}
+
+    def kill_some_spares() -> None:
+        nonlocal killed
+        for init in children(sb.zygote_pid):
+            try:
+                programs = children(init)
+            except OSError:  # reaped meanwhile
+                continue
+            for program in programs:
+                if _comm(program) == "hf-spare":
+                    try:
+                        os.kill(program, signal.SIGKILL)
+                        killed += 1
+                    except ProcessLookupError:
+                        pass
+
+    with Sandbox(max_concurrency=4, prepared=4) as sb, sb.workdir() as wd:
+        async def one(i: int) -> None:
+            r = await sb.run(sh(f"echo {i}"), cwd=wd)
+            statuses[r.status] = statuses.get(r.status, 0) + 1
+            # Killed during its execve, a run fails (runtime_error, SIGKILL); it is never
+            # someone else's answer, and the zygote lives on.
+            assert (r.status == "ok" and r.stdout == f"{i}\n".encode()) or \
+                   (r.status == "runtime_error" and r.signal == signal.SIGKILL), r
+
+        async def killer(done: anyio.Event) -> None:
+            while not done.is_set():
+                kill_some_spares()
+                await anyio.sleep(0.01)
+
+        with anyio.fail_after(120):
+            done = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(killer, done)
+                async with anyio.create_task_group() as runs:
+                    for i in range(400):
+                        runs.start_soon(one, i)
+                done.set()
+        assert killed >= 20, killed
+        assert statuses.get("ok", 0) >= 300, statuses
+        r = await sb.run(["true"], cwd=wd)
+        assert r.status == "ok", r
+        assert_nothing_left(sb)
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 async def test_a_readonly_path_added_after_the_spares_were_made_is_visible():
     # Spares copy the mount table when they are made; a directory shown later must retire
     # them, or the next runs would not see it.

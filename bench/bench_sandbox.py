@@ -25,6 +25,7 @@ kernel defers to its own threads, such as parts of namespace teardown, is in nei
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import select
 import shutil
@@ -145,6 +146,9 @@ def sandbox_serial(sb: Sandbox, wd, n: int) -> tuple[float, float]:
     return wall, _cpu() + _cpu(sb.zygote_pid) - c0
 
 
+_client_ids = itertools.count(1 << 40)
+
+
 def client_serial(sb: Sandbox, wd, n: int) -> tuple[float, float]:
     """The same runs through the extension's client alone (submit, select, take), without
     the async facade: the difference to "sandbox" is what the facade costs per run."""
@@ -153,8 +157,8 @@ def client_serial(sb: Sandbox, wd, n: int) -> tuple[float, float]:
     env = ["PATH=/usr/bin:/bin", "LANG=C.UTF-8", f"HOME={wd}", f"TMPDIR={wd}"]
     _settle(sb)
     c0, t0 = _cpu() + _cpu(sb.zygote_pid), time.perf_counter()
-    for i in range(n):
-        job = (1 << 40) + i  # never one of the facade's ids
+    for _ in range(n):
+        job = next(_client_ids)  # never one of the facade's ids
         client.submit(job, TRUE, [TRUE], env, str(wd), b"", [], limits)
         while True:
             select.select([fd], [], [])

@@ -724,6 +724,12 @@ private:
 
     void start(RunRequest r) {
         uint64_t id = r.id;
+        // jobs_ holds one init per id: a run answered under this id whose init is not reaped
+        // yet moves aside; a run still going under it makes this one a caller's error.
+        if (auto it = jobs_.find(id); it != jobs_.end()) {
+            if (!it->second->answered) return fail_now(id, "a run with this id is already running");
+            rekey_retired(it->second.get());
+        }
         size_t shown = ns_.shown.size();
         for (auto& p : r.ro_paths) {
             std::string why = ensure_visible(ns_, p);

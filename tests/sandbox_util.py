@@ -25,7 +25,7 @@ def is_spare(init: int) -> bool:
         kids = children(init)
     except OSError:
         return False
-    return len(kids) == 1 and _comm(kids[0]) == "hf-spare"
+    return len(kids) == 1 and comm(kids[0]) == "hf-spare"
 
 
 def zygote_children(pid: int, *, spares: bool = False) -> list[int]:
@@ -35,7 +35,8 @@ def zygote_children(pid: int, *, spares: bool = False) -> list[int]:
     return kids if spares else [k for k in kids if not is_spare(k)]
 
 
-def _comm(pid: int) -> str:
+def comm(pid: int) -> str:
+    """A process's name, or '' once it is gone."""
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:

@@ -5,6 +5,7 @@ and what it remembers between runs (toolchains yes, programs a run built no)."""
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import tempfile
@@ -203,3 +204,35 @@ async def test_more_than_256_runs_at_once_get_uids_of_their_own():
             assert uid != other, "two runs alive at once shared a uid"
     uids = {u for u, _, _ in seen}
     assert max(uids) - min(uids) >= 256, "the test never had more than 256 runs at once"
+
+
+def _client_result(client, job: int, timeout: float = 20.0) -> tuple:
+    fd = client.fileno()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        select.select([fd], [], [], 0.1)
+        for item in client.take()[1]:
+            if item[0] == job:
+                return item
+    raise AssertionError(f"no result for run {job}")
+
+
+def test_the_zygote_refuses_a_second_run_under_an_id_still_running():
+    # The facade never reuses an id, but the zygote must not trust its caller: a second run
+    # under a live id would replace the first one's bookkeeping while its init still runs.
+    with Sandbox(max_concurrency=2) as sb, sb.workdir() as wd:
+        client, job = sb._client, 1 << 50
+        env = ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"]
+        limits = Limits(wall_s=10)._as_tuple()
+        client.submit(job, "/bin/sh", ["sh", "-c", "sleep 1; echo first"], env, str(wd), b"", [], limits)
+        time.sleep(0.2)
+        client.submit(job, "/bin/sh", ["sh", "-c", "echo second"], env, str(wd), b"", [], limits)
+        second = _client_result(client, job)
+        assert second[1] == "sandbox_error" and "already running" in second[-1], second
+        first = _client_result(client, job)
+        assert (first[1], first[7]) == ("ok", b"first\n"), first
+        # The id is free again once its run is answered, even before its init is reaped.
+        client.submit(job, "/bin/sh", ["sh", "-c", "echo third"], env, str(wd), b"", [], limits)
+        third = _client_result(client, job)
+        assert (third[1], third[7]) == ("ok", b"third\n"), third
+        assert anyio.run(lambda: sb.run([TRUE], cwd=wd)).status == "ok"

@@ -17,9 +17,9 @@ import pytest
 from halo_forge.sandbox import Limits, Sandbox
 
 try:
-    from tests.sandbox_util import assert_nothing_left, children, is_spare, zygote_children
+    from tests.sandbox_util import assert_nothing_left, children, comm, is_spare, zygote_children
 except ImportError:
-    from sandbox_util import assert_nothing_left, children, is_spare, zygote_children
+    from sandbox_util import assert_nothing_left, children, comm, is_spare, zygote_children
 
 pytestmark = pytest.mark.anyio
 
@@ -123,7 +123,7 @@ async def test_spares_killed_from_outside_under_load_never_take_the_zygote_down(
             except OSError:  # reaped meanwhile
                 continue
             for program in programs:
-                if _comm(program) == "hf-spare":
+                if comm(program) == "hf-spare":
                     try:
                         os.kill(program, signal.SIGKILL)
                         killed += 1
@@ -157,14 +157,6 @@ async def test_spares_killed_from_outside_under_load_never_take_the_zygote_down(
         r = await sb.run(["true"], cwd=wd)
         assert r.status == "ok", r
         assert_nothing_left(sb)
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 async def test_a_readonly_path_added_after_the_spares_were_made_is_visible():

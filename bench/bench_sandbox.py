@@ -55,12 +55,13 @@ def _settle(sb: Sandbox) -> None:
     at the end of a slice as at its start. Their program's process is named hf-spare.)"""
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
-        if all(_is_spare(k) for k in _children(sb.zygote_pid)):
+        if all(_is_spare(k) for k in children(sb.zygote_pid)):
             return
         time.sleep(0.002)
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """Live children of `pid` ([] once it is gone)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             return [int(k) for k in f.read().split()]
@@ -69,11 +70,12 @@ def _children(pid: int) -> list[int]:
 
 
 def _is_spare(init: int) -> bool:
-    kids = _children(init)
-    return len(kids) == 1 and _comm(kids[0]) == "hf-spare"
+    kids = children(init)
+    return len(kids) == 1 and comm(kids[0]) == "hf-spare"
 
 
-def _comm(pid: int) -> str:
+def comm(pid: int) -> str:
+    """A process's name ('' once it is gone)."""
     try:
         with open(f"/proc/{pid}/comm") as f:
             return f.read().strip()

@@ -26,26 +26,13 @@ import anyio
 
 from halo_forge.sandbox import Limits, Sandbox
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_sandbox import children, comm  # noqa: E402
+
 # What each kind may end as: its own status, or what an outside kill makes of it (the init
 # killed: sandbox_error; the program killed during its execve: runtime_error, SIGKILL).
 KILLED = {"sandbox_error", "runtime_error"}
 WANT = {"echo": "ok", "write": "ok", "stdin": "ok", "sleep": "timeout", "flood": "output_limit"}
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(k) for k in f.read().split()]
-    except OSError:
-        return []
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,11 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         async def killer(done: anyio.Event) -> None:
             while not done.is_set():
                 await anyio.sleep(0.005)
-                for init in _children(sb.zygote_pid):
+                for init in children(sb.zygote_pid):
                     if rng.random() < 0.03:
                         targets = [init]
                     else:  # a program's process waiting for its run, or setting it up
-                        targets = [k for k in _children(init) if _comm(k) == "hf-spare" and rng.random() < 0.5]
+                        targets = [k for k in children(init) if comm(k) == "hf-spare" and rng.random() < 0.5]
                     for pid in targets:
                         try:
                             os.kill(pid, signal.SIGKILL)
@@ -120,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             after = anyio.run(lambda: sb.run(["true"], cwd=wd))
         # Every init left must be a spare (its one child still waiting for a run).
         def busy() -> list[int]:
-            return [k for k in _children(sb.zygote_pid) if [_comm(c) for c in _children(k)] != ["hf-spare"]]
+            return [k for k in children(sb.zygote_pid) if [comm(c) for c in children(k)] != ["hf-spare"]]
 
         deadline = time.monotonic() + 5
         while busy() and time.monotonic() < deadline:

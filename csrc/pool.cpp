@@ -501,15 +501,30 @@ private:
         if (j->err_r >= 0) pump(j, j->err_r, j->err, j->err_trunc);
         RunResult res = verdict(j, j->last, ru, wall);
         send(encode_result(res));  // first: the caller waits; the clean-up below does not
-        drop(j->out_r);
-        drop(j->err_r);
-        drop(j->timer);
-        drop(j->report_r);
+        release_run(j);
+    }
+
+    // The run is over for this init (answered, or gone to another init): its watches, uid
+    // slot and place in the concurrency limit go, and the init, until it is reaped, moves to
+    // an id of its own. jobs_ holds a run's id only while that run is unanswered: left there,
+    // the next init under the id (a requeued run, or a caller reusing it) would replace this
+    // Job while its pidfd is still watched - a dangling Job at its reap, and that reap erasing
+    // the new init's entry.
+    void release_run(Job* j) {
+        for (int* fd : {&j->out_r, &j->err_r, &j->timer, &j->report_r}) drop(*fd);
         if (j->slot >= 0) slot_used_[size_t(j->slot)] = 0;
         j->slot = -1;
         j->answered = true;
         --active_;
+        auto it = jobs_.find(j->req.id);
+        if (it == jobs_.end() || it->second.get() != j) return;
+        std::unique_ptr<Job> own = std::move(it->second);
+        jobs_.erase(it);
+        j->req.id = retired_id();
+        jobs_[j->req.id] = std::move(own);
     }
+
+    uint64_t retired_id() { return (uint64_t(1) << 63) | retired_++; }
 
     void pump(Job* j, int& fd, std::string& buf, bool& trunc) {
         char tmp[65536];
@@ -670,7 +685,7 @@ private:
         j->slot = -1;
         j->answered = true;
         j->spare = false;
-        j->req.id = (uint64_t(1) << 63) | retired_++;
+        j->req.id = retired_id();
         jobs_[j->req.id] = std::move(j);
     }
 
@@ -690,29 +705,10 @@ private:
     }
 
     void requeue(Job* j) {
-        for (int* fd : {&j->out_r, &j->err_r, &j->timer, &j->report_r}) drop(*fd);
-        if (j->slot >= 0) slot_used_[size_t(j->slot)] = 0;
-        j->slot = -1;
-        j->answered = true;
-        --active_;
         RunRequest r = j->req;  // the job keeps its strings (its init may still read them)
         r.handovers += 1;
-        // The run goes back under its id; the old init, until it is reaped, under an id of
-        // its own. (Left under the run's id, the next init taking the run would replace the
-        // old one in jobs_ while its pidfd is still watched: a dangling Job at its reap, and
-        // that reap erasing the new init's entry.)
-        rekey_retired(j);
+        release_run(j);
         queue_.push_front(std::move(r));
-    }
-
-    // Moves a job whose run is over (or went elsewhere) to an id of its own in jobs_.
-    void rekey_retired(Job* j) {
-        auto it = jobs_.find(j->req.id);
-        if (it == jobs_.end() || it->second.get() != j) return;
-        std::unique_ptr<Job> own = std::move(it->second);
-        jobs_.erase(it);
-        j->req.id = (uint64_t(1) << 63) | retired_++;
-        jobs_[j->req.id] = std::move(own);
     }
 
     void retire_spares() {
@@ -724,12 +720,9 @@ private:
 
     void start(RunRequest r) {
         uint64_t id = r.id;
-        // jobs_ holds one init per id: a run answered under this id whose init is not reaped
-        // yet moves aside; a run still going under it makes this one a caller's error.
-        if (auto it = jobs_.find(id); it != jobs_.end()) {
-            if (!it->second->answered) return fail_now(id, "a run with this id is already running");
-            rekey_retired(it->second.get());
-        }
+        // Only an unanswered run holds its id in jobs_ (release_run): a second one under it is
+        // a caller's error.
+        if (jobs_.count(id)) return fail_now(id, "a run with this id is already running");
         size_t shown = ns_.shown.size();
         for (auto& p : r.ro_paths) {
             std::string why = ensure_visible(ns_, p);

@@ -346,7 +346,8 @@ class Sandbox:
         if exe is None:
             return None
         base = [str(self._base)]
-        exe_dir = os.path.dirname(os.path.abspath(exe))
+        abs_exe = os.path.abspath(exe)
+        exe_dir = os.path.dirname(abs_exe)
         real_exe = os.path.realpath(exe)
         rustup_home = self._rustup_home(exe, argv0)
         ro: list[str] = list(self._readonly)
@@ -364,7 +365,7 @@ class Sandbox:
             rustup_home=rustup_home,
             ro_paths=ro,
         )
-        if cacheable and not inside and not _under(os.path.abspath(exe), base):
+        if cacheable and not inside and not _under(abs_exe, base):
             self._launches[key] = launch
         return launch
 
@@ -468,13 +469,8 @@ class Sandbox:
                 loop.remove_reader(self._fd)
 
     def _on_readable(self) -> None:
-        alive, batch = self._client.take()
-        for item in batch:
-            self._deliver(item)
-        if not alive:
+        if not self._drain():
             self._detach()
-            if not self._closed:
-                self._zygote_died()
 
     async def _wait_generic(self, job: int) -> None:
         while self._results[job] is None and not self._dead and not self._closed:
@@ -492,11 +488,7 @@ class Sandbox:
         try:
             while self._results.get(job) is None and not self._dead and not self._closed:
                 await anyio.wait_readable(self._fd)
-                alive, batch = self._client.take()
-                for item in batch:
-                    self._deliver(item)
-                if not alive and not self._closed:
-                    self._zygote_died()
+                self._drain()
         finally:
             self._reading = False
             for other, waker in self._wakers.items():
@@ -504,10 +496,17 @@ class Sandbox:
                     waker.set()
                     break
 
-    def _zygote_died(self) -> None:
-        self._dead = "the sandbox zygote exited unexpectedly"
-        for waker in self._wakers.values():
-            _wake(waker)
+    def _drain(self) -> bool:
+        """Delivers every result the zygote has sent; False once it is gone (then every
+        waiting run is woken to find out)."""
+        alive, batch = self._client.take()
+        for item in batch:
+            self._deliver(item)
+        if not alive and not self._closed:
+            self._dead = "the sandbox zygote exited unexpectedly"
+            for waker in self._wakers.values():
+                _wake(waker)
+        return alive
 
     def _deliver(self, item: tuple) -> None:
         (job, status, code, sig, cpu, wall, peak, out, err, out_trunc, err_trunc, error) = item

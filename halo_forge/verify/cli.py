@@ -8,8 +8,10 @@ with the same helper (it belongs in halo_forge/cli.py once a second benchmark ex
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -98,8 +100,10 @@ def run_verify(args: argparse.Namespace) -> int:
     import anyio
     import msgspec
 
+    from halo_forge.paths import check_output_file
     from halo_forge.verify.cache import VerdictCache
     from halo_forge.verify.config import VerifierConfig
+    from halo_forge.verify.partial import PartialVerdicts, resume_key
     from halo_forge.verify.runner import Verifier, verify_indexed
 
     source, out = Path(args.input), Path(args.out)
@@ -111,48 +115,65 @@ def run_verify(args: argparse.Namespace) -> int:
         )
     except (ValueError, TypeError) as exc:
         raise HaloError(f"verify: {exc}") from None
+    check_output_file(out, what="verify --out", input_paths=[source])
+    if config.cache and args.cache:
+        check_output_file(args.cache, what="verify --cache", input_paths=[source, out])
     # Validate the whole input before any work, so a bad line 90,000 fails in a second.
-    total = 0
+    first_line: dict[str, int] = {}
     for number, sample in read_samples(source):
-        total += 1
+        seen = first_line.setdefault(sample.id, number)  # type: ignore[attr-defined]
+        if seen != number:
+            raise HaloError(f"{source}:{number}: duplicate id {sample.id!r} (also on line "  # type: ignore[attr-defined]
+                            f"{seen}); give each sample its own id, or their verdicts cannot "
+                            "be told apart")
         if sample.language is not None and sample.language not in config.languages:  # type: ignore[attr-defined]
             raise HaloError(f"{source}:{number}: sample is {sample.language} but --verifier "  # type: ignore[attr-defined]
                             f"{config.verifier} handles {', '.join(config.languages)}: use --verifier auto")
+    total = len(first_line)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    partial = PartialVerdicts(out, resume_key(source, config), set(first_line))
+    del first_line
     encoder = msgspec.json.Encoder()
-    counts: Counter[str] = Counter()
-    rewards = 0.0
+    counts: Counter[str] = Counter(v.status for v in partial.resumed)
+    rewards = sum(v.reward for v in partial.resumed)
+    done_ids = {v.id for v in partial.resumed}
+    resumed = len(done_ids)
     cache = VerdictCache(config.cache_path) if config.cache else None
-    progress = _Progress(total)
+    progress = _Progress(total, done=resumed, passed=counts["passed"])
     started = time.perf_counter()
 
     async def main() -> None:
         nonlocal rewards
         async with Verifier(config, cache=cache) as verifier:
-            samples = (sample for _, sample in read_samples(source))
-            with partial.open("wb") as handle:
-                async for _, verdict in verify_indexed(samples, verifier=verifier):
-                    handle.write(encoder.encode(verdict) + b"\n")
-                    counts[verdict.status] += 1
-                    rewards += verdict.reward
-                    progress.advance(verdict.status)
-                handle.flush()
-                os.fsync(handle.fileno())
+            samples = (s for _, s in read_samples(source) if s.id not in done_ids)  # type: ignore[attr-defined]
+            async for _, verdict in verify_indexed(samples, verifier=verifier):
+                partial.append(encoder.encode(verdict) + b"\n")
+                counts[verdict.status] += 1
+                rewards += verdict.reward
+                progress.advance(verdict.status)
 
+    if resumed:
+        print(f"verify: resuming: {resumed} of {total} verdicts kept from an interrupted run",
+              file=sys.stderr)
     try:
-        with progress:
+        with _sigterm_as_interrupt(), progress:
             anyio.run(main)
-        os.replace(partial, out)
+        partial.publish()
+    except KeyboardInterrupt:
+        print(f"verify: interrupted; {sum(counts.values())} of {total} verdicts kept in "
+              f"{partial.path}: rerun the same command to continue", file=sys.stderr)
+        raise
     finally:
-        partial.unlink(missing_ok=True)
+        partial.close()
         if cache is not None:
             cache.close()
     elapsed = time.perf_counter() - started
     done = sum(counts.values())
     hits = cache.stats.hits if cache else 0
     lookups = cache.stats.lookups if cache else 0
-    print(f"verified {done} samples in {elapsed:.1f} s ({done / elapsed if elapsed else 0:.1f} samples/s); "
+    fresh = done - resumed
+    print(f"verified {done} samples in {elapsed:.1f} s ({fresh / elapsed if elapsed else 0:.1f} samples/s"
+          f"{f'; {resumed} resumed' if resumed else ''}); "
           f"mean reward {rewards / done if done else 0:.3f}; "
           f"cache hit rate {100 * hits / lookups if lookups else 0:.1f}% ({hits}/{lookups})")
     print("  " + "  ".join(f"{status} {n}" for status, n in counts.most_common()) if counts else "  (no samples)")
@@ -163,13 +184,28 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the run the way Ctrl-C does (in-flight runs cancelled and killed, verdicts
+    kept for a rerun) instead of killing the process with its sandboxes mid-run. Re-raising it
+    as SIGINT lets the event loop's own SIGINT handling cancel the work cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _Progress:
     """A rich progress bar on a terminal, a plain line every few seconds otherwise."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, *, done: int = 0, passed: int = 0) -> None:
         self.total = total
-        self.done = 0
-        self.passed = 0
+        self.done = self._resumed = done  # a resumed run starts at what it kept
+        self.passed = passed
         self._bar = None
         self._task = None
         self._last_log = time.monotonic()
@@ -190,7 +226,8 @@ class _Progress:
                                  TextColumn("{task.fields[passed]} passed"), TimeRemainingColumn(),
                                  console=Console(stderr=True), transient=True)
             self._bar.__enter__()
-            self._task = self._bar.add_task("verify", total=self.total, passed=0)
+            self._task = self._bar.add_task("verify", total=self.total, completed=self.done,
+                                            passed=self.passed)
         return self
 
     def advance(self, status: str) -> None:
@@ -202,7 +239,7 @@ class _Progress:
         now = time.monotonic()
         if now - self._last_log >= 5.0 or self.done == self.total:
             self._last_log = now
-            rate = self.done / max(now - self._started, 1e-9)
+            rate = (self.done - self._resumed) / max(now - self._started, 1e-9)
             print(f"verify: {self.done}/{self.total} done, {self.passed} passed, {rate:.1f} samples/s",
                   file=sys.stderr, flush=True)
 

@@ -288,6 +288,11 @@ private:
         setup_zygote(ns_, prot_, base_, /*share_ipc=*/!filter_.empty(), max_ + spares_target_);
         if (pipe2(alive_, O_CLOEXEC) != 0) die("pipe2");
         prot_.push_back({"seccomp", why});
+        // Named here on its own: read-only mounts do not stop a connect to a host's socket.
+        prot_.push_back({"no_named_unix_sockets",
+                         filter_.empty() ? "needs the seccomp filter: a run can connect to unix sockets the host "
+                                           "listens on in the folders it sees"
+                                         : ""});
         prot_.push_back({"rlimits", ""});
         prot_.push_back({"wall_clock", ""});
         prot_.push_back({"process_tree_kill", ns_.pidns ? "" : "no pid namespace: falling back to setsid + subreaper sweep"});

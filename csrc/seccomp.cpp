@@ -24,7 +24,7 @@ constexpr uint32_t kArch = 0;
 #endif
 
 // What the filter does with one syscall number (anything not listed is allowed).
-enum class Rule { Eperm, Enosys, UnixOnly, NoNewNs };
+enum class Rule { Eperm, Enosys, Eacces, PairOnly, NoNewNs };
 
 struct Entry {
     uint32_t nr;
@@ -40,7 +40,7 @@ constexpr uint32_t errno_ret(int e) { return SECCOMP_RET_ERRNO | (uint32_t(e) & 
 // which happens once per run, several times cheaper.
 //
 // Layout: [arch checks][search tree, leaves ending in RET ALLOW][RET EPERM][RET ENOSYS]
-// [AF_UNIX check][clone flags check]. Every jump goes forward: to the tree's next node or to
+// [RET EACCES][socketpair check][clone flags check]. Every jump goes forward: to the tree's next node or to
 // the tail block of a listed number's rule.
 class Builder {
 public:
@@ -60,10 +60,18 @@ public:
         size_t tail = f_.size();
         stmt(BPF_RET | BPF_K, errno_ret(EPERM));
         stmt(BPF_RET | BPF_K, errno_ret(ENOSYS));
-        // socket()/socketpair(): AF_UNIX only (no network, no netlink, no packet sockets).
-        size_t unix_only = f_.size();
+        stmt(BPF_RET | BPF_K, errno_ret(EACCES));
+        // socketpair(): AF_UNIX stream or seqpacket only. Those come connected to each other
+        // and cannot be aimed anywhere else (connect gives EISCONN, a destination address on
+        // send is refused or ignored); a datagram pair can: connect() or sendto() re-aims it
+        // at any name, and sendmsg's name sits in memory this filter cannot read.
+        size_t pair_only = f_.size();
         stmt(BPF_LD | BPF_W | BPF_ABS, kArg0);
-        jump(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 0, 1);
+        jump(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 0, 5);
+        stmt(BPF_LD | BPF_W | BPF_ABS, kArg1);
+        stmt(BPF_ALU | BPF_AND | BPF_K, 0xf);  // the type without SOCK_CLOEXEC / SOCK_NONBLOCK
+        jump(BPF_JMP | BPF_JEQ | BPF_K, SOCK_STREAM, 1, 0);
+        jump(BPF_JMP | BPF_JEQ | BPF_K, SOCK_SEQPACKET, 0, 1);
         stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
         stmt(BPF_RET | BPF_K, errno_ret(EACCES));
         // clone(): no new namespaces (the flags are arg 0 on x86_64 and aarch64).
@@ -75,7 +83,7 @@ public:
              0, 1);
         stmt(BPF_RET | BPF_K, errno_ret(EPERM));
         stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-        size_t target[4] = {tail, tail + 1, unix_only, no_new_ns};  // by Rule
+        size_t target[5] = {tail, tail + 1, tail + 2, pair_only, no_new_ns};  // by Rule
         for (auto& [at, rule] : fixups_) {
             // Conditional jumps have 8 bits: the tree is ~150 instructions, well within.
             size_t dest = target[int(rule)];
@@ -89,7 +97,9 @@ public:
 private:
     static constexpr uint32_t kNr = offsetof(seccomp_data, nr);
     static constexpr uint32_t kArchOff = offsetof(seccomp_data, arch);
-    static constexpr uint32_t kArg0 = offsetof(seccomp_data, args[0]);  // low 32 bits (little endian)
+    // Low 32 bits (little endian): all an int argument holds for the kernel.
+    static constexpr uint32_t kArg0 = offsetof(seccomp_data, args[0]);
+    static constexpr uint32_t kArg1 = offsetof(seccomp_data, args[1]);
     std::vector<Entry> e_;
     std::vector<sock_filter> f_;
     std::vector<std::pair<size_t, Rule>> fixups_;  // JEQ at index -> its rule's tail block
@@ -128,7 +138,12 @@ std::vector<sock_filter> build_seccomp_filter(std::string& why) {
         return {};
     }
     std::vector<Entry> entries = {
-        {uint32_t(SYS_socket), Rule::UnixOnly}, {uint32_t(SYS_socketpair), Rule::UnixOnly},
+        // No socket() at all: an AF_UNIX one could connect or send to a socket the host
+        // listens on in a folder the run sees (read-only mounts do not stop that) or to
+        // another run's abstract name (the runs share one network namespace). Whatever the
+        // path or name, the socket has to come from socket(); socketpair() keeps pipes-like
+        // sockets for the run's own processes.
+        {uint32_t(SYS_socket), Rule::Eacces}, {uint32_t(SYS_socketpair), Rule::PairOnly},
         {uint32_t(SYS_clone), Rule::NoNewNs},
         // clone3 passes its flags in memory BPF cannot read: ENOSYS makes glibc fall back to clone.
         {uint32_t(SYS_clone3), Rule::Enosys},

@@ -48,7 +48,7 @@ def check_output_file(path: str | os.PathLike[str], *, what: str,
                             "input, so choose another file")
     try:
         st = os.stat(p)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the folder checks below name the cause
         st = None
     except OSError as exc:
         raise HaloError(f"{what} {path}: cannot be written ({exc.strerror}); choose another "

@@ -135,3 +135,40 @@ def test_verify_input_from_records():
     got = verify_input(problem, Sample(id="p/c0/s1", problem_id="p", completion="```cpp\nint main(){}\n```"))
     assert (got.id, got.language, got.test_code) == ("p/c0/s1", "cpp", None)
     assert got.io_tests[0].stdin == "1 2" and got.completion.startswith("```cpp")
+
+
+def test_bad_out_paths_fail_before_any_work(tmp_path, capsys, monkeypatch):
+    from halo_forge.verify import runner
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("verification started before the output path was checked")
+
+    monkeypatch.setattr(runner.Verifier, "__init__", no_work)
+    src = _write(tmp_path / "s.jsonl", [{"id": "a", "code": "print(1)", "language": "python"}])
+    original = src.read_bytes()
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("")
+    for out, needle in ((tmp_path / "folder", "is a folder"),
+                        (src, "is the input"),
+                        (tmp_path / "file" / "v.jsonl", "is a file"),
+                        ("/proc/halo-forge/v.jsonl", "cannot create files"),
+                        ("/dev/null", "not a regular file")):
+        assert main(["verify", str(src), "--out", str(out)]) == 2, out
+        err = capsys.readouterr().err
+        assert err.startswith(f"halo-forge: error: verify --out {out}: ") and needle in err, err
+        assert err.count("\n") == 1
+    assert main(["verify", str(src), "--out", str(tmp_path / "v.jsonl"), "--cache", str(src)]) == 2
+    assert "verify --cache" in capsys.readouterr().err
+    assert src.read_bytes() == original and list((tmp_path / "folder").iterdir()) == []
+
+
+def test_duplicate_ids_are_refused_with_both_lines(tmp_path, capsys):
+    rows = [{"id": "a", "code": "print(1)", "language": "python"},
+            {"id": "b", "code": "print(2)", "language": "python"},
+            "",
+            {"id": "a", "code": "print(3)", "language": "python"}]
+    src = _write(tmp_path / "in.jsonl", rows)
+    assert main(["verify", str(src), "--out", str(tmp_path / "v.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "in.jsonl:4: duplicate id 'a' (also on line 1)" in err and err.count("\n") == 1
+    assert not (tmp_path / "v.jsonl").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -83,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a shell reports for a writer killed by SIGPIPE (`yes | head` under pipefail).
+EXIT_BROKEN_PIPE = 128 + 13
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (tests call this directly)."""
     parser = build_parser()
@@ -92,13 +97,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         if handler is None:
             parser.print_help()
             return 2
-        return int(handler(args) or 0)
+        code = int(handler(args) or 0)
+        # Flushed here, not at exit, so a reader gone before the last buffer is caught below.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader of stdout stopped (`| head`): what it wanted is printed, so stop quietly.
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     except HaloError as exc:
         print(f"halo-forge: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("halo-forge: interrupted", file=sys.stderr)
         return 130
+
+
+def _discard_stdout() -> None:
+    """Points stdout at /dev/null, so the interpreter's own flush of what is still buffered at
+    exit does not print a second BrokenPipeError."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def entry() -> None:

@@ -36,3 +36,29 @@ def test_module_entry_point_reports_errors_without_traceback() -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("halo-forge: error: ") and "missing.jsonl" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("reader", ["head", "close_early"])
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path, reader) -> None:
+    # Far more than a pipe holds, so the writer is still writing when the reader goes.
+    from halo_forge.records import Sample
+    from halo_forge.shards import write_shard
+
+    write_shard(tmp_path / "big.shard", [Sample(id=f"s{i}", problem_id="p", index=i,
+                                                completion="x" * 200) for i in range(5000)],
+                Sample)
+    cmd = [sys.executable, "-m", "halo_forge", "data", "inspect", str(tmp_path / "big.shard")]
+    if reader == "head":
+        done = subprocess.run(" ".join(cmd) + " | head -n 1; echo \"rc=${PIPESTATUS[0]}\" >&2",
+                              shell=True, executable="/bin/bash", capture_output=True,
+                              text=True, timeout=120)
+        assert done.stdout.count("\n") == 1 and '"id":"s0"' in done.stdout
+        err = done.stderr
+        assert "rc=141" in err
+    else:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert b'"id":"s0"' in proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception" not in err, err

@@ -30,6 +30,7 @@ import anyio
 import msgspec
 import numpy as np
 
+from halo_forge import faults
 from halo_forge.atomic import write_atomic
 from halo_forge.errors import HaloError
 from halo_forge.generate.base import Backend, SamplingSettings
@@ -441,6 +442,7 @@ async def evaluate(
                     done += 1
                     if progress is not None:
                         progress(done, total)
+                    faults.point("evaluate.verdict")
             finally:
                 await pairs.aclose()
     except BaseException as error:

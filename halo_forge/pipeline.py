@@ -31,10 +31,14 @@ from typing import Any
 import anyio
 import msgspec
 
+from halo_forge import faults
+from halo_forge.atomic import write_atomic
 from halo_forge.config import PipelineConfig, flatten
 from halo_forge.errors import HaloError
 from halo_forge.filter import FilterConfig
 from halo_forge.metrics import METRICS, PLOT, CycleMetrics, TensorBoard, plot, write_metrics
+from halo_forge.oserrors import user_error
+from halo_forge.paths import check_output_dir
 from halo_forge.pipeline_state import StageState, StateStore
 from halo_forge.progress import Progress
 from halo_forge.raft import (
@@ -47,6 +51,7 @@ from halo_forge.raft import (
     stop_callback,
 )
 from halo_forge.records import Example, Problem
+from halo_forge.run_lock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -103,22 +108,54 @@ class Pipeline:
                  stop: Stopper | None = None) -> None:
         self.config = config
         self.out = Path(config.output.dir)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.progress = progress or Progress(config.output.progress)
         self.stop = stop or Stopper()
-        self.states = StateStore(self.out)
         self.config_text = config_text
         for name in force:
-            self._force(name)
+            if name not in STAGES:
+                raise HaloError(f"--force-stage {name}: not a stage (stages: "
+                                f"{', '.join(STAGES)})")
+        self._force_stages = tuple(force)
+        self.states: StateStore = None  # type: ignore[assignment]  # set by open()
+        self._lock = RunLock(self.out)
         self._backend: Any = None
         self._verifier: Any = None
         self.summary = RunSummary(output_dir=str(self.out))
 
     # --- bookkeeping ---------------------------------------------------------------------
 
+    def open(self) -> None:
+        """Takes the output folder: checks it, locks it against a second run, applies
+        --force-stage, and refuses a changed config before anything in the folder changes."""
+        check_output_dir(self.out, what="output.dir (--output)")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+        try:
+            self.states = StateStore(self.out)
+            for name in self._force_stages:
+                self._force(name)
+            self._preflight()
+            self._write_config()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _preflight(self) -> None:
+        """Every recorded stage whose config changed is refused now, before pipeline.toml and
+        config.json are rewritten: a refused rerun must leave the folder describing its shards."""
+        def order(stage: str) -> tuple[int, int]:  # the earliest change is the one named
+            base, _, cycle = stage.partition("_cycle_")
+            return (STAGES.index(base) if base in STAGES else len(STAGES),
+                    int(cycle) if cycle.isdigit() else 0)
+
+        for stage in sorted(self.states.stages(), key=order):
+            base = stage.split("_cycle_")[0]
+            if base in _DEPENDS:
+                label = f"raft cycle {stage.rsplit('_', 1)[1]}" if "_cycle_" in stage \
+                    else f"stage {stage}"
+                self.states.check(stage, self._values(base), label=label, force_hint=base)
+
     def _force(self, name: str) -> None:
-        if name not in STAGES:
-            raise HaloError(f"--force-stage {name}: not a stage (stages: {', '.join(STAGES)})")
         later = STAGES[STAGES.index(name):]
         for stage in self.states.stages():
             if stage.split("_cycle_")[0] in later:
@@ -147,14 +184,15 @@ class Pipeline:
 
     def _write_config(self) -> None:
         if self.config_text:
-            (self.out / "pipeline.toml").write_text(self.config_text)
-        (self.out / "config.json").write_bytes(
-            msgspec.json.format(msgspec.json.encode(self.config)))
+            write_atomic(self.out / "pipeline.toml", self.config_text.encode())
+        write_atomic(self.out / "config.json",
+                     msgspec.json.format(msgspec.json.encode(self.config)))
 
     # --- the run -------------------------------------------------------------------------
 
     async def run(self) -> RunSummary:
-        self._write_config()
+        if self.states is None:
+            self.open()
         try:
             model = self._model()
             train, test = self._data(model)
@@ -166,6 +204,7 @@ class Pipeline:
             await self._benchmark(model, adapter, test)
         finally:
             await self._close()
+            self._lock.release()
         self.summary.final_adapter = adapter
         return self.summary
 
@@ -227,6 +266,7 @@ class Pipeline:
         write_shard(folder / "train.shard", train, Problem)
         write_shard(folder / "test.shard", test, Problem)
         write_shard(folder / "sft.shard", examples, Example)
+        faults.point("data.written")
         self.progress.log(f"data: {len(train)} training prompts ({len(examples)} with a "
                           f"reference for SFT), {len(test)} held out")
         self._finish(state, {"train": len(train), "test": len(test), "sft_examples": len(examples)})
@@ -273,6 +313,7 @@ class Pipeline:
         self.progress.log(f"sft: {result.global_step} steps on {result.train_examples} examples, "
                           f"loss {result.first_loss} -> {result.last_loss} "
                           f"({time.perf_counter() - start:.0f}s)")
+        faults.point("sft.trained")
         self._finish(state, {"adapter": result.adapter_dir, "steps": result.global_step,
                              "train_loss": result.train_loss})
         return result.adapter_dir
@@ -372,20 +413,29 @@ class Pipeline:
                     tb.log(rows[-1])
         finally:
             tb.close()
+        # Rewritten from the cycles' records every time, so a stop between a cycle's record
+        # and its metrics line cannot leave metrics.jsonl behind the records.
         self.summary.metrics = self._metrics_rows()
+        write_metrics(self.out / METRICS, self.summary.metrics)
+        if self.config.output.plot and self.summary.metrics:
+            plot(self.summary.metrics, self.out / PLOT)
         return adapter
 
     async def _cycle(self, cycle: int, state: StageState, model: str, adapter_in: str,
                      train: list[Problem], test: list[Problem]) -> str:
         r = self.config.raft
         cycle_dir = self.out / "raft" / f"cycle_{cycle}"
-        metrics = CycleMetrics(cycle=cycle, **state.result.get("partial", {}))
+        # What earlier phases of this cycle measured, kept across a stop (the record's own
+        # `cycle` included: it is this cycle's).
+        metrics = msgspec.convert({**state.result.get("partial", {}), "cycle": cycle},
+                                  CycleMetrics)
         label = f"cycle {cycle}/{r.cycles}"
 
         if state.phase in ("", "generating"):
             state.phase = "generating"
             state.result["adapter_in"] = adapter_in
             self.states.save(state)
+            faults.point("raft.cycle.generating")
             backend = self._backend_for(model, adapter_in)
             verifier = await self._verifier_ready()
             total = len(train) * r.samples_per_prompt
@@ -400,7 +450,7 @@ class Pipeline:
             rates = stats.rates()
             metrics = msgspec.structs.replace(
                 metrics, samples=stats.samples, verdicts=stats.verdicts,
-                sandbox_errors=stats.sandbox_errors, statuses=stats.statuses,
+                sandbox_errors=stats.sandbox_errors, statuses=stats.statuses, guards=stats.guards,
                 compile_rate=rates["compile_rate"], pass_rate=rates["pass_rate"],
                 mean_reward=rates["mean_reward"], tokens_per_s=rates["tokens_per_s"],
                 verify_per_s=rates["verify_per_s"], gen_s=stats.gen_s,
@@ -416,6 +466,7 @@ class Pipeline:
             state.phase = "verified"
             state.result["partial"] = msgspec.to_builtins(metrics)
             self.states.save(state)
+            faults.point("raft.cycle.verified")
         self.stop.check()
 
         start = time.perf_counter()
@@ -428,6 +479,7 @@ class Pipeline:
             metrics, kept=report.kept, kept_prompts=report.prompts_kept,
             filter_removed=report.removed, filter_s=time.perf_counter() - start)
         self.progress.log(f"{label}: filter: {report.describe()}")
+        faults.point("raft.cycle.filtered")
 
         adapter_out = adapter_in
         lr = cycle_learning_rate(r.learning_rate, r.lr_decay, cycle)
@@ -451,9 +503,13 @@ class Pipeline:
                 init_adapter=adapter_in or "")
             if self._backend is not None:
                 self._backend.wake_up()
+            faults.point("raft.cycle.trained")
+            # A stop between these two lines leaves the cycle "verified": the rerun resumes
+            # training from its last checkpoint, which writes final_model again.
             if final.exists():
                 shutil.rmtree(final)
             os.replace(result.adapter_dir, final)
+            faults.point("raft.cycle.adapter_moved")
             adapter_out = str(final)
             metrics = msgspec.structs.replace(
                 metrics, train_s=time.perf_counter() - start, train_steps=result.global_step,
@@ -462,12 +518,15 @@ class Pipeline:
             state.result["adapter"] = adapter_out
             state.result["partial"] = msgspec.to_builtins(metrics)
             self.states.save(state)
+            faults.point("raft.cycle.recorded_trained")
         else:
             self.progress.log(f"{label}: nothing kept; the adapter stays {adapter_in or 'the base model'}")
         self.stop.check()
 
         if r.eval and test:
             start = time.perf_counter()
+            # Evaluation is redone whole after a stop (it is short); a killed one's files go.
+            shutil.rmtree(cycle_dir / "eval", ignore_errors=True)
             summary = await self._evaluate(model, adapter_out, test, samples=r.eval_samples,
                                            ks=[1], folder=cycle_dir / "eval", cycle=cycle,
                                            temperature=None)
@@ -477,9 +536,11 @@ class Pipeline:
                 eval_s=time.perf_counter() - start)
             self.progress.log(f"{label}: held-out pass@1 {metrics.eval_pass_at_1:.1%}, "
                               f"compile {metrics.eval_compile_rate:.1%}")
+            faults.point("raft.cycle.evaluated")
         self._finish(state, {"adapter": adapter_out, "adapter_in": adapter_in,
                              "metrics": msgspec.to_builtins(metrics),
                              "filter": msgspec.to_builtins(report)})
+        faults.point("raft.cycle.done")
         return adapter_out
 
     # --- evaluation ----------------------------------------------------------------------
@@ -507,6 +568,14 @@ class Pipeline:
     async def _benchmark(self, model: str, adapter: str, test: list[Problem]) -> None:
         b = self.config.benchmark
         state = self._begin("benchmark", "benchmark", "stage benchmark")
+        scored = state.result.get("adapter")
+        if state.done and scored is not None and scored != adapter:
+            # The run went on after its benchmark (more cycles): the numbers must be the final
+            # adapter's, never an earlier one's beside its name.
+            self.progress.log(f"benchmark: it scored {scored or 'the base model'}; the final "
+                              f"adapter is now {adapter or 'the base model'}: benchmarking it")
+            self.states.clear("benchmark")
+            state = self._begin("benchmark", "benchmark", "stage benchmark")
         if state.done:
             self.summary.skipped.append("benchmark")
             self.summary.benchmark = state.result
@@ -515,7 +584,7 @@ class Pipeline:
             if b.enabled:
                 self.progress.log("benchmark: no held-out problems (data.test_fraction = 0 or "
                                   "data.prompts); skipped")
-            self._finish(state, {"skipped": True})
+            self._finish(state, {"skipped": True, "adapter": adapter})
             return
         problems = test[: b.max_problems] if b.max_problems else test
         folder = self.out / "benchmark"
@@ -528,6 +597,7 @@ class Pipeline:
                   "compile_at_k": {str(k): v for k, v in summary.compile_at_k.items()}}
         shown = ", ".join(f"pass@{k} {v:.1%}" for k, v in summary.pass_at_k.items())
         self.progress.log(f"benchmark on {len(problems)} held-out problems: {shown}")
+        faults.point("benchmark.evaluated")
         self._finish(state, result)
         self.summary.benchmark = result
 
@@ -592,6 +662,9 @@ def run_pipeline(config: PipelineConfig, *, config_text: str = "", force: Sequen
             progress.log(f"halo-forge: {INTERRUPTED}")
             code = 128 + (received[0] if received else signal.SIGINT)
             return code, None
+        named = user_error(leaf, pipeline.out)
+        if named is not None:
+            raise named from None
         if isinstance(leaf, BaseException) and leaf is not exc:
             raise leaf from None
         raise

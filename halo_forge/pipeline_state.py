@@ -56,6 +56,12 @@ class StateStore:
               force_hint: str) -> StageState:
         """The stage's state: the stored one when its config matches, a new one when there is
         none; a stored state with other values is an error naming the changed keys."""
+        old = self.check(stage, values, label=label, force_hint=force_hint)
+        return old or StageState(stage=stage, config_hash=digest(values), config=values)
+
+    def check(self, stage: str, values: dict[str, Any], *, label: str,
+              force_hint: str) -> StageState | None:
+        """The stored state (None when there is none); an error when it ran with other values."""
         h = digest(values)
         old = self.load(stage)
         if old is not None and old.config_hash != h:
@@ -68,7 +74,7 @@ class StateStore:
                 f"{label} {what} with a different config: {shown}; to keep the earlier results "
                 f"use a new output.dir (--output), or rerun with --force-stage {force_hint} to "
                 f"redo it and every stage after it")
-        return old or StageState(stage=stage, config_hash=h, config=values)
+        return old
 
     def clear(self, stage: str) -> None:
         self.path(stage).unlink(missing_ok=True)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from halo_forge import checkpoints, faults
 from halo_forge.atomic import write_atomic
 from halo_forge.data.chat import apply_chat_template, problem_messages
 from halo_forge.errors import HaloError
@@ -340,6 +341,26 @@ def _make_trainer_class(config: SFTConfig) -> type:
     from transformers import Trainer
 
     class SFTTrainer(Trainer):
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            # Our rotation, after the new checkpoint is certified: the Trainer's own deletes
+            # the older ones before a kill could have torn the new one (checkpoints.py).
+            limit, self.args.save_total_limit = self.args.save_total_limit, None
+            try:
+                faults.point("train.checkpoint.begin")
+                super()._save_checkpoint(model, trial)
+            finally:
+                self.args.save_total_limit = limit
+            if self.args.should_save:
+                folder = Path(self._get_output_dir(trial=trial)) / \
+                    f"checkpoint-{self.state.global_step}"
+                faults.point("train.checkpoint.written")
+                checkpoints.certify(folder)
+                checkpoints.rotate(folder.parent, keep=limit)
+
+        def _save_rng_state(self, output_dir: Any) -> None:
+            faults.point("train.checkpoint.torn")  # weights and optimizer written, state not
+            super()._save_rng_state(output_dir)
+
         def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
             if self.lr_scheduler is None:
                 warmup = warmup_steps(num_training_steps, config.warmup_ratio)
@@ -373,7 +394,6 @@ def train(
     cycle's adapter as `init_adapter`."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(output_dir)
     lr = learning_rate if learning_rate is not None else config.learning_rate
@@ -382,12 +402,16 @@ def train(
     init = init_adapter if init_adapter is not None else config.init_adapter
     base_model, init = resolve(config.model, init)
 
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
     if not resume:
-        if last or (out / FINAL_DIR).exists():
+        if checkpoints.checkpoints(out) or (out / FINAL_DIR).exists():
             raise HaloError(f"{out} already holds a training run; pass --resume to continue it "
                             "or choose a new --output")
-    elif last is None:
+    # The newest checkpoint written whole; torn ones after it are removed by the main process
+    # (the others skip them the same way).
+    found = checkpoints.last_complete(out, log=log, remove_incomplete=_is_main_process()) \
+        if resume else None
+    last = str(found) if found else None
+    if resume and last is None:
         log(f"no checkpoint in {out}; starting from the beginning")
 
     examples = load_examples(data) if isinstance(data, (str, os.PathLike)) else list(data)
@@ -457,6 +481,7 @@ def train(
     )
     final = out / FINAL_DIR
     trainer.save_model(str(final))  # the adapter only (peft), from the main process only
+    faults.point("train.final_model")
     if _is_main_process() and trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(final))
         write_adapter_meta(final, AdapterMeta(

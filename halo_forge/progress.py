@@ -1,8 +1,11 @@
 """Progress per stage: rich progress bars on a terminal, plain log lines otherwise (a log file,
 `nohup`, CI), so an unattended run's log is readable on Monday.
 
-    with progress.task("cycle 2 verify", total=n) as bar:
+    with progress.task("cycle 2 verify", total=n, completed=resumed) as bar:
         bar.advance(1)
+
+A resumed stage passes what it kept as `completed`: the bar starts there (and ends at its total),
+and rates count only the work done in this process.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ class _Plain:
     """A task that prints a line at most every `every_s` seconds and at the end."""
 
     def __init__(self, name: str, total: int | None, out: Callable[[str], None],
-                 every_s: float) -> None:
-        self.name, self.total, self.done = name, total, 0
+                 every_s: float, completed: int = 0) -> None:
+        self.name, self.total, self.done = name, total, completed
         self._out, self._every = out, every_s
         self._start = self._last = time.monotonic()
 
@@ -86,15 +89,24 @@ class Progress:
             print(f"[{stamp}] {line}", file=self.stream, flush=True)
 
     @contextmanager
-    def task(self, name: str, *, total: int | None = None) -> Iterator[_Plain | _Rich]:
+    def task(self, name: str, *, total: int | None = None,
+             completed: int = 0) -> Iterator[_Plain | _Rich]:
+        """A bar for `total` steps, `completed` of them done before it starts (a resume)."""
+        if completed < 0 or (total is not None and completed > total):
+            raise ValueError(f"progress task {name!r}: completed={completed} is outside "
+                             f"0..{total}")
         if self._rich is None:
-            bar = _Plain(name, total, self.log, self.every_s)
-            self.log(f"{name}: started" + (f" ({total})" if total else ""))
+            bar = _Plain(name, total, self.log, self.every_s, completed)
+            if completed:
+                self.log(f"{name}: resumed at {completed}" + (f"/{total}" if total else ""))
+            else:
+                self.log(f"{name}: started" + (f" ({total})" if total else ""))
             yield bar
             bar.finish()
             return
         with self._rich:
-            task_id = self._rich.add_task(name, total=total)
+            # Rich estimates speed from advances only, so a resumed start does not inflate it.
+            task_id = self._rich.add_task(name, total=total, completed=completed)
             bar = _Rich(self._rich, task_id)
             yield bar
             bar.finish()

@@ -20,14 +20,18 @@ it that way, and a model pretrained on another tokenization of the same text is 
 fine-tuning instead of sharpened by it.
 
 The folder is built in a temporary sibling and renamed into place, and a rerun with the same
-settings reuses it, so a pipeline that builds it on the fly can resume.
+settings reuses it, so a pipeline that builds it on the fly can resume. Builders of one folder
+take turns under an flock, so the temporary sibling has one fixed name: a build killed half-way
+leaves it for the next build to replace, never one folder per kill.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import msgspec
@@ -166,9 +170,6 @@ def build_tiny_model(
     `pretrain_steps` full-parameter AdamW steps on `corpus` (0: random weights) make it a
     "pretrained base"; the run is seeded and deterministic on CPU, and a rerun with the same
     settings and corpus reuses the folder."""
-    import torch
-    from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-
     out = Path(out_dir)
     texts = list(corpus) if corpus is not None else default_corpus()
     if not texts:
@@ -185,6 +186,18 @@ def build_tiny_model(
                                                    or pretrain_max_length < 2)):
         raise HaloError("build_tiny_model: pretrain_steps must be >= 0, and with steps, "
                         "pretrain_lr > 0, pretrain_batch >= 1 and pretrain_max_length >= 2")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # One builder per folder at a time: a second one waits, then reuses what the first built.
+    with _build_lock(out):
+        _remove_dead_temps(out)
+        return _build_locked(out, spec, texts)
+
+
+def _build_locked(out: Path, spec: TinySpec, texts: list[str]) -> Path:
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    seed = spec.seed
     marker = out / MARKER
     if marker.exists():
         try:
@@ -197,22 +210,22 @@ def build_tiny_model(
     if out.exists() and any(out.iterdir()):
         raise HaloError(f"{out} exists and is not a tiny model folder; choose an empty folder")
 
-    tokenizer = _train_tokenizer(texts, vocab_size)
+    tokenizer = _train_tokenizer(texts, spec.vocab_size)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=intermediate,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=max_positions,
+        hidden_size=spec.hidden,
+        intermediate_size=spec.intermediate,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=spec.kv_heads,
+        max_position_embeddings=spec.max_positions,
         tie_word_embeddings=True,
         bos_token_id=None,
         eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
         pad_token_id=tokenizer.pad_token_id,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    # A fixed name under the lock: a killed build's folder is the next build's to replace.
+    tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         config.save_pretrained(tmp)
@@ -229,9 +242,10 @@ def build_tiny_model(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = Qwen2ForCausalLM(config)
-            if pretrain_steps:
-                pretrain(model, loaded, texts, steps=pretrain_steps, lr=pretrain_lr,
-                         batch=pretrain_batch, max_length=pretrain_max_length, seed=seed)
+            if spec.pretrain_steps:
+                pretrain(model, loaded, texts, steps=spec.pretrain_steps, lr=spec.pretrain_lr,
+                         batch=spec.pretrain_batch, max_length=spec.pretrain_max_length,
+                         seed=seed)
         model.generation_config = GenerationConfig(
             eos_token_id=[config.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)],
             pad_token_id=tokenizer.pad_token_id,
@@ -245,6 +259,35 @@ def build_tiny_model(
         out.rmdir()  # empty (checked above)
     os.replace(tmp, out)
     return out
+
+
+@contextlib.contextmanager
+def _build_lock(out: Path) -> Iterator[None]:
+    """An flock beside the folder: the kernel drops it when its holder dies, SIGKILL included,
+    so a killed builder never blocks the next one. The lock file stays (removing it would let
+    a waiter and a newcomer lock two different files)."""
+    lock = out.with_name(f".{out.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove_dead_temps(out: Path) -> None:
+    """Removes `.NAME.tmp<pid>` folders of builders from before the lock whose process is gone
+    (a live pid, even a reused one, keeps its folder: never delete a running build's files)."""
+    for tmp in out.parent.glob(f".{out.name}.tmp*"):
+        pid = tmp.name[len(f".{out.name}.tmp"):]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def _token_ids(tokenizer, texts: Sequence[str]) -> list[list[int]]:

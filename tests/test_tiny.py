@@ -126,3 +126,73 @@ def test_folder_from_before_the_qwen2_pretokenizer_is_not_reused(tmp_path) -> No
     (out / MARKER).write_bytes(old.replace(b',"pretokenizer":""', b""))
     with pytest.raises(HaloError, match="different tiny model"):
         build_tiny_model(tmp_path / "m", corpus=corpus, vocab_size=300, pretrain_steps=0)
+
+
+CORPUS = ["print('hello world')", "int main() { return 0; }"] * 10
+_KILLED_BUILD = """
+import sys
+from halo_forge.tiny import build_tiny_model
+build_tiny_model(sys.argv[1], corpus={corpus!r}, vocab_size=300, pretrain_steps=1_000_000,
+                 pretrain_batch=1, pretrain_max_length=8)
+"""
+
+
+def test_a_killed_build_leaves_nothing_for_the_next_build(tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "m"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_BUILD.format(corpus=CORPUS), str(out)],
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    # Killed while it pretrains: its temporary folder already holds the config.
+    while not list(tmp_path.glob(".m.tmp*/config.json")):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "the build never started writing its folder"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert list(tmp_path.glob(".m.tmp*")) and not out.exists()
+    assert build_tiny_model(out, corpus=CORPUS, vocab_size=300, pretrain_steps=0) == out
+    assert (out / MARKER).is_file() and not list(tmp_path.glob(".m.tmp*"))
+
+
+def test_old_per_pid_temp_folders_go_only_when_their_builder_is_gone(tmp_path) -> None:
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    alive = subprocess.Popen(["sleep", "300"])
+    try:
+        for pid in (gone.pid, alive.pid):
+            (tmp_path / f".m.tmp{pid}").mkdir()
+            (tmp_path / f".m.tmp{pid}" / "config.json").write_text("{}")
+        build_tiny_model(tmp_path / "m", corpus=CORPUS, vocab_size=300, pretrain_steps=0)
+        assert [p.name for p in tmp_path.glob(".m.tmp*")] == [f".m.tmp{alive.pid}"]
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_the_build_holds_the_folder_lock(tmp_path, monkeypatch) -> None:
+    import fcntl
+
+    from halo_forge import tiny
+
+    real = tiny._train_tokenizer
+    seen = []
+
+    def check_lock(*args, **kwargs):
+        with open(tmp_path / ".m.lock") as other:  # another builder's view of the lock
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                seen.append("free")
+            except BlockingIOError:
+                seen.append("held")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiny, "_train_tokenizer", check_lock)
+    build_tiny_model(tmp_path / "m", corpus=CORPUS, vocab_size=300, pretrain_steps=0)
+    assert seen == ["held"]

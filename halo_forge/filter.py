@@ -2,11 +2,14 @@
 
 Rules, in order, each counting what it removed:
 1. `sandbox_error`: the infrastructure failed, the sample says nothing about the model;
-2. `below_threshold`: reward under `reward_threshold`;
-3. `duplicate`: identical code for the same prompt is kept once (the copy with the best reward);
-4. `per_prompt_cap`: at most `max_per_prompt` per prompt, so easy prompts do not crowd out
+2. `guarded`: a reward-hacking guard fired (Verdict.guard), whatever the reward or status: a
+   guard that caps the reward is the verifier's floor, and a threshold of 0 or a ladder that
+   still scores the capped sample must not let RAFT train on, and so amplify, the hack;
+3. `below_threshold`: reward under `reward_threshold`;
+4. `duplicate`: identical code for the same prompt is kept once (the copy with the best reward);
+5. `per_prompt_cap`: at most `max_per_prompt` per prompt, so easy prompts do not crowd out
    the rest;
-5. `top_percent`: of what remains, the best `keep_top_percent` by reward.
+6. `top_percent`: of what remains, the best `keep_top_percent` by reward.
 
 Ties (equal rewards) are broken by a seeded hash of the sample id, never by prompt or
 generation order: which of two equal samples survives does not depend on where its prompt sits
@@ -24,7 +27,7 @@ import msgspec
 
 from halo_forge.records import Sample, Verdict
 
-RULES = ("sandbox_error", "below_threshold", "duplicate", "per_prompt_cap", "top_percent")
+RULES = ("sandbox_error", "guarded", "below_threshold", "duplicate", "per_prompt_cap", "top_percent")
 
 
 class FilterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -79,8 +82,11 @@ def select(pairs: Iterable[tuple[Sample, Verdict]],
     usable = [p for p in items if p[1].status != "sandbox_error"]
     removed["sandbox_error"] = len(items) - len(usable)
 
-    above = [p for p in usable if p[1].reward >= config.reward_threshold]
-    removed["below_threshold"] = len(usable) - len(above)
+    honest = [p for p in usable if not p[1].guard]
+    removed["guarded"] = len(usable) - len(honest)
+
+    above = [p for p in honest if p[1].reward >= config.reward_threshold]
+    removed["below_threshold"] = len(honest) - len(above)
 
     ranked = sorted(above, key=lambda p: _rank(p, config.seed))
     if config.dedupe:

@@ -35,6 +35,7 @@ class CycleMetrics(msgspec.Struct, kw_only=True):
     kept_prompts: int = 0
     filter_removed: dict[str, int] = {}
     statuses: dict[str, int] = {}
+    guards: dict[str, int] = {}  # guard_key(Verdict.guard) -> verdicts that guard capped
     learning_rate: float = 0.0
     tokens_per_s: float = 0.0
     verify_per_s: float = 0.0
@@ -50,6 +51,12 @@ class CycleMetrics(msgspec.Struct, kw_only=True):
     eval_pass_at_1: float | None = None
     eval_compile_rate: float | None = None
     resumed: bool = False  # part of this cycle was done by an earlier, interrupted process
+
+
+def guard_key(reason: str) -> str:
+    """The defence a Verdict.guard reason names: its text before the first ':' ("stub: empty
+    main" -> "stub"), so that counts per cycle stay comparable whatever detail follows."""
+    return reason.partition(":")[0].strip()
 
 
 def write_metrics(path: Path, rows: Sequence[CycleMetrics]) -> None:

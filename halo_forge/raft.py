@@ -31,6 +31,7 @@ import msgspec
 
 from halo_forge.errors import HaloError
 from halo_forge.filter import FilterConfig, FilterReport, select
+from halo_forge.metrics import guard_key
 from halo_forge.records import Example, Message, Problem, Sample, Verdict
 from halo_forge.shards import ShardAppender, ShardReader
 
@@ -80,6 +81,7 @@ class CycleStats(msgspec.Struct, kw_only=True):
     samples: int = 0
     verdicts: int = 0
     statuses: dict[str, int] = {}
+    guards: dict[str, int] = {}  # metrics.guard_key of Verdict.guard -> count
     compiled: int = 0
     passed: int = 0
     reward_sum: float = 0.0
@@ -113,6 +115,9 @@ class CycleStats(msgspec.Struct, kw_only=True):
     def add(self, verdict: Verdict) -> None:
         self.verdicts += 1
         self.statuses[verdict.status] = self.statuses.get(verdict.status, 0) + 1
+        if verdict.guard:
+            key = guard_key(verdict.guard)
+            self.guards[key] = self.guards.get(key, 0) + 1
         if verdict.status == "sandbox_error":
             self.sandbox_errors += 1
             return

@@ -8,10 +8,11 @@ from halo_forge.filter import FilterConfig, join, normalize_code, select, tie_ke
 from halo_forge.records import Sample, Verdict
 
 
-def pair(pid: str, i: int, reward: float, *, status: str = "passed", code: str | None = None):
+def pair(pid: str, i: int, reward: float, *, status: str = "passed", code: str | None = None,
+         guard: str = ""):
     sid = f"{pid}/c1/s{i}"
     return (Sample(id=sid, problem_id=pid, cycle=1, index=i, code=code or f"code {pid} {i}"),
-            Verdict(id=sid, status=status, reward=reward))
+            Verdict(id=sid, status=status, reward=reward, guard=guard))
 
 
 def test_threshold_and_sandbox_error_never_used():
@@ -28,6 +29,31 @@ def test_sandbox_error_not_kept_even_with_zero_threshold():
     kept, report = select([pair("a", 0, 0.0, status="sandbox_error")],
                           FilterConfig(reward_threshold=0.0))
     assert kept == [] and report.removed["sandbox_error"] == 1
+
+
+@pytest.mark.parametrize("status,reward", [("passed", 1.0), ("wrong_answer", 0.5),
+                                           ("runtime_error", 0.7), ("compile_error", 0.0)])
+def test_guarded_sample_never_kept_whatever_its_reward_or_status(status, reward):
+    # A verdict whose guard fired is dropped even where the ladder or a stale cache still
+    # scored it at the top and the threshold lets everything through; the honest sample
+    # beside it keeps its place.
+    pairs = [pair("a", 0, reward, status=status, guard="stub: empty main"),
+             pair("a", 1, 0.7, status="wrong_answer")]
+    kept, report = select(pairs, FilterConfig(reward_threshold=0.0))
+    assert [p[0].id for p in kept] == ["a/c1/s1"]
+    assert kept[0][1].reward == 0.7
+    assert report.removed["guarded"] == 1 and report.removed["below_threshold"] == 0
+
+
+def test_guarded_copy_does_not_shadow_an_honest_duplicate():
+    # Same code, but the runtime guard fired on one run only: the best-rewarded copy must
+    # not be the guarded one, or dedupe would throw the honest copy away.
+    pairs = [pair("a", 0, 1.0, code="x = 1\n", guard="exited before its tests finished"),
+             pair("a", 1, 0.8, code="x = 1\n")]
+    kept, report = select(pairs, FilterConfig(reward_threshold=0.5))
+    assert [p[0].id for p in kept] == ["a/c1/s1"]
+    assert report.removed == {"sandbox_error": 0, "guarded": 1, "below_threshold": 0,
+                              "duplicate": 0, "per_prompt_cap": 0, "top_percent": 0}
 
 
 def test_keep_top_percent_keeps_the_best():

@@ -99,7 +99,10 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     # Extras (not in the contract; defaults keep older verdict files readable).
     language: str | None = None
     warnings: bool = False  # compiled, with compiler warnings
-    guard: str = ""  # why a reward-hacking guard capped the reward ("" when none did)
+    # Why a reward-hacking guard capped the reward ("" when none did), as "<key>: <detail>":
+    # the key, a short stable name of the defence ("stub", "test tampering"), is what RAFT
+    # counts per cycle (metrics.guard_key); keep it unchanged when the detail changes.
+    guard: str = ""
     cached: bool = False  # copied from an identical sample verified earlier
     compile_s: float = 0.0  # wall seconds of the compile step alone
 

@@ -47,12 +47,11 @@ def test_real_programs_are_not_stubs(language, code):
 @pytest.mark.parametrize(
     "language, code",
     [
-        ("python", "import sys\ndef f(x):\n    return x\nsys.exit(0)\n"),
-        ("python", "import os\ndef f(x):\n    return x\nos._exit(0)\n"),
-        ("python", "def f(x):\n    return x\nexit()\n"),
-        ("python", "import atexit\ndef f(x):\n    return x\n"),
-        ("python", "import sys\ndef f(x):\n    return x\nsys.excepthook = lambda *a: None\n"),
-        ("python", "def f(x):\n    return x\nAssertionError = Exception\n"),
+        # Python exits, excepthooks and patched builtins are the judge's (tests/test_integrity_python.py)
+        ("python", "import ctypes\ndef f(x):\n    return x\n"),
+        ("python", "import sys\ndef f(x):\n    return sys._getframe().f_back.f_globals\n"),
+        ("python", "import gc\ndef f(x):\n    return [o for o in gc.get_objects() if o]\n"),
+        ("python", "import sys\nsys.settrace(lambda *a: None)\ndef f(x):\n    return x\n"),
         ("c", "#include <stdlib.h>\nint f(int x) { exit(0); }\n"),
         ("c", "#define NDEBUG\nint f(int x) { return x; }\n"),
         ("c", "#undef assert\n#define assert(x) ((void)0)\nint f(int x) { return x; }\n"),
@@ -71,7 +70,7 @@ def test_test_tampering_detected_with_test_code(language, code):
 
 def test_tampering_only_checked_when_tests_are_appended():
     # A CodeForces program may exit early: its output is what is judged.
-    code = "import sys\nprint(input())\nsys.exit(0)\n"
+    code = "import ctypes\nprint(input())\n"
     assert static_guard(code, language="python", has_test_code=False) == ""
     assert static_guard(code, language="python", has_test_code=True) != ""
 

@@ -6,8 +6,9 @@ Static guards read the extracted solution (never the problem's own test code):
 - test tampering, only when the sample has `test_code`: leaving the process early with
   success (exit calls, constructors that run before main, atexit/excepthook tricks), disabling
   or rewriting the checks (`#define NDEBUG`, redefining `assert`, `cfg(test)` switches).
-The runner adds runtime guards (a sentinel printed only after the Python tests finished, the
-Rust test harness' own summary), since a static scan alone can be dodged.
+The runner adds runtime defences, since a static scan alone can be dodged: Python test code
+runs in a judge process out of the solution's reach (pyjudge.py), and the Rust test harness'
+own summary is checked.
 
 Each guard returns a short reason ("" when nothing fired); the reason lands in Verdict.guard.
 """
@@ -140,9 +141,14 @@ _RUST_TAMPER = [
     (re.compile(r"\bextern\s*(?:\"\"|\{)|\basm!|\bglobal_asm!"), "foreign or assembly code"),
     (re.compile(r"\bpanic\s*::\s*(?:set_hook|take_hook|catch_unwind)\b"), "intercepts test failures"),
 ]
-_PY_TAMPER_CALLS = {"exit", "quit", "_exit", "abort", "kill", "excepthook", "settrace",
-                    "setprofile", "execv", "execl", "execvp", "fork", "system"}
-_PY_TAMPER_MODULES = {"atexit", "builtins", "ctypes", "signal", "inspect", "unittest", "faulthandler"}
+# Python: the judge (pyjudge.py) defeats exits, patched builtins and asserts, and
+# always-equal results whatever their spelling, in a process the solution cannot reach, so
+# exit(), signal, atexit, inspect and __eq__ are honest here. What remains is a cheap filter
+# for what only harness-hunting code does: poking memory, tracing other frames, walking the
+# stack or the heap for someone else's objects.
+_PY_TAMPER_MODULES = {"ctypes"}
+_PY_TAMPER_CALLS = {"settrace", "setprofile", "get_referrers", "get_referents", "get_objects"}
+_PY_TAMPER_ATTRS = {"f_back", "f_globals", "f_locals", "tb_frame"}
 
 
 def _python_tamper(tree: ast.Module) -> str:
@@ -152,18 +158,17 @@ def _python_tamper(tree: ast.Module) -> str:
             for name in names:
                 if name.split(".")[0] in _PY_TAMPER_MODULES:
                     return f"imports {name}"
-        elif isinstance(node, ast.Call):
-            func = node.func
-            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-            if name in _PY_TAMPER_CALLS:
-                return f"calls {name}()"
-            if name == "__import__":
-                return "imports modules dynamically"
-        elif isinstance(node, ast.Attribute) and node.attr in ("excepthook", "settrace", "setprofile",
-                                                               "_exit", "__code__", "f_back"):
-            return f"touches {node.attr}"
-        elif isinstance(node, ast.Name) and node.id in ("__builtins__", "AssertionError"):
-            return f"touches {node.id}"
+        elif isinstance(node, ast.Attribute):
+            if node.attr in _PY_TAMPER_CALLS:
+                return f"calls {node.attr}()"
+            if node.attr in _PY_TAMPER_ATTRS:
+                return f"walks frames ({node.attr})"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in _PY_TAMPER_CALLS:
+                return f"calls {node.func.id}()"
+            if node.func.id == "__import__" and node.args and isinstance(node.args[0], ast.Constant) \
+                    and str(node.args[0].value).split(".")[0] in _PY_TAMPER_MODULES:
+                return f"imports {node.args[0].value}"
     return ""
 
 

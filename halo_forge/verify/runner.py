@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import secrets
 import signal as _signal
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
@@ -33,6 +32,7 @@ from halo_forge.verify.config import StepLimits, VerifierConfig
 from halo_forge.verify.extract import extract_code, guess_language
 from halo_forge.verify.guards import static_guard
 from halo_forge.verify.pch import PchCache, wants_pch
+from halo_forge.verify.pyjudge import JUDGE_VERSION, python_test_run, read_verdict
 from halo_forge.verify.rewards import Outcome, reward
 from halo_forge.verify.toolchains import Toolchain, resolve_toolchain
 from halo_forge.verify.types import SampleIOTest, Verdict, VerifySample
@@ -44,32 +44,6 @@ if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport t
     from exceptiongroup import BaseExceptionGroup
 
 log = logging.getLogger(__name__)
-
-# Python programs with test_code run under this harness. It reads a one-time token from
-# stdin before the program starts and prints it only after the program and its asserts have
-# finished, so a program that leaves early with exit status 0 (sys.exit, os._exit, an
-# excepthook that swallows the failing assert) has no token and does not pass.
-_PY_ASSERT_EXIT = 86
-PY_HARNESS = f"""
-def _halo_harness():
-    import sys
-    token = sys.stdin.readline().strip()
-    with open("main.py", "rb") as f:
-        code = compile(f.read(), "main.py", "exec", dont_inherit=True)
-    scope = {{"__name__": "__main__", "__file__": "main.py", "__builtins__": __builtins__}}
-    try:
-        exec(code, scope)
-    except AssertionError:
-        import traceback
-        traceback.print_exc()
-        sys.stderr.flush()
-        sys.stdout.flush()
-        raise SystemExit({_PY_ASSERT_EXIT})
-    sys.stdout.flush()
-    sys.stdout.write("\\n" + token + "\\n")
-    sys.stdout.flush()
-_halo_harness()
-"""
 
 _RUST_RUNNING = re.compile(rb"^running (\d+) tests?$", re.MULTILINE)
 _RUST_RESULT = re.compile(rb"^test result: (ok|FAILED)\. (\d+) passed; (\d+) failed", re.MULTILINE)
@@ -121,6 +95,10 @@ class Verifier:
     """Verifies samples against one config; holds the sandbox, the verdict cache and the PCHs.
 
     Use as `async with Verifier(config) as v: verdict = await v.verify(sample)`."""
+
+    # The pre-judge Python harness, forgeable from inside the solution: only bench_verify's
+    # baseline for the cost of the defences sets it.
+    legacy_python_harness = False
 
     def __init__(self, config: VerifierConfig | None = None, *, sandbox: Any = None,
                  cache: VerdictCache | None = None) -> None:
@@ -223,7 +201,9 @@ class Verifier:
         assert language is not None
         toolchain = resolve_toolchain(language, config.compiler(language))
         test_code = sample.test_code or ""
-        program = code if not test_code else code.rstrip("\n") + "\n\n" + test_code.rstrip("\n") + "\n"
+        # Python's test code goes to its judge on a pipe, never into the run's files.
+        appended = test_code and language != "python"
+        program = code if not appended else code.rstrip("\n") + "\n\n" + test_code.rstrip("\n") + "\n"
         return _Prepared(
             sample_id=sample.id, language=language, toolchain=toolchain, program=program, solution=code,
             io_tests=list(sample.io_tests), test_code=test_code,
@@ -237,6 +217,7 @@ class Verifier:
             p.toolchain.identity, p.toolchain.flags, p.toolchain.link_flags, p.language, p.program,
             [(t.stdin, t.stdout) for t in p.io_tests], p.rust_test, c.compile_limits, c.run_limits,
             c.compare, c.float_tolerance, c.max_timeouts, c.ladder, c.output_tail,
+            p.test_code, JUDGE_VERSION,
         )
 
     async def verify(self, sample: VerifySample) -> Verdict:
@@ -351,19 +332,16 @@ class Verifier:
 
     async def _run_test_code(self, p: _Prepared, workdir: os.PathLike) -> _TestResult:
         tc = p.toolchain
-        if tc.kind == "python":
-            token = secrets.token_hex(16)
-            run = await self._sandbox.run(tc.run_argv(workdir, script=PY_HARNESS), cwd=workdir,
-                                          stdin=(token + "\n").encode(), limits=self._run_limits)
+        if tc.kind == "python":  # the judge: halo_forge/verify/pyjudge.py
+            argv, stdin, token = python_test_run(tc.path, tc.flags, p.test_code,
+                                                 legacy=self.legacy_python_harness)
+            run = await self._sandbox.run(argv, cwd=workdir, stdin=stdin, limits=self._run_limits)
             result = self._plain(run, total=1)
-            if run.status == "runtime_error" and run.exit_code == _PY_ASSERT_EXIT:
-                result.status = "wrong_answer"
-            elif result.status == "passed":
-                lines = run.stdout.decode("utf-8", errors="replace").split()
-                if not lines or lines[-1] != token:
-                    return _TestResult(status="wrong_answer", total=1, wall_s=run.wall_s, cpu_s=run.cpu_s,
-                                       guard="exited before its tests finished",
-                                       detail="the program ended with status 0 before the tests ran to the end")
+            judged = read_verdict(run, token)
+            if judged.status is not None:
+                result.status, result.guard = judged.status, judged.guard
+                result.passed = int(judged.status == "passed")
+                result.detail = judged.detail or result.detail
             return result
         run = await self._sandbox.run(
             [*tc.run_argv(workdir), *(("--test-threads=1",) if p.rust_test else ())],

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from halo_forge.argtypes import positive_int
 from halo_forge.errors import HaloError
+from halo_forge.paths import check_output_dir
 
 
 def parse_ks(text: str) -> list[int]:
@@ -171,6 +172,8 @@ def _run(args) -> int:
     from halo_forge.verify.config import VerifierConfig
 
     ks = check_ks(parse_ks(args.k), args.samples)  # before loading anything
+    if args.output is not None:
+        check_output_dir(args.output, what="benchmark run --output")
     if not args.model and not args.adapter:
         raise HaloError("benchmark run: pass --model (a Hugging Face id, a local folder or an "
                         "adapter folder)")

@@ -44,8 +44,8 @@ def check_output_file(path: str | os.PathLike[str], *, what: str,
                         f"{os.path.join(str(path), 'out.jsonl')}")
     for source in input_paths:
         if _same_file(p, Path(source).expanduser()):
-            raise HaloError(f"{what} {path}: is the input {source}; writing it would replace the "
-                            "input, so choose another file")
+            raise HaloError(f"{what} {path}: is the input {source}; writing it would replace "
+                            "the input, so choose another file")
     try:
         st = os.stat(p)
     except (FileNotFoundError, NotADirectoryError):  # the folder checks below name the cause

@@ -53,9 +53,13 @@ def _run(args) -> int:
 
 
 def run_config(config, *, config_text: str = "", force=()) -> int:
+    from halo_forge.paths import check_output_dir
     from halo_forge.pipeline import run_pipeline
     from halo_forge.progress import Progress
 
+    # Before the first log line too (Pipeline.open checks again for library callers), so a bad
+    # folder is the one line a user sees.
+    check_output_dir(config.output.dir, what="output.dir (--output)")
     setup_logging()
     progress = Progress(config.output.progress)
     progress.log(f"output: {config.output.dir}")

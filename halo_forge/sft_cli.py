@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from halo_forge.errors import HaloError
+from halo_forge.paths import check_output_dir
 
 
 def register(subparsers) -> None:
@@ -61,6 +62,12 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _same_place(a: str, b: str) -> bool:
+    import os
+
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def _train(args) -> int:
     from halo_forge.train import SFTConfig, train
 
@@ -83,6 +90,10 @@ def _train(args) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr)
 
+    check_output_dir(args.output, what="sft train --output")
+    if _same_place(args.output, args.data):
+        raise HaloError(f"sft train --output {args.output}: is the --data folder; checkpoints "
+                        "would mix with the training data, so choose another folder")
     result = train(config, data=args.data, output_dir=args.output, resume=args.resume, log=log)
     loss = f"{result.first_loss:.4f} -> {result.last_loss:.4f}" if result.first_loss else "n/a"
     log(f"trained {result.global_step} steps on {result.train_examples} examples "

@@ -62,3 +62,47 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path, reader) -> None:
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception" not in err, err
+
+
+def _bad_output_cases(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    src = tmp_path / "in.jsonl"
+    src.write_text("")
+    missing = str(tmp_path / "missing")
+    return [
+        (["benchmark", "run", "--model", missing, "--prompts", missing, "--output", a_file],
+         "benchmark run --output", "is a file"),
+        (["sft", "train", "--data", missing, "--output", a_file / "run"],
+         "sft train --output", "is a file"),
+        (["data", "export", missing, "--out", "/proc/halo-forge.jsonl"],
+         "data export --out", "cannot create files"),
+        (["data", "import", src, "--type", "Problem", "--out", a_file],
+         "data import --out", "is a file"),
+        (["data", "prepare", "--dataset", "builtin", "--output", tmp_path],
+         "data prepare --output", "is a folder"),
+        (["data", "prepare", "--dataset", "local", "--from", src, "--prompts", src],
+         "data prepare --prompts", "is the input"),
+        (["data", "prepare", "--dataset", "builtin", "--shards", "/proc/halo-forge"],
+         "data prepare --shards", "cannot create files"),
+        (["data", "generate", "--topic", "x", "--output", tmp_path],
+         "data generate --output", "is a folder"),
+        (["bench", "verify", "--corpus", src, "--json", src],
+         "bench verify --json", "is the input"),
+        (["run", "--output", a_file], "output.dir", "is a file"),
+    ]
+
+
+def test_every_command_checks_its_outputs_before_any_work(tmp_path, capsys, monkeypatch) -> None:
+    import halo_forge.tiny
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output path was checked")
+
+    monkeypatch.setattr(halo_forge.tiny, "build_tiny_model", no_work)
+    for argv, what, needle in _bad_output_cases(tmp_path):
+        argv = [str(a) for a in argv]
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("halo-forge: error: ") and err.count("\n") == 1, err
+        assert what in err and needle in err, (argv, err)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from halo_forge.errors import HaloError
+from halo_forge.paths import check_output_dir, check_output_file
 
 
 def register(subparsers) -> None:
@@ -125,6 +126,7 @@ def _export(args) -> int:
     from halo_forge.data.jsonl import write_jsonl
     from halo_forge.shards import read_shards
 
+    check_output_file(args.out, what="data export --out", input_paths=[args.path])
     n = write_jsonl(args.out, read_shards(args.path, allow_partial=args.partial))
     print(f"exported {n} records to {args.out}", file=sys.stderr)
     return 0
@@ -138,6 +140,7 @@ def _import(args) -> int:
     from halo_forge.shards import ShardWriter
 
     record_type = RECORD_TYPES[args.record_type]
+    check_output_dir(args.out, what="data import --out")
 
     def records():
         for n, row in enumerate(read_jsonl(args.path), 1):
@@ -165,6 +168,12 @@ def _prepare(args) -> int:
         raise HaloError("data prepare: pass --dataset NAME (or --list to see them)")
     if not 0.0 <= args.test_fraction <= 1.0:
         raise HaloError("--test-fraction must be between 0 and 1")
+    if args.output is not None:
+        check_output_file(args.output, what="data prepare --output", input_paths=args.from_paths)
+    if args.prompts is not None:
+        check_output_file(args.prompts, what="data prepare --prompts", input_paths=args.from_paths)
+    if args.shards is not None:
+        check_output_dir(args.shards, what="data prepare --shards")
     tokenizer = chat.load_tokenizer(args.tokenizer) if args.tokenizer else None
     report = prepare.prepare(
         dataset=args.dataset,
@@ -201,4 +210,6 @@ def _print_datasets(datasets) -> None:
 def _generate(args) -> int:
     from halo_forge.data import generate
 
+    if args.output is not None:  # appended to: what a rerun continues from
+        check_output_file(args.output, what="data generate --output")
     return generate.main(args)

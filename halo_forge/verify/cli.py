@@ -249,7 +249,11 @@ class _Progress:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    from halo_forge.paths import check_output_file
     from halo_forge.verify.bench import run_benchmark
 
+    if args.json:
+        check_output_file(args.json, what="bench verify --json",
+                          input_paths=[args.corpus] if args.corpus else ())
     return run_benchmark(corpus=args.corpus, verifier=args.verifier, concurrency=args.concurrency,
                          repeat=args.repeat, rounds=args.rounds, json_path=args.json)

@@ -100,7 +100,7 @@ def read_verdict(run: Any, token: str) -> JudgeVerdict:
         return JudgeVerdict("wrong_answer")
     if run.exit_code == GUARD_EXIT and last.startswith(f"{token} guard "):
         reason = last[len(token) + len(" guard "):]
-        return JudgeVerdict("wrong_answer", reason, f"guard: {reason}")
+        return JudgeVerdict("wrong_answer", reason)
     if run.exit_code == FAULT_EXIT:
         return JudgeVerdict("sandbox_error", "", "python judge could not start: "
                             + run.stderr.decode("utf-8", errors="replace")[-500:])

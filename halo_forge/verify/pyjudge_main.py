@@ -573,6 +573,8 @@ def _run(judge, tests):
             if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not str:
                 judge.fail(_Violation, "a malformed name from the solution's process")
             name, kind, payload = entry
+            if name in builtins.__dict__:
+                continue  # the test's sorted/abs/all stay the real ones, whatever the solution binds
             if kind == "m" and type(payload) is str:
                 module = _stdlib_module(payload)
                 if module is not None:

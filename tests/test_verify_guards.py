@@ -52,12 +52,9 @@ def test_real_programs_are_not_stubs(language, code):
         ("python", "import sys\ndef f(x):\n    return sys._getframe().f_back.f_globals\n"),
         ("python", "import gc\ndef f(x):\n    return [o for o in gc.get_objects() if o]\n"),
         ("python", "import sys\nsys.settrace(lambda *a: None)\ndef f(x):\n    return x\n"),
-        ("c", "#include <stdlib.h>\nint f(int x) { exit(0); }\n"),
         ("c", "#define NDEBUG\nint f(int x) { return x; }\n"),
         ("c", "#undef assert\n#define assert(x) ((void)0)\nint f(int x) { return x; }\n"),
-        ("cpp", "#include <cstdlib>\nstatic int s = (std::exit(0), 0);\nint f(int x) { return x; }\n"),
         ("cpp", "__attribute__((constructor)) static void g() {}\nint f(int x) { return x; }\n"),
-        ("rust", "fn f(x: i32) -> i32 { std::process::exit(0) }\n"),
         ("rust", "#[cfg(not(test))]\nfn f(x: i32) -> i32 { x }\n#[cfg(test)]\nfn f(_: i32) -> i32 { 0 }\n"),
         ("rust", "#[used]\n#[link_section = \".init_array\"]\nstatic X: extern \"C\" fn() = g;\n"),
         ("rust", "fn f() {}\n#[test]\nfn fake() {}\n"),
@@ -66,6 +63,17 @@ def test_real_programs_are_not_stubs(language, code):
 def test_test_tampering_detected_with_test_code(language, code):
     assert tamper_guard(code, language=language).startswith("test tampering")
     assert static_guard(code, language=language, has_test_code=True) != ""
+
+
+@pytest.mark.parametrize("language, code", [
+    ("c", "#include <stdlib.h>\nint f(int x) { if (x < 0) abort(); if (x > 9) exit(2); return x; }\n"),
+    ("cpp", "#include <cstdlib>\nint f(int x) { if (x < 0) std::exit(1); return x; }\n"),
+    ("rust", "fn f(x: i32) -> i32 { if x < 0 { std::process::exit(1) } x }\n"),
+])
+def test_exits_are_judged_at_run_time_not_by_spelling(language, code):
+    # Exits with status 0 fail at run time (tests/test_integrity_native.py); honest code that
+    # gives up on impossible input must not be capped for merely containing the call.
+    assert static_guard(code, language=language, has_test_code=True) == ""
 
 
 def test_tampering_only_checked_when_tests_are_appended():

@@ -124,7 +124,9 @@ def stub_guard(code: str, *, language: str) -> str:
 # --- test tampering ----------------------------------------------------------------------
 
 _C_TAMPER = [
-    (re.compile(r"\b(?:std\s*::\s*)?(?:exit|_exit|_Exit|quick_exit|atexit|at_quick_exit|abort|"
+    # exit()/abort() are not here: an honest solution may call them on impossible input, and
+    # an exit with status 0 fails at run time whatever its spelling (halo_forge/verify/native.py).
+    (re.compile(r"\b(?:std\s*::\s*)?(?:atexit|at_quick_exit|"
                 r"signal|sigaction|raise|longjmp|setjmp|syscall|fork|vfork|execv\w*|execl\w*|"
                 r"system|kill)\s*\("), "calls a process-control function"),
     (re.compile(r"__attribute__\s*\(\(\s*(?:__)?constructor"), "code that runs before main"),
@@ -133,7 +135,7 @@ _C_TAMPER = [
     (re.compile(r"\b(?:asm|__asm__|__asm)\b"), "inline assembly"),
 ]
 _RUST_TAMPER = [
-    (re.compile(r"\bprocess\s*::\s*(?:exit|abort)\b|\bstd\s*::\s*process\b"), "exits the process"),
+    (re.compile(r"\bCommand\s*::\s*new\b"), "starts other programs"),
     (re.compile(r"#!?\[\s*(?:cfg|cfg_attr)\s*\([^\]]*\btest\b"), "switches code on cfg(test)"),
     (re.compile(r"#\[\s*(?:test|should_panic|ignore)\b"), "defines or silences tests"),
     (re.compile(r"#\[\s*(?:used|link_section|no_mangle|export_name)\b|\blink_section\b"),

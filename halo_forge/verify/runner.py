@@ -27,6 +27,7 @@ import msgspec
 
 from halo_forge.errors import HaloError
 from halo_forge.verify.cache import VerdictCache, cache_key
+from halo_forge.verify import native
 from halo_forge.verify.compare import outputs_match
 from halo_forge.verify.config import StepLimits, VerifierConfig
 from halo_forge.verify.extract import extract_code, guess_language
@@ -79,6 +80,7 @@ class _Prepared(msgspec.Struct, kw_only=True):
     test_code: str
     rust_test: bool  # test_code holds #[test] functions: build with `rustc --test`
     guard: str
+    native: bool = False  # C/C++/Rust test code under halo_forge/verify/native.py's defences
 
 
 class _TestResult(msgspec.Struct, kw_only=True):
@@ -116,6 +118,10 @@ class Verifier:
             log.warning("precompiled headers off: cache_dir %s is under /tmp, which sandboxed "
                         "compiles cannot see; choose another cache_dir", self.config.cache_dir)
             self.pch = None
+        # C/C++/Rust test code: judged under native.py's defences (bench_verify turns them off
+        # to measure their cost against the judge before them).
+        self.native_defences = True
+        self.guards = native.GuardCache(self.config.cache_dir)
         self._compile_limits = _limits(self.config.compile_limits)
         self._run_limits = _limits(self.config.run_limits)
 
@@ -204,11 +210,16 @@ class Verifier:
         # Python's test code goes to its judge on a pipe, never into the run's files.
         appended = test_code and language != "python"
         program = code if not appended else code.rstrip("\n") + "\n\n" + test_code.rstrip("\n") + "\n"
+        native_guard = ""
+        use_native = self.native_defences and native.handles(language, test_code)
+        if use_native:
+            program, native_guard = native.compose(code, test_code, language=language)
         return _Prepared(
             sample_id=sample.id, language=language, toolchain=toolchain, program=program, solution=code,
             io_tests=list(sample.io_tests), test_code=test_code,
             rust_test=language == "rust" and bool(re.search(r"#\[\s*test\s*\]", test_code)),
-            guard=static_guard(code, language=language, has_test_code=bool(test_code)),
+            guard=static_guard(code, language=language, has_test_code=bool(test_code)) or native_guard,
+            native=use_native,
         )
 
     def key(self, p: _Prepared) -> str:
@@ -217,7 +228,7 @@ class Verifier:
             p.toolchain.identity, p.toolchain.flags, p.toolchain.link_flags, p.language, p.program,
             [(t.stdin, t.stdout) for t in p.io_tests], p.rust_test, c.compile_limits, c.run_limits,
             c.compare, c.float_tolerance, c.max_timeouts, c.ladder, c.output_tail,
-            p.test_code, JUDGE_VERSION,
+            p.test_code, JUDGE_VERSION, p.native, native.NATIVE_JUDGE_VERSION,
         )
 
     async def verify(self, sample: VerifySample) -> Verdict:
@@ -252,9 +263,18 @@ class Verifier:
                 compile_s=round(compile_s, 4), output=_tail(output, limit), language=p.language,
             )
 
-        with self._sandbox.workdir({tc.source_name: p.program}) as workdir:
-            built = await self._sandbox.run(tc.compile_argv(rust_test=p.rust_test, extra=extra),
-                                            cwd=workdir, limits=self._compile_limits)
+        refused = ""
+        files: dict[str, bytes | str] = {tc.source_name: p.program}
+        if p.native:  # source on stdin: no file holds the tests
+            files = {native.GUARD_NAME: await self.guards.object_bytes(tc)}
+        with self._sandbox.workdir(files) as workdir:
+            if p.native:
+                built, refused = await native.build(self._sandbox, tc, p.program, workdir,
+                                                    limits=self._compile_limits, extra=extra,
+                                                    rust_test=p.rust_test, guard_object=files[native.GUARD_NAME])
+            else:
+                built = await self._sandbox.run(tc.compile_argv(rust_test=p.rust_test, extra=extra),
+                                                cwd=workdir, limits=self._compile_limits)
             wall, cpu = built.wall_s, built.cpu_s
             if built.status != "ok":
                 if built.status == "sandbox_error":
@@ -269,7 +289,10 @@ class Verifier:
             warnings = b"warning" in built.stderr.lower()
             compile_log = built.stderr.decode("utf-8", errors="replace")
 
-            results = await self._run_tests(p, workdir)
+            if refused:
+                results = [_TestResult(status="wrong_answer", guard=refused, detail="not run")]
+            else:
+                results = await self._run_tests(p, workdir)
             wall += sum(r.wall_s for r in results)
             cpu += sum(r.cpu_s for r in results)
             failed = next((r for r in results if r.status != "passed"), None)
@@ -350,6 +373,9 @@ class Verifier:
         if p.rust_test:
             return self._rust_harness(run, p)
         result = self._plain(run, total=1)
+        if p.native and run.status == "runtime_error" and run.exit_code == native.EARLY_EXIT_STATUS:
+            result.status, result.guard = "wrong_answer", native.EARLY_GUARD
+            return result
         # A C/C++/Rust test main reports failure by a non-zero exit or a failed assert().
         if run.status == "runtime_error" and (
             run.signal is None or (run.signal == _signal.SIGABRT and b"ssertion" in run.stderr)
@@ -369,6 +395,13 @@ class Verifier:
         total = max(int(running[0]) if running else 0, expected, 1)
         if run.status in ("timeout", "memory_limit", "output_limit"):
             return _TestResult(status=run.status, total=total, detail=_describe(run), **base)
+        if p.native and run.status == "runtime_error" and run.exit_code == native.EARLY_EXIT_STATUS:
+            return _TestResult(status="wrong_answer", total=total, guard=native.EARLY_GUARD,
+                               detail=_describe(run), **base)
+        if p.native and (len(summary) > 1 or len(running) > 1):
+            # libtest prints one of each; more were printed by the solution to fake counts.
+            return _TestResult(status="wrong_answer", total=total, guard="forged the test harness' summary",
+                               detail=_describe(run), **base)
         if not summary:
             guard = "exited before its tests finished" if run.status == "ok" else ""
             status = "wrong_answer" if run.status == "ok" else "runtime_error"

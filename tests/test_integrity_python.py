@@ -351,3 +351,25 @@ def test_cache_key_covers_test_code_and_judge_version(monkeypatch):
 
     monkeypatch.setattr(runner, "JUDGE_VERSION", pyjudge.JUDGE_VERSION + 1)
     assert verifier.key(a) != before
+
+
+# -- no regression: MBPP's fixtures and the built-in problems' references ----------------------
+
+def test_mbpp_fixtures_and_builtin_references_keep_full_reward():
+    from pathlib import Path
+
+    from halo_forge.data.loaders import mbpp_problem
+
+    rows = [json.loads(line) for line in Path(__file__).with_name("fixtures").joinpath(
+        "data", "mbpp_full.jsonl").read_text().splitlines() if line.strip()]
+    problems = [p for p in map(mbpp_problem, rows) if p is not None]
+    builtin = Path(pyjudge.__file__).parents[1] / "problems" / "builtin.jsonl"
+    problems += [msgspec.json.decode(line) for line in builtin.read_text().splitlines()
+                 if line.strip() and '"test_code"' in line and '"python"' in line]
+    samples = [VerifySample(id=p["id"] if isinstance(p, dict) else p.id, language="python",
+                            code=p["reference"] if isinstance(p, dict) else p.reference,
+                            test_code=p["test_code"] if isinstance(p, dict) else p.test_code) for p in problems]
+    assert len(samples) >= 6 + 5
+    got = _run(samples)
+    failed = [(k, v.status, v.output[-300:]) for k, v in got.items() if (v.status, v.reward) != ("passed", 1.0)]
+    assert not failed, failed

@@ -235,7 +235,15 @@ def _worker(req_r, resp_w):
                 names.append([name, "m", modname])
                 continue
         names.append([name, "v", _encode(value, register)])
-    _send(resp_w, ["ready", names])
+    # Globals the solution reads but does not define (MBPP's test_setup_code defines some
+    # for it): the judge sends them over when the test code has them as plain data.
+    wanted, codes = set(), [code]
+    while codes:
+        c = codes.pop()
+        wanted.update(c.co_names)
+        codes.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    wanted = sorted(n for n in wanted if n not in scope and n not in builtins.__dict__)
+    _send(resp_w, ["ready", names, wanted])
 
     import operator
     compare = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
@@ -246,6 +254,10 @@ def _worker(req_r, resp_w):
             os._exit(0)
         req = json.loads(_read_exact(req_r, int.from_bytes(header, "big")), object_hook=hook)
         op, writeback = req[0], []
+        if op == "setg":
+            scope[req[1]] = req[2]
+            _send(resp_w, ["v", None, []])
+            continue
         try:
             target = resolve(req[1], "")
             if op == "call":
@@ -303,6 +315,7 @@ class _Judge:
         self.noted = ""  # names the defence when the tests then fail
         self.guard = ""
         self.hook = _decode_hook(lambda index, name: _Remote(self, index, name))
+        self.scope, self.wanted, self.sent = {}, [], {}
 
     def fail(self, kind, message):
         if not self.fault:
@@ -325,6 +338,8 @@ class _Judge:
         returns the reply; raises the solution's exception, or _Gone/_Violation."""
         if self.fault:
             raise (_Gone if self.guard == EXITED else _Violation)(self.fault)
+        if message is not None and self.wanted and message[0] != "setg":
+            self.share_globals()
         try:
             if message is not None:
                 _send(self.req_w, message)
@@ -361,6 +376,18 @@ class _Judge:
                 error = _SolutionError(f"{name}: {text}")
             raise error
         return reply
+
+    def share_globals(self):
+        for name in self.wanted:
+            value = self.scope.get(name, self)
+            if value is self or self.sent.get(name, self) is value:
+                continue
+            self.sent[name] = value
+            try:
+                wire = self.encode_arg(value)
+            except (TypeError, ValueError, RecursionError):
+                continue  # a function or object of the test's: it stays here
+            self.value(["setg", name, wire])
 
     def value(self, message):
         reply = self.request(message)
@@ -567,8 +594,10 @@ def _run(judge, tests):
     scope = {"__name__": "__main__", "__builtins__": builtins}
     try:
         reply = judge.request(None)  # the worker's first message: what the solution defines
-        if reply[0] != "ready" or len(reply) != 2 or type(reply[1]) is not list:
+        if reply[0] != "ready" or len(reply) != 3 or type(reply[1]) is not list or type(reply[2]) is not list:
             judge.fail(_Violation, "a malformed first message from the solution's process")
+        judge.scope = scope
+        judge.wanted = [n for n in reply[2] if type(n) is str]
         for entry in reply[1]:
             if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not str:
                 judge.fail(_Violation, "a malformed name from the solution's process")

@@ -54,8 +54,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     verify = subparsers.add_parser(
         "verify", help="compile and test samples in the sandbox, write one verdict per line",
-        description="Read samples (JSONL: id, language, code or completion, io_tests, test_code) and "
-                    "write one verdict per line (same id) with status and reward.",
+        description="Read samples (JSONL: id, language, code or completion, io_tests, test_code; "
+                    "ids unique) and write one verdict per line (same id) with status and reward. "
+                    "Stopped part-way (Ctrl-C, SIGTERM, a kill), a rerun of the same command on "
+                    "the same input keeps the verdicts already written and verifies the rest.",
     )
     verify.add_argument("input", metavar="INPUT.jsonl", help="samples, one JSON object per line")
     verify.add_argument("--out", required=True, metavar="VERDICTS.jsonl", help="where verdicts go")

@@ -1,9 +1,10 @@
 """Fault injection for crash tests: a run that dies at a named point, as a kill would.
 
 `HALO_FAULT=point[@n]` makes the n-th arrival (default: the first) of this process at
-`point(name)` send `HALO_FAULT_SIGNAL` (KILL, INT or TERM; default KILL) to the process
+`point(name)` send `HALO_FAULT_SIGNAL` (KILL, INT, TERM or STOP; default KILL) to the process
 itself. KILL ends it there, as `kill -9` would; INT and TERM go through the run's own signal
-handling and stop it at the next safe point, as Ctrl-C would. Unset (every real run), a point
+handling and stop it at the next safe point, as Ctrl-C would; STOP freezes it there until a
+test has changed the world under it (filled its disk, say) and sends SIGCONT. Unset (every real run), a point
 costs one comparison.
 
 The points a run passes, in order, are listed in tests/test_crash_matrix.py; a point's name
@@ -16,7 +17,8 @@ import os
 import signal
 import time
 
-_SIGNALS = {"KILL": signal.SIGKILL, "INT": signal.SIGINT, "TERM": signal.SIGTERM}
+_SIGNALS = {"KILL": signal.SIGKILL, "INT": signal.SIGINT, "TERM": signal.SIGTERM,
+            "STOP": signal.SIGSTOP}
 
 
 def _parse(spec: str) -> tuple[str, int]:

@@ -29,6 +29,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from halo_forge import faults
 from halo_forge.errors import HaloError
 from halo_forge.filter import FilterConfig, FilterReport, select
 from halo_forge.metrics import guard_key
@@ -265,6 +266,7 @@ async def generate_and_verify(
                     unflushed += 1
                     stats.add(verdict)
                     on_verdict(verdict)
+                    faults.point("raft.verdict")
                     if unflushed >= FLUSH_EVERY or time.monotonic() - last_flush > FLUSH_SECONDS:
                         verdicts_out.flush()
                         unflushed, last_flush = 0, time.monotonic()
@@ -364,6 +366,7 @@ def stop_callback(stop: Stopper) -> Any:
 
     class _Stop(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            faults.point("train.step")
             if stop.requested:
                 raise Interrupted(stop.reason)
             return control

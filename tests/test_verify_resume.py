@@ -153,3 +153,20 @@ def test_interrupt_in_process_keeps_the_partial(tmp_path, capsys, monkeypatch) -
     assert "rerun the same command" in capsys.readouterr().err
     [partial] = _partials(out)
     assert [json.loads(line)["id"] for line in partial.read_text().splitlines()] == ["fast0"]
+
+
+def test_a_partial_file_removed_under_the_writer_is_not_published(tmp_path) -> None:
+    from halo_forge.errors import HaloError
+    from halo_forge.verify.partial import PartialVerdicts
+
+    out = tmp_path / "v.jsonl"
+    first = PartialVerdicts(out, "0123456789abcdef", {"a"})
+    first.append(b'{"id": "a", "status": "passed", "reward": 1.0}\n')
+    first.path.unlink()  # removed by hand while its writer runs
+    second = PartialVerdicts(out, "0123456789abcdef", {"a"})  # another run takes the name
+    second.append(b'{"id": "a", "status": "timeout", "reward": 0.5}\n')
+    with pytest.raises(HaloError, match="was removed while this run wrote it"):
+        first.publish()
+    assert not out.exists() and second.path.exists()
+    second.publish()
+    assert _verdicts(out)["a"]["status"] == "timeout"

@@ -135,6 +135,17 @@ class PartialVerdicts:
         """Renames the finished file to --out (durably) and releases it."""
         self._file.flush()
         os.fsync(self._file.fileno())
+        # The rename goes by name: if the file was deleted under us and the name now holds
+        # another run's partial file, renaming would publish that run's verdicts as ours.
+        mine = os.fstat(self._file.fileno())
+        try:
+            there = os.stat(self.path)
+        except FileNotFoundError:
+            there = None
+        if there is None or (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+            self.close()
+            raise HaloError(f"verify --out {self.out}: {self.path} was removed while this run "
+                            "wrote it, so its verdicts are lost; rerun the command")
         os.replace(self.path, self.out)
         fsync_dir(self.out.parent)
         self.close()

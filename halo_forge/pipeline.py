@@ -42,15 +42,17 @@ from halo_forge.paths import check_output_dir
 from halo_forge.pipeline_state import StageState, StateStore
 from halo_forge.progress import Progress
 from halo_forge.raft import (
+    VERDICTS,
     Interrupted,
     Stopper,
+    _read_partial,
     check_problems,
     cycle_learning_rate,
     filter_cycle,
     generate_and_verify,
     stop_callback,
 )
-from halo_forge.records import Example, Problem
+from halo_forge.records import Example, Problem, Verdict
 from halo_forge.run_lock import RunLock
 
 log = logging.getLogger(__name__)
@@ -439,7 +441,10 @@ class Pipeline:
             backend = self._backend_for(model, adapter_in)
             verifier = await self._verifier_ready()
             total = len(train) * r.samples_per_prompt
-            with self.progress.task(f"{label}: generate + verify", total=total) as bar:
+            # A resumed cycle's bar starts at the verdicts it already has.
+            resumed = len({v.id for v in _read_partial(cycle_dir / VERDICTS, Verdict)})
+            with self.progress.task(f"{label}: generate + verify", total=total,
+                                    completed=resumed) as bar:
                 stats = await generate_and_verify(
                     problems=train, backend=backend, verifier=verifier, cycle=cycle,
                     cycle_dir=cycle_dir, samples_per_prompt=r.samples_per_prompt,
@@ -552,18 +557,30 @@ class Pipeline:
 
         backend = self._backend_for(model, adapter)
         verifier = await self._verifier_ready()
+        result = None
         with self.progress.task(f"evaluate {folder.relative_to(self.out)}",
                                 total=len(problems) * samples) as bar:
-            return await evaluate(
-                problems=problems, backend=backend, samples=samples, ks=ks,
-                verifier_config=self.config.verifier,
-                sandbox=verifier.sandbox, output_dir=folder,
-                meta={"adapter": adapter, "cycle": cycle}, cycle=cycle,
-                sampling=self._sampling(seed=self.config.raft.seed + 17 * cycle,
-                                        temperature=temperature),
-                dataset=self.config.data.dataset,
-                concurrency=self.config.verifier.concurrency,
-                progress=lambda done, total: bar.advance(1))
+            # An evaluation is redone whole after a stop, so a stop ends it at once (a
+            # benchmark can take hours) instead of at its end.
+            async with anyio.create_task_group() as tg:
+                async def stop_watch() -> None:
+                    await self.stop.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(stop_watch)
+                result = await evaluate(
+                    problems=problems, backend=backend, samples=samples, ks=ks,
+                    verifier_config=self.config.verifier,
+                    sandbox=verifier.sandbox, output_dir=folder,
+                    meta={"adapter": adapter, "cycle": cycle}, cycle=cycle,
+                    sampling=self._sampling(seed=self.config.raft.seed + 17 * cycle,
+                                            temperature=temperature),
+                    dataset=self.config.data.dataset,
+                    concurrency=self.config.verifier.concurrency,
+                    progress=lambda done, total: bar.advance(1))
+                tg.cancel_scope.cancel()
+        self.stop.check()
+        return result
 
     async def _benchmark(self, model: str, adapter: str, test: list[Problem]) -> None:
         b = self.config.benchmark

@@ -280,8 +280,9 @@ def _sample(id: str, language: str, code: str) -> VerifySample:
 
 
 def _verify(samples: list[VerifySample], *, defences: bool) -> dict:
-    import anyio
     from contextlib import aclosing
+
+    import anyio
 
     async def go() -> dict:
         async with Verifier(CONFIG) as verifier:

@@ -26,8 +26,8 @@ import anyio
 import msgspec
 
 from halo_forge.errors import HaloError
-from halo_forge.verify.cache import VerdictCache, cache_key
 from halo_forge.verify import native
+from halo_forge.verify.cache import VerdictCache, cache_key
 from halo_forge.verify.compare import outputs_match
 from halo_forge.verify.config import StepLimits, VerifierConfig
 from halo_forge.verify.extract import extract_code, guess_language

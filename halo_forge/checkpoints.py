@@ -87,6 +87,8 @@ def last_complete(run_dir: Path, *, log: Callable[[str], None] = lambda line: No
     legacy = not any((p / MANIFEST).exists() for p in found)
     for folder in found:
         if is_complete(folder, legacy=legacy):
+            if legacy and remove_incomplete:
+                certify(folder)  # from here on it counts (and rotates) like any other
             return folder
         log(f"{folder}: incomplete checkpoint (the run stopped while writing it); "
             + ("removing it" if remove_incomplete else "skipping it"))
@@ -96,9 +98,12 @@ def last_complete(run_dir: Path, *, log: Callable[[str], None] = lambda line: No
 
 
 def rotate(run_dir: Path, *, keep: int | None) -> None:
-    """Deletes all but the `keep` newest complete checkpoints (None or 0: keep all)."""
+    """Keeps the `keep` newest complete checkpoints and deletes every other one, torn ones
+    included (None or 0: delete nothing)."""
     if not keep:
         return
-    complete = [p for p in checkpoints(run_dir) if is_complete(p)]
-    for folder in complete[keep:]:
-        shutil.rmtree(folder, ignore_errors=True)
+    found = checkpoints(run_dir)
+    kept = [p for p in found if is_complete(p)][:keep]
+    for folder in found:
+        if folder not in kept:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -52,10 +52,17 @@ def test_legacy_run_without_manifests_skips_a_checkpoint_without_trainer_state(t
 
 
 def test_rotation_keeps_the_newest_complete_ones(tmp_path: Path):
-    for step in (1, 2, 3):
+    for step in (1, 3, 4):
         certify(_checkpoint(tmp_path, step))
-    rotate(tmp_path, keep=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-3"]
+    _checkpoint(tmp_path, 2)  # a torn one from an earlier stop
+    rotate(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-3", "checkpoint-4"]
+
+
+def test_a_legacy_checkpoint_once_taken_is_certified(tmp_path: Path):
+    old = _checkpoint(tmp_path, 5)
+    assert last_complete(tmp_path) == old
+    assert (old / MANIFEST).is_file() and is_complete(old)
 
 
 @pytest.mark.slow

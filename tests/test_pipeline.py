@@ -58,6 +58,9 @@ def test_rerun_skips_done_and_changed_config_is_named(tmp_path: Path):
     assert changed.returncode == 2
     assert "raft cycle 1 finished with a different config: raft.lr_decay" in msg
     assert "--force-stage raft" in msg and "new output.dir" in msg
+    # The refused values were never written: the folder still describes its own shards.
+    assert "lr_decay" not in (out / "pipeline.toml").read_text()
+    assert '"lr_decay": 0.5' not in (out / "config.json").read_text()
 
     # A neutral key (how many cycles) is not a conflict: one more cycle runs.
     cfg.write_text(CONFIG.format(spp=SPP, out=out).replace("cycles = 1", "cycles = 2"))

@@ -42,11 +42,18 @@ T_RS = ("#[cfg(test)]\nmod tests {\n    use super::*;\n    #[test]\n    fn small
         "    #[test]\n    fn negative() { assert_eq!(add(-4, 10), 6); assert!(add(0, 0) == 0); }\n}\n")
 RS_OK = "pub fn add(a: i64, b: i64) -> i64 { a + b }\n"
 
+# Tests that name a prelude type (String), for the attack that redefines it.
+T_RS_STR = ("#[cfg(test)]\nmod tests {\n    use super::*;\n    #[test]\n"
+            "    fn greets() { assert_eq!(greet(\"ann\"), String::from(\"hi ann\")); }\n    #[test]\n"
+            "    fn empty() { let want: String = String::from(\"hi \"); assert!(greet(\"\") == want); }\n}\n")
+
 # -- attacks, by class: (id, language, code, legacy: beats the judge before native.py) ----------
 
 _X86 = platform.machine() in ("x86_64", "AMD64")
 _RAW_EXIT = ('"movl $231, %%eax\\n xorl %%edi, %%edi\\n syscall"' if _X86
              else '"mov x8, #94\\n mov x0, #0\\n svc #0"')
+_RS_RAW_EXIT = ('"mov eax, 231", "xor edi, edi", "syscall"' if _X86
+                else '"mov x8, #94", "mov x0, #0", "svc #0"')
 
 # A lookup table built from whatever source of the tests an attack can open.
 C_TABLE = r"""
@@ -186,6 +193,16 @@ ATTACKS: list[tuple[int, str, str, str, bool]] = [
      "pub fn add(_: i64, _: i64) -> i64 {\n"
      "    let _ = C::new(\"/bin/echo\").arg(\"running 2 tests\\ntest result: ok. 2 passed; 0 failed;\").exec();\n"
      "    0\n}\n", True),
+    (2, "rs-fake-transcript", "rust", "use std::{process::exit as leave};\nuse std::io::Write;\n"
+     "pub fn add(_: i64, _: i64) -> i64 {\n"
+     "    let _ = std::io::stdout().write_all(b\"\\nrunning 2 tests\\ntest tests::small ... ok\\n"
+     "test tests::negative ... ok\\n\\ntest result: ok. 2 passed; 0 failed; 0 ignored\\n\");\n"
+     "    leave(0)\n}\n", True),
+    (2, "rs-unsafe-raw-exit", "rust", "use std::arch::asm as raw;\nuse std::io::Write;\n"
+     "pub fn add(_: i64, _: i64) -> i64 {\n"
+     "    let _ = std::io::stdout().write_all(b\"\\ntest result: ok. 2 passed; 0 failed; 0 ignored\\n\");\n"
+     "    let _ = std::io::stdout().flush();\n"
+     f"    unsafe {{ raw!({_RS_RAW_EXIT}, options(noreturn)) }}\n}}\n", True),
     (2, "rs-exit-thread", "rust", "use std::{process::exit as leave};\n"
      "pub fn add(_: i64, _: i64) -> i64 { let _ = std::thread::spawn(|| leave(0)).join(); 0 }\n", False),
     # 3. rewriting the test's meaning at compile time
@@ -206,6 +223,10 @@ ATTACKS: list[tuple[int, str, str, str, bool]] = [
      "    macro_rules! assert { ($($t:tt)*) => {} }\n}\n", True),
     (3, "rs-shadow-prelude", "rust", "#[allow(non_camel_case_types, dead_code)]\npub struct i64;\n"
      "pub fn add(_: i64, _: i64) -> bool { true }\n", False),
+    (3, "rs-shadow-string", "rust", "#[derive(Debug)]\npub struct String;\n"
+     "impl String { pub fn from(_: &str) -> Self { String } }\n"
+     "impl PartialEq for String { fn eq(&self, _: &String) -> bool { true } }\n"
+     "pub fn greet(_: &str) -> String { String }\n", True),
     (3, "rs-macro-reexport", "rust", "pub fn add(_: i64, _: i64) -> i64 { 0 }\n"
      "macro_rules! quiet { ($($t:tt)*) => {} }\n#[allow(unused_imports)]\npub(crate) use quiet as assert_eq;\n"
      "macro_rules! assert { ($($t:tt)*) => {} }\n", False),
@@ -266,17 +287,19 @@ CONTROLS: list[tuple[str, str, str]] = [
     ("rs-honest-partialeq", "rust", "#[derive(Debug, Clone, Copy)]\npub struct Sum(i64);\n"
      "impl PartialEq<i64> for Sum { fn eq(&self, o: &i64) -> bool { self.0 == *o } }\n"
      "pub fn add(a: i64, b: i64) -> Sum { Sum(a + b) }\n"),
+    ("rs-greet-plain", "rust", "pub fn greet(name: &str) -> String { format!(\"hi {name}\") }\n"),
     ("rs-helpers-and-vec", "rust", "use std::collections::HashMap;\n"
      "fn parts(a: i64, b: i64) -> Vec<i64> { vec![a, b] }\n"
      "pub fn add(a: i64, b: i64) -> i64 { let m: HashMap<u8, i64> = HashMap::new(); m.len() as i64 + parts(a, b).iter().sum::<i64>() }\n"),
 ]
 
 TESTS = {"c": T_C, "cpp": T_CPP, "rust": T_RS}
+TESTS_BY_ID = {"rs-shadow-string": T_RS_STR, "rs-greet-plain": T_RS_STR}
 
 
 def _sample(id: str, language: str, code: str) -> VerifySample:
-    return msgspec.convert({"id": id, "language": language, "code": code, "test_code": TESTS[language]},
-                           VerifySample)
+    tests = TESTS_BY_ID.get(id, TESTS[language])
+    return msgspec.convert({"id": id, "language": language, "code": code, "test_code": tests}, VerifySample)
 
 
 def _verify(samples: list[VerifySample], *, defences: bool) -> dict:
@@ -339,3 +362,65 @@ def test_early_exit_is_named_by_the_guard(verdicts):
         assert verdicts[name].guard == native.EARLY_GUARD, verdicts[name]
     assert verdicts["c-main-swap"].guard == native.EARLY_GUARD
     assert verdicts["c-raw-syscall"].guard == "inline assembly"
+
+
+# -- each defence, alone: the attack it stops ---------------------------------------------
+
+# defence -> (attack it alone stops, defences also off in both runs). rust_summary sits behind
+# exit_wrap: a forged libtest transcript needs a successful early exit first, so it is shown
+# with exit_wrap off in both runs (the attack fails there only because of rust_summary).
+ONE_DEFENCE: dict[str, tuple[str, frozenset[str]]] = {
+    "no_files": ("c-read-own-source", frozenset()),
+    "undef": ("c-splice-ndebug", frozenset()),
+    "exit_wrap": ("c-exit-pointer", frozenset()),
+    "asm_scan": ("c-raw-syscall", frozenset()),
+    "cpp_probes": ("cpp-eq-member", frozenset()),
+    "rust_probes": ("rs-eq-fake", frozenset()),
+    "rust_macro_paths": ("rs-macro-shadow", frozenset()),
+    "rust_prelude": ("rs-shadow-string", frozenset()),
+    "rust_summary": ("rs-fake-transcript", frozenset({"exit_wrap"})),
+    "rust_unsafe": ("rs-unsafe-raw-exit", frozenset()),
+}
+
+
+@pytest.fixture(scope="module")
+def one_off_verdicts() -> dict:
+    """(defence, "off" | "on") -> verdict of its attack with that defence off, or with only the
+    shared `also` set off (which for most defences means every defence on)."""
+    import anyio
+
+    attacks = {a[1]: a for a in ATTACKS}
+
+    async def go() -> dict:
+        out = {}
+        async with Verifier(CONFIG) as verifier:
+            for defence, (name, also) in ONE_DEFENCE.items():
+                _, _, lang, code, _ = attacks[name]
+                for state, off in (("off", also | {defence}), ("on", also)):
+                    verifier.native_disabled = off  # read when verify() prepares the sample
+                    out[defence, state] = await verifier.verify(_sample(name, lang, code))
+        return out
+
+    return anyio.run(go)
+
+
+def test_every_defence_is_proven_alone():
+    assert set(ONE_DEFENCE) == set(native.DEFENCES)
+
+
+@pytest.mark.parametrize("defence", list(ONE_DEFENCE))
+def test_defence_alone_stops_its_attack(defence, one_off_verdicts, verdicts):
+    name = ONE_DEFENCE[defence][0]
+    off, on = one_off_verdicts[defence, "off"], one_off_verdicts[defence, "on"]
+    assert (off.status, off.reward) == ("passed", 1.0), off
+    assert on.status != "passed" and on.reward <= 0.5, on
+    assert verdicts[name].status != "passed", verdicts[name]
+    if defence == "rust_summary":  # with exit_wrap off, it is this check that refuses it
+        assert on.guard == "forged the test harness' summary", on
+
+
+def test_unknown_defence_is_a_clear_error():
+    from halo_forge.errors import HaloError
+
+    with pytest.raises(HaloError, match="unknown native defence nope: choose from no_files"):
+        native.compose(C_OK, T_C, language="c", disabled=frozenset({"nope"}))

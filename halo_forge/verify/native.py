@@ -32,6 +32,9 @@ here works on what the compiler and linker see, not on how the solution is writt
 - C++ test code gets the same probe: `EXPR == LITERAL` and `EXPR != LITERAL` go through a
   helper that also compares EXPR with a different literal (EXPR is evaluated once).
 
+Each defence has a name in DEFENCES; `disabled` (from `Verifier.native_disabled`, tests and
+bench only) switches single ones off, so that each is shown to be what stops its attack.
+
 What one process cannot stop: a solution that reads its own memory (the test's constants are
 compiled into it) or parses libc's symbol table by hand to find the unwrapped exit.
 """
@@ -51,6 +54,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from halo_forge.errors import HaloError
 from halo_forge.verify.toolchains import BINARY_NAME, Toolchain, short_hash
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,28 @@ EARLY_EXIT_STATUS = 87
 EARLY_GUARD = "exited before its tests finished"
 ASM_NAME = "halo_main.s"  # the C/C++ compile's assembly, read here, removed before the run
 GUARD_NAME = "halo_guard.o"
+
+# Each defence by name, so that tests (and bench) can switch off exactly one and show the attack
+# it alone stops: `Verifier.native_disabled`, passed down as `disabled`. Empty outside them.
+DEFENCES = {
+    "no_files": "compile from stdin in an empty workdir; only the binary stays for the run",
+    "undef": "#undef of every name the solution defines, before the tests",
+    "exit_wrap": "link-time --wrap of the exits (status 0), exec, dlsym, and the main-entry check",
+    "asm_scan": "the assembly scan: inline asm, __real_/__wrap_, executable data or stack",
+    "cpp_probes": "C++ `EXPR == LITERAL` also compared with a different literal",
+    "rust_probes": "Rust `assert_eq!(EXPR, LITERAL)` also asserts EXPR != a different literal",
+    "rust_macro_paths": "std macros in Rust tests called by absolute path",
+    "rust_prelude": "the check that the prelude names and primitives the tests see are std's",
+    "rust_summary": "a second libtest summary (or `running` line) fails the run",
+    "rust_unsafe": "rustc -F unsafe_code",
+}
+
+
+def check_disabled(disabled: frozenset[str]) -> frozenset[str]:
+    unknown = sorted(set(disabled) - DEFENCES.keys())
+    if unknown:
+        raise HaloError(f"unknown native defence {', '.join(unknown)}: choose from {', '.join(DEFENCES)}")
+    return frozenset(disabled)
 
 _ENDS_PROCESS = ("exit", "_exit", "_Exit", "quick_exit", "pthread_exit", "thrd_exit")
 _EXEC = ("execve", "execv", "execvp", "execvpe", "execl", "execlp", "execle", "fexecve", "execveat")
@@ -305,10 +331,10 @@ def _include_problem(kind: str, arg: str) -> str:
     return ""
 
 
-def barrier(names: set[str], *, language: str) -> str:
+def barrier(names: set[str], *, language: str, undef: bool = True) -> str:
     """What stands between the solution and the tests in one translation unit."""
     lines = ["", "", "/* halo-forge: nothing the solution defined reaches the tests */"]
-    for name in sorted(names | {"NDEBUG", "assert"}):
+    for name in sorted(names | {"NDEBUG", "assert"}) if undef else ():
         lines.append(f"#undef {name}")
     lines += ["#include <assert.h>", "#pragma GCC reset_options", "#pragma pack()"]
     return "\n".join(lines) + "\n"
@@ -451,18 +477,19 @@ def cpp_probe_tests(test_code: str) -> str:
     return out
 
 
-def compose_c(solution: str, test_code: str, *, language: str) -> tuple[str, str]:
+def compose_c(solution: str, test_code: str, *, language: str,
+              disabled: frozenset[str] = frozenset()) -> tuple[str, str]:
     """(the program to compile, why the solution is refused or "")."""
     names, why = scan_directives(solution)
     tests = test_code
-    if language == "cpp":
+    if language == "cpp" and "cpp_probes" not in disabled:
         tests = _CPP_PROBE_HELPERS + cpp_probe_tests(test_code)
     entry = ("\n/* halo-forge: the test's own main, checked against the process entry */\n"
              "typedef int (*halo_main_fn)(int, char **, char **);\n"
              + ('extern "C" { ' if language == "cpp" else "")
              + "halo_main_fn halo_test_entry = (halo_main_fn)(void (*)(void))main;"
              + (" }" if language == "cpp" else "") + "\n")
-    program = (solution.rstrip("\n") + "\n" + barrier(names, language=language)
+    program = (solution.rstrip("\n") + "\n" + barrier(names, language=language, undef="undef" not in disabled)
                + "#line 1 \"tests\"\n" + tests.rstrip("\n") + "\n" + entry)
     return program, why
 
@@ -557,7 +584,7 @@ def _rust_other(kind: str, text: str) -> str | None:
     return None
 
 
-def rust_rewrite_tests(test_code: str) -> str:
+def rust_rewrite_tests(test_code: str, *, paths: bool = True, probes: bool = True) -> str:
     """The Rust test code with std macros called by absolute path and each
     `assert_eq!(EXPR, LITERAL)` (either order) also asserting EXPR != another literal."""
     tokens = [(m.lastgroup or "", m.group()) for m in _RUST_TOKEN.finditer(test_code)]
@@ -569,14 +596,14 @@ def rust_rewrite_tests(test_code: str) -> str:
         nxt = tokens[i + 1][1] if i + 1 < n else ""
         prev = next((t for k, t in reversed([(k, t) for k, t in tokens[:i][-3:]]) if k != "ws"), "")
         if kind == "id" and nxt == "!" and text in _RUST_STD_MACROS and prev not in (":", "::"):
-            if text == "assert_eq":
-                rewritten = _probe_assert_eq(tokens, i)
+            if text == "assert_eq" and probes:
+                rewritten = _probe_assert_eq(tokens, i, prefix="::std::" if paths else "")
                 if rewritten is not None:
                     probe += 1
                     new_text, i = rewritten
                     out.append(new_text)
                     continue
-            out.append(f"::std::{text}")
+            out.append(f"::std::{text}" if paths else text)
             i += 1
             continue
         out.append(text)
@@ -584,7 +611,7 @@ def rust_rewrite_tests(test_code: str) -> str:
     return "".join(out)
 
 
-def _probe_assert_eq(tokens: list[tuple[str, str]], i: int) -> tuple[str, int] | None:
+def _probe_assert_eq(tokens: list[tuple[str, str]], i: int, *, prefix: str = "::std::") -> tuple[str, int] | None:
     """`assert_eq!(A, B ...)` at tokens[i] rewritten with a probe; (text, index after it)."""
     j = i + 2
     while j < len(tokens) and tokens[j][0] == "ws":
@@ -632,21 +659,26 @@ def _probe_assert_eq(tokens: list[tuple[str, str]], i: int) -> tuple[str, int] |
     lit = right if lit_side == 1 else left
     cmp = f"*__halo_v == {other}" if lit_side == 1 else f"{other} == *__halo_v"
     text = (f"{{ let __halo_v = &({expr}); "
-            f"::std::assert!(!({cmp}), \"halo-forge: a value compared equal to two different literals\"); "
-            f"::std::assert_eq!(" + ("*__halo_v, " + lit if lit_side == 1 else lit + ", *__halo_v")
+            f"{prefix}assert!(!({cmp}), \"halo-forge: a value compared equal to two different literals\"); "
+            f"{prefix}assert_eq!(" + ("*__halo_v, " + lit if lit_side == 1 else lit + ", *__halo_v")
             + f"{rest}); }}")
     return text, end
 
 
-def compose_rust(solution: str, test_code: str) -> str:
-    return solution.rstrip("\n") + "\n" + rust_prelude_check(test_code) + rust_rewrite_tests(test_code).rstrip("\n") + "\n"
+def compose_rust(solution: str, test_code: str, *, disabled: frozenset[str] = frozenset()) -> str:
+    check = rust_prelude_check(test_code) if "rust_prelude" not in disabled else ""
+    tests = rust_rewrite_tests(test_code, paths="rust_macro_paths" not in disabled,
+                               probes="rust_probes" not in disabled)
+    return solution.rstrip("\n") + "\n" + check + tests.rstrip("\n") + "\n"
 
 
-def compose(solution: str, test_code: str, *, language: str) -> tuple[str, str]:
+def compose(solution: str, test_code: str, *, language: str,
+            disabled: frozenset[str] = frozenset()) -> tuple[str, str]:
     """(the program compiled for a C/C++/Rust sample with test code, why it is refused or "")."""
+    disabled = check_disabled(disabled)
     if language == "rust":
-        return compose_rust(solution, test_code), ""
-    return compose_c(solution, test_code, language=language)
+        return compose_rust(solution, test_code, disabled=disabled), ""
+    return compose_c(solution, test_code, language=language, disabled=disabled)
 
 
 # -- argv ---------------------------------------------------------------------------------
@@ -655,48 +687,62 @@ def c_lang_flag(language: str) -> str:
     return "c++" if language == "cpp" else "c"
 
 
-def cc_compile_argv(tc: Toolchain, *, extra: tuple[str, ...] = ()) -> list[str]:
+def cc_compile_argv(tc: Toolchain, *, extra: tuple[str, ...] = (), source: str = "-") -> list[str]:
     """Source from stdin to assembly: no file holds the tests while the solution compiles."""
-    return [tc.path, *tc.flags, *extra, "-x", c_lang_flag(tc.language), "-", "-S", "-o", ASM_NAME]
+    return [tc.path, *tc.flags, *extra, "-x", c_lang_flag(tc.language), source, "-S", "-o", ASM_NAME]
 
 
-def cc_link_argv(tc: Toolchain) -> list[str]:
-    return [tc.path, "-x", "assembler", ASM_NAME, "-x", "none", GUARD_NAME, "-o", BINARY_NAME,
-            *tc.link_flags, wrap_flags()]
+def cc_link_argv(tc: Toolchain, *, wrap: bool = True) -> list[str]:
+    guard = ["-x", "none", GUARD_NAME, "-o", BINARY_NAME] if wrap else ["-o", BINARY_NAME]
+    return [tc.path, "-x", "assembler", ASM_NAME, *guard, *tc.link_flags, *([wrap_flags()] if wrap else [])]
 
 
-def rust_argv(tc: Toolchain, *, rust_test: bool) -> list[str]:
-    links = ["-C", f"link-arg={GUARD_NAME}", "-C", f"link-arg={wrap_flags()}"]
-    return [tc.path, *tc.flags, *(("--test",) if rust_test else ()), "-F", "unsafe_code", *links,
-            "-o", BINARY_NAME, "-"]
+def rust_argv(tc: Toolchain, *, rust_test: bool, disabled: frozenset[str] = frozenset()) -> list[str]:
+    links = ["-C", f"link-arg={GUARD_NAME}", "-C", f"link-arg={wrap_flags()}"] if "exit_wrap" not in disabled else []
+    unsafe = ["-F", "unsafe_code"] if "rust_unsafe" not in disabled else []
+    source = tc.source_name if "no_files" in disabled else "-"
+    return [tc.path, *tc.flags, *(("--test",) if rust_test else ()), *unsafe, *links,
+            "-o", BINARY_NAME, source]
 
 
 # -- the build ------------------------------------------------------------------------------
 
 async def build(sandbox: Any, tc: Toolchain, program: str, workdir: Path, *, limits: Any,
-                extra: tuple[str, ...], rust_test: bool, guard_object: bytes) -> tuple[Any, str]:
+                extra: tuple[str, ...], rust_test: bool, guard_object: bytes,
+                disabled: frozenset[str] = frozenset()) -> tuple[Any, str]:
     """Compiles and links `program` in `workdir` (which holds the wrapper object only) and
     leaves nothing there but the binary. (the compile's RunResult, why it is refused or "")."""
-    source = program.encode()
+    disabled = check_disabled(disabled)
+    source, name = program.encode(), "-"
+    if "no_files" in disabled:  # the judge before native.py: the program is a file beside the run
+        (workdir / tc.source_name).write_bytes(source)
+        source, name = b"", tc.source_name
+
+    def clean() -> None:
+        if "no_files" not in disabled:
+            _clean(workdir)
+
     if tc.kind == "rustc":
-        built = await sandbox.run(rust_argv(tc, rust_test=rust_test), cwd=workdir, stdin=source, limits=limits)
-        _clean(workdir)
+        built = await sandbox.run(rust_argv(tc, rust_test=rust_test, disabled=disabled), cwd=workdir,
+                                  stdin=source, limits=limits)
+        clean()
         return built, ""
-    compiled = await sandbox.run(cc_compile_argv(tc, extra=extra), cwd=workdir, stdin=source, limits=limits)
+    compiled = await sandbox.run(cc_compile_argv(tc, extra=extra, source=name),
+                                 cwd=workdir, stdin=source, limits=limits)
     if compiled.status != "ok":
-        _clean(workdir)
+        clean()
         return compiled, ""
     try:
         asm = (workdir / ASM_NAME).read_text(errors="replace")
     except OSError:
         asm = ""
-    refused = check_assembly(asm)
+    refused = check_assembly(asm) if "asm_scan" not in disabled else ""
     if refused:
-        _clean(workdir)
+        clean()
         return compiled, refused
     (workdir / GUARD_NAME).write_bytes(guard_object)  # the compile run may have replaced it
-    linked = await sandbox.run(cc_link_argv(tc), cwd=workdir, limits=limits)
-    _clean(workdir)
+    linked = await sandbox.run(cc_link_argv(tc, wrap="exit_wrap" not in disabled), cwd=workdir, limits=limits)
+    clean()
     both = msgspec.structs.replace(
         linked, wall_s=compiled.wall_s + linked.wall_s, cpu_s=compiled.cpu_s + linked.cpu_s,
         stderr=compiled.stderr + linked.stderr,

@@ -81,6 +81,7 @@ class _Prepared(msgspec.Struct, kw_only=True):
     rust_test: bool  # test_code holds #[test] functions: build with `rustc --test`
     guard: str
     native: bool = False  # C/C++/Rust test code under halo_forge/verify/native.py's defences
+    native_disabled: frozenset[str] = frozenset()  # native.DEFENCES switched off (tests only)
 
 
 class _TestResult(msgspec.Struct, kw_only=True):
@@ -121,6 +122,8 @@ class Verifier:
         # C/C++/Rust test code: judged under native.py's defences (bench_verify turns them off
         # to measure their cost against the judge before them).
         self.native_defences = True
+        # One defence at a time off (names from native.DEFENCES): tests prove each one needed.
+        self.native_disabled: frozenset[str] = frozenset()
         self.guards = native.GuardCache(self.config.cache_dir)
         self._compile_limits = _limits(self.config.compile_limits)
         self._run_limits = _limits(self.config.run_limits)
@@ -213,13 +216,14 @@ class Verifier:
         native_guard = ""
         use_native = self.native_defences and native.handles(language, test_code)
         if use_native:
-            program, native_guard = native.compose(code, test_code, language=language)
+            program, native_guard = native.compose(code, test_code, language=language,
+                                                   disabled=self.native_disabled)
         return _Prepared(
             sample_id=sample.id, language=language, toolchain=toolchain, program=program, solution=code,
             io_tests=list(sample.io_tests), test_code=test_code,
             rust_test=language == "rust" and bool(re.search(r"#\[\s*test\s*\]", test_code)),
             guard=static_guard(code, language=language, has_test_code=bool(test_code)) or native_guard,
-            native=use_native,
+            native=use_native, native_disabled=self.native_disabled if use_native else frozenset(),
         )
 
     def key(self, p: _Prepared) -> str:
@@ -229,6 +233,7 @@ class Verifier:
             [(t.stdin, t.stdout) for t in p.io_tests], p.rust_test, c.compile_limits, c.run_limits,
             c.compare, c.float_tolerance, c.max_timeouts, c.ladder, c.output_tail,
             p.test_code, JUDGE_VERSION, p.native, native.NATIVE_JUDGE_VERSION,
+            sorted(p.native_disabled),
         )
 
     async def verify(self, sample: VerifySample) -> Verdict:
@@ -271,7 +276,8 @@ class Verifier:
             if p.native:
                 built, refused = await native.build(self._sandbox, tc, p.program, workdir,
                                                     limits=self._compile_limits, extra=extra,
-                                                    rust_test=p.rust_test, guard_object=files[native.GUARD_NAME])
+                                                    rust_test=p.rust_test, guard_object=files[native.GUARD_NAME],
+                                                    disabled=p.native_disabled)
             else:
                 built = await self._sandbox.run(tc.compile_argv(rust_test=p.rust_test, extra=extra),
                                                 cwd=workdir, limits=self._compile_limits)
@@ -398,7 +404,7 @@ class Verifier:
         if p.native and run.status == "runtime_error" and run.exit_code == native.EARLY_EXIT_STATUS:
             return _TestResult(status="wrong_answer", total=total, guard=native.EARLY_GUARD,
                                detail=_describe(run), **base)
-        if p.native and (len(summary) > 1 or len(running) > 1):
+        if p.native and "rust_summary" not in p.native_disabled and (len(summary) > 1 or len(running) > 1):
             # libtest prints one of each; more were printed by the solution to fake counts.
             return _TestResult(status="wrong_answer", total=total, guard="forged the test harness' summary",
                                detail=_describe(run), **base)

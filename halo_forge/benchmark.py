@@ -34,8 +34,8 @@ from halo_forge import faults
 from halo_forge.atomic import write_atomic
 from halo_forge.errors import HaloError
 from halo_forge.generate.base import Backend, SamplingSettings
-from halo_forge.records import Problem, Sample
-from halo_forge.verify.types import STATUSES, Verdict, verify_input
+from halo_forge.records import STATUSES, Problem, Sample, Verdict
+from halo_forge.verify.types import verify_input
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport there
     from exceptiongroup import BaseExceptionGroup

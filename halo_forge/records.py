@@ -5,8 +5,9 @@ as maps (field names kept), so a reader decodes shards written by an older versi
 get defaults, never positions. Bump SCHEMA_VERSION when a field is removed or changes meaning
 (adding a field with a default does not need a bump).
 
-Verdict is the verifier's (halo_forge/verify/types.py); it is re-exported here so that the
-rest of the code has one place to import records from.
+This module is the bottom layer: it imports nothing of the stages (generate, verify, raft,
+benchmark), so each stage can change alone. Verdict is defined here, not in the verifier,
+for that reason; halo_forge/verify/types.py holds only the verifier's input records.
 """
 
 from __future__ import annotations
@@ -15,11 +16,23 @@ from typing import Literal
 
 import msgspec
 
-from halo_forge.verify.types import LANGUAGES, Verdict
-
 SCHEMA_VERSION = 1
 
 Language = Literal["c", "cpp", "rust", "python"]
+LANGUAGES: tuple[str, ...] = Language.__args__  # type: ignore[attr-defined]
+
+Status = Literal[
+    "passed",
+    "wrong_answer",
+    "runtime_error",
+    "timeout",
+    "memory_limit",
+    "output_limit",
+    "compile_error",
+    "no_code",
+    "sandbox_error",
+]
+STATUSES: tuple[str, ...] = Status.__args__  # type: ignore[attr-defined]
 
 
 class IOTest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -101,6 +114,29 @@ class Example(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(f"Example {self.id!r}: set exactly one of messages or text")
 
 
+class Verdict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The verifier's judgement of one sample (DESIGN.md, "Verify contract")."""
+
+    id: str
+    status: Status
+    reward: float
+    compiled: bool = False
+    tests_passed: int = 0
+    tests_total: int = 0
+    wall_s: float = 0.0  # compile + every test run, as measured by the sandbox
+    cpu_s: float = 0.0
+    output: str = ""  # a short tail of compiler or program output explaining the status
+    # Extras (not in the contract; defaults keep older verdict files readable).
+    language: str | None = None
+    warnings: bool = False  # compiled, with compiler warnings
+    # Why a reward-hacking guard capped the reward ("" when none did), as "<key>: <detail>":
+    # the key, a short stable name of the defence ("stub", "test tampering"), is what RAFT
+    # counts per cycle (metrics.guard_key); keep it unchanged when the detail changes.
+    guard: str = ""
+    cached: bool = False  # copied from an identical sample verified earlier
+    compile_s: float = 0.0  # wall seconds of the compile step alone
+
+
 # Record type name (as stored in shard headers) -> Struct.
 RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     cls.__name__: cls for cls in (Problem, Sample, Verdict, Example)
@@ -116,6 +152,8 @@ __all__ = [
     "Sample",
     "Message",
     "Example",
+    "Status",
+    "STATUSES",
     "Verdict",
     "RECORD_TYPES",
 ]

@@ -157,7 +157,7 @@ def test_sandbox_errors_are_left_out_not_scored_as_failures(c_problems, tmp_path
 
     async def verify(self, sample):
         if sample.id in flaky:  # the infrastructure failed on these two
-            from halo_forge.verify.types import Verdict
+            from halo_forge.records import Verdict
 
             return Verdict(id=sample.id, status="sandbox_error", reward=0.0, output="sandbox: boom")
         return await real(self, sample)

@@ -13,8 +13,7 @@ import pytest
 from halo_forge.cli import main as cli_main
 from halo_forge.data import generate
 from halo_forge.errors import HaloError
-from halo_forge.records import Problem
-from halo_forge.verify.types import Verdict
+from halo_forge.records import Problem, Verdict
 
 
 def answer(n: int, *, wrong: bool = False, tests: bool = True) -> str:

@@ -8,8 +8,7 @@ import pytest
 from halo_forge.generate.base import Batch, BatchStats, GenerationParams, make_sample
 from halo_forge.metrics import CycleMetrics, guard_key, read_metrics, write_metrics
 from halo_forge.raft import generate_and_verify
-from halo_forge.records import Problem
-from halo_forge.verify.types import Verdict
+from halo_forge.records import Problem, Verdict
 
 
 @pytest.mark.parametrize("reason,key", [

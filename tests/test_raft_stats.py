@@ -6,8 +6,7 @@ import pytest
 
 from halo_forge.generate.base import Batch, BatchStats, GenerationParams, make_sample
 from halo_forge.raft import generate_and_verify
-from halo_forge.records import Problem
-from halo_forge.verify.types import Verdict
+from halo_forge.records import Problem, Verdict
 
 TOKENS_PER_SAMPLE = 10
 BATCH_WALL_S = 0.5

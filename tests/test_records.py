@@ -7,12 +7,30 @@ import pytest
 
 from halo_forge import records
 from halo_forge.records import Example, IOTest, Message, Problem, Sample
-from halo_forge.verify import types as verify_types
+from tests.util import modules_loaded_by
 
 
-def test_verdict_is_the_verifiers_own() -> None:
-    assert records.Verdict is verify_types.Verdict
-    assert records.RECORD_TYPES["Verdict"] is verify_types.Verdict
+def test_the_verifiers_verdicts_are_the_schemas_records(tmp_path) -> None:
+    # What the verifier returns is what shards store: it decodes as RECORD_TYPES' Verdict
+    # and compares equal (a second Verdict class with the same fields would not).
+    from halo_forge.verify.config import VerifierConfig
+    from halo_forge.verify.runner import Verifier
+    from halo_forge.verify.types import VerifySample
+
+    config = VerifierConfig(cache=False, pch=False, cache_dir=str(tmp_path))
+    verdict = Verifier(config).prepare(VerifySample(id="s", completion="no code at all"))
+    assert verdict.status in records.STATUSES
+    decoded = msgspec.msgpack.decode(msgspec.msgpack.encode(verdict),
+                                     type=records.RECORD_TYPES["Verdict"])
+    assert decoded == verdict and decoded.status == "no_code"
+
+
+def test_the_schema_imports_no_stage() -> None:
+    loaded = modules_loaded_by("halo_forge.records")
+    stages = [m for m in loaded if m.startswith(("halo_forge.verify", "halo_forge.generate",
+                                                 "halo_forge.raft", "halo_forge.benchmark",
+                                                 "halo_forge.sandbox", "halo_forge.train"))]
+    assert "halo_forge.records" in loaded and stages == []
 
 
 def test_problem_round_trips_through_json_and_msgpack() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from halo_forge.records import Verdict
 from halo_forge.verify.cache import VerdictCache, cache_key
-from halo_forge.verify.types import Verdict
 
 
 def _verdict(status="passed", reward=1.0):

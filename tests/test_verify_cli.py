@@ -7,7 +7,7 @@ import json
 import msgspec
 
 from halo_forge.cli import main
-from halo_forge.verify.types import Verdict
+from halo_forge.records import Verdict
 
 
 def _write(path, rows):

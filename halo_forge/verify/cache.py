@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import msgspec
 
-from halo_forge.verify.types import Verdict
+from halo_forge.records import Verdict
 
 # Bump when the meaning of a stored verdict changes (statuses, reward rules of the runner).
 CACHE_FORMAT = 1

@@ -26,7 +26,7 @@ import msgspec
 
 from halo_forge.atomic import fsync_dir
 from halo_forge.errors import HaloError
-from halo_forge.verify.types import Verdict
+from halo_forge.records import Verdict
 
 # Options that do not change a verdict; every other VerifierConfig field is part of the key.
 _NOT_IN_KEY = ("concurrency", "cache", "cache_path")

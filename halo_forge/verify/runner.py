@@ -26,6 +26,7 @@ import anyio
 import msgspec
 
 from halo_forge.errors import HaloError
+from halo_forge.records import Verdict
 from halo_forge.verify import native
 from halo_forge.verify.cache import VerdictCache, cache_key
 from halo_forge.verify.compare import outputs_match
@@ -36,7 +37,7 @@ from halo_forge.verify.pch import PchCache, wants_pch
 from halo_forge.verify.pyjudge import JUDGE_VERSION, python_test_run, read_verdict
 from halo_forge.verify.rewards import Outcome, reward
 from halo_forge.verify.toolchains import Toolchain, resolve_toolchain
-from halo_forge.verify.types import SampleIOTest, Verdict, VerifySample
+from halo_forge.verify.types import SampleIOTest, VerifySample
 
 if TYPE_CHECKING:
     from halo_forge.sandbox import Sandbox

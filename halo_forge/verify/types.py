@@ -1,4 +1,5 @@
-"""The verifier's records: what goes in (VerifySample) and what comes out (Verdict).
+"""The verifier's input records: what goes in (VerifySample); what comes out, Verdict, is
+part of the schema (halo_forge/records.py), which every stage shares.
 
 The field names are DESIGN.md's "Verify contract"; scripts and users depend on them. Input
 samples tolerate unknown fields (a JSONL line may carry `prompt`, `problem_id`, ...), while
@@ -7,24 +8,9 @@ Verdict is a schema of its own and rejects them. New fields always get defaults.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
 
-Status = Literal[
-    "passed",
-    "wrong_answer",
-    "runtime_error",
-    "timeout",
-    "memory_limit",
-    "output_limit",
-    "compile_error",
-    "no_code",
-    "sandbox_error",
-]
-STATUSES: tuple[str, ...] = Status.__args__  # type: ignore[attr-defined]
-
-LANGUAGES: tuple[str, ...] = ("c", "cpp", "rust", "python")
+from halo_forge.records import LANGUAGES, Problem, Sample
 
 # Spellings users and models use for the four languages (fence tags, dataset fields).
 LANGUAGE_ALIASES: dict[str, str] = {
@@ -84,37 +70,13 @@ class VerifySample(msgspec.Struct, kw_only=True):
             raise ValueError(f"sample {self.id!r} needs `code` or `completion`")
 
 
-class Verdict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The verifier's judgement of one sample (DESIGN.md, "Verify contract")."""
-
-    id: str
-    status: Status
-    reward: float
-    compiled: bool = False
-    tests_passed: int = 0
-    tests_total: int = 0
-    wall_s: float = 0.0  # compile + every test run, as measured by the sandbox
-    cpu_s: float = 0.0
-    output: str = ""  # a short tail of compiler or program output explaining the status
-    # Extras (not in the contract; defaults keep older verdict files readable).
-    language: str | None = None
-    warnings: bool = False  # compiled, with compiler warnings
-    # Why a reward-hacking guard capped the reward ("" when none did), as "<key>: <detail>":
-    # the key, a short stable name of the defence ("stub", "test tampering"), is what RAFT
-    # counts per cycle (metrics.guard_key); keep it unchanged when the detail changes.
-    guard: str = ""
-    cached: bool = False  # copied from an identical sample verified earlier
-    compile_s: float = 0.0  # wall seconds of the compile step alone
-
-
-def verify_input(problem: object, sample: object) -> VerifySample:
-    """The verifier's input for a generated `records.Sample` of a `records.Problem` (duck-typed:
-    records imports this module). The raw completion is verified, with the problem's tests."""
-    language = getattr(sample, "language", None) or getattr(problem, "language", None)
+def verify_input(problem: Problem, sample: Sample) -> VerifySample:
+    """The verifier's input for a generated Sample of a Problem: the raw completion is
+    verified, with the problem's tests."""
     return VerifySample(
-        id=sample.id,  # type: ignore[attr-defined]
-        language=language,
-        completion=sample.completion,  # type: ignore[attr-defined]
-        io_tests=[SampleIOTest(stdin=t.stdin, stdout=t.stdout) for t in getattr(problem, "io_tests", ())],
-        test_code=getattr(problem, "test_code", "") or None,
+        id=sample.id,
+        language=sample.language or problem.language,
+        completion=sample.completion,
+        io_tests=[SampleIOTest(stdin=t.stdin, stdout=t.stdout) for t in problem.io_tests],
+        test_code=problem.test_code or None,
     )

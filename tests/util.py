@@ -1,0 +1,48 @@
+"""Helpers several test files share (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sh(script: str) -> list[str]:
+    """argv running `script` under sh -c."""
+    return ["sh", "-c", script]
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    """One line per row: dicts as JSON, strings as they are (for malformed lines)."""
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def shard_ids(path: Path, kind: type, *, allow_partial: bool = False) -> list[str]:
+    """The ids in a shard in file order; [] when the file is absent (a run killed before it)."""
+    from halo_forge.shards import ShardReader
+
+    if allow_partial and not path.exists():
+        return []
+    return [r.id for r in ShardReader(path, kind, allow_partial=allow_partial)]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a halo_forge child process run from this checkout, offline."""
+    return dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1",
+                TOKENIZERS_PARALLELISM="false", **extra)
+
+
+def modules_loaded_by(module: str) -> list[str]:
+    """The halo_forge modules a fresh interpreter has loaded after `import <module>`: what a
+    layer really pulls in, which the test process (with everything imported) cannot tell."""
+    code = (f"import json, sys, {module}; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('halo_forge'))))")
+    out = subprocess.run([sys.executable, "-c", code], env=subprocess_env(),
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)

@@ -1,4 +1,5 @@
 #include "client.hpp"
+#include "drain.hpp"
 
 #include <cerrno>
 #include <cstdlib>
@@ -123,15 +124,7 @@ std::vector<RunResult> Client::take(bool& alive) {
     alive = fd_ >= 0;
     std::vector<RunResult> out;
     if (fd_ < 0) return out;
-    char tmp[65536];
-    for (;;) {
-        ssize_t n = read(fd_, tmp, sizeof tmp);
-        if (n > 0) { inbuf_.append(tmp, size_t(n)); continue; }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        alive = false;
-        break;
-    }
+    if (drain(fd_, inbuf_) == Drained::Closed) alive = false;
     for (auto& body : split_frames(inbuf_)) {
         Reader rd(body);
         if (rd.pod<Msg>() != Msg::Result) continue;

@@ -1,6 +1,7 @@
 #include "pool.hpp"
 
 #include "base_dir.hpp"
+#include "drain.hpp"
 #include "limits.hpp"
 #include "namespaces.hpp"
 #include "protocol.hpp"
@@ -392,13 +393,8 @@ private:
     }
 
     void read_ctl() {
-        char buf[65536];
-        for (;;) {
-            ssize_t n = read(ctl_, buf, sizeof buf);
-            if (n > 0) { inbuf_.append(buf, size_t(n)); continue; }
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-            begin_shutdown();  // EOF or error: the caller closed the sandbox or died
+        if (drain(ctl_, inbuf_) == Drained::Closed) {
+            begin_shutdown();  // the caller closed the sandbox or died
             return;
         }
         for (auto& body : split_frames(inbuf_)) {
@@ -532,26 +528,15 @@ private:
     uint64_t retired_id() { return (uint64_t(1) << 63) | retired_++; }
 
     void pump(Job* j, int& fd, std::string& buf, bool& trunc) {
-        char tmp[65536];
-        size_t cap = size_t(j->req.limits.output_bytes);
-        for (;;) {
-            ssize_t n = read(fd, tmp, sizeof tmp);
-            if (n > 0) {
-                size_t room = cap > buf.size() ? cap - buf.size() : 0;
-                buf.append(tmp, std::min(room, size_t(n)));
-                if (size_t(n) > room) {
-                    // Flooding: stop the program now rather than let it block on a full pipe.
-                    trunc = true;
-                    drop(fd);
-                    kill_job(j, Kill::Output);
-                    return;
-                }
-                continue;
-            }
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-            drop(fd);  // EOF
-            return;
+        switch (drain(fd, buf, size_t(j->req.limits.output_bytes))) {
+            case Drained::Pending: return;
+            case Drained::Closed: drop(fd); return;
+            case Drained::Overflow:
+                // Flooding: stop the program now rather than let it block on a full pipe.
+                trunc = true;
+                drop(fd);
+                kill_job(j, Kill::Output);
+                return;
         }
     }
 

@@ -19,10 +19,10 @@ from typing import Any, Literal
 import msgspec
 
 from halo_forge.errors import HaloError
+from halo_forge.examples import EXAMPLES_DIR
 from halo_forge.generate.base import GenerateConfig, TransformersConfig
 from halo_forge.verify.config import VerifierConfig
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONFIG_NAME = "cpu-tiny.toml"
 
 

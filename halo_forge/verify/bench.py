@@ -25,12 +25,13 @@ import anyio
 import msgspec
 
 from halo_forge.errors import HaloError
+from halo_forge.examples import VERIFY_CORPUS
 from halo_forge.verify.compare import outputs_match
 from halo_forge.verify.config import VerifierConfig
 from halo_forge.verify.toolchains import resolve_toolchain
 from halo_forge.verify.types import VerifySample
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "examples" / "verify" / "corpus.jsonl"
+DEFAULT_CORPUS = VERIFY_CORPUS
 
 
 class RunStats(msgspec.Struct, kw_only=True):

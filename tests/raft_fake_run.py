@@ -59,9 +59,9 @@ class FakeBackend:
 
 def main() -> int:
     from halo_forge import pipeline
+    from halo_forge.cli.run import run_config
     from halo_forge.config import load_config
     from halo_forge.errors import HaloError
-    from halo_forge.pipeline_cli import run_config
 
     config, text = load_config(sys.argv[1])
     backend = FakeBackend(Path(sys.argv[2]))

@@ -132,9 +132,9 @@ class _StubBackend:
 
 def test_pipeline_writes_guard_counts_to_metrics(tmp_path, monkeypatch):
     from halo_forge import pipeline
+    from halo_forge.cli.run import run_config
     from halo_forge.config import load_config
     from halo_forge.data.registry import load_problems
-    from halo_forge.pipeline_cli import run_config
 
     cfg = tmp_path / "p.toml"
     cfg.write_text(PIPELINE.format(out=tmp_path / "run"))

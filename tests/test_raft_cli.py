@@ -11,8 +11,8 @@ import anyio
 import pytest
 
 from halo_forge.cli import build_parser, main
+from halo_forge.cli.raft import build_config, resolve_checkpoint
 from halo_forge.errors import HaloError
-from halo_forge.raft_cli import build_config, resolve_checkpoint
 from halo_forge.records import Sample, Verdict
 from halo_forge.shards import ShardReader
 from halo_forge.train_models import AdapterMeta, read_adapter_meta, write_adapter_meta

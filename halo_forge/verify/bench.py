@@ -67,9 +67,10 @@ def _stats(name: str, latencies: list[float], seconds: float, cpu: float, passed
 
 
 def load_corpus(path: str | os.PathLike | None) -> list[VerifySample]:
-    from halo_forge.verify.cli import read_samples
+    from halo_forge.data.jsonl import read_jsonl
 
-    return [sample for _, sample in read_samples(Path(path) if path else DEFAULT_CORPUS)]  # type: ignore[misc]
+    return [sample for _, sample in read_jsonl(Path(path) if path else DEFAULT_CORPUS,
+                                               VerifySample, what="a valid sample")]
 
 
 # -- the baseline ----------------------------------------------------------------------------

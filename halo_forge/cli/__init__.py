@@ -1,9 +1,9 @@
-"""Command line: `halo-forge <stage> ...` and `python -m halo_forge run pipeline.toml`.
+"""Command line: `halo-forge <group> ...` and `python -m halo_forge run pipeline.toml`.
 
-Each command group lives in the module that owns the stage and exposes
-`register(subparsers)`; handlers take the parsed namespace and return an exit code.
-Group modules must stay light at import time (no torch) so that `halo-forge verify`
-starts fast; heavy imports go inside the handlers.
+One module per command group in this package, each exposing `register(subparsers)`; handlers
+turn the parsed flags into the library's typed options and return an exit code. Group modules
+must stay light at import time (no torch) so that `halo-forge verify` starts fast; heavy
+imports go inside the handlers.
 """
 
 from __future__ import annotations
@@ -15,64 +15,30 @@ import sys
 from collections.abc import Sequence
 
 from halo_forge import __version__
+from halo_forge.cli.parser import Parser
 from halo_forge.errors import HaloError
 
 # group name -> module exposing register(subparsers). Order is the order in --help.
 _GROUPS = (
-    "halo_forge.pipeline_cli",
-    "halo_forge.data.cli",
-    "halo_forge.sft_cli",
-    "halo_forge.raft_cli",
-    "halo_forge.benchmark_cli",
-    "halo_forge.verify.cli",
-    "halo_forge.sandbox_cli",
+    "halo_forge.cli.run",
+    "halo_forge.cli.data",
+    "halo_forge.cli.sft",
+    "halo_forge.cli.raft",
+    "halo_forge.cli.benchmark",
+    "halo_forge.cli.verify",
+    "halo_forge.cli.bench",
+    "halo_forge.cli.sandbox",
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad usage as a one-line HaloError (exit 2) instead of exiting."""
-
-    def error(self, message: str):  # noqa: D401 - argparse API
-        hint = _did_you_mean(message, self)
-        raise HaloError(f"{message}{hint} (see `{self.prog} --help`)")
-
-
-def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
-    """Every --option of a parser and of all its subcommands."""
-    found: set[str] = set()
-    for action in parser._actions:
-        found.update(s for s in action.option_strings if s.startswith("--"))
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                found |= _option_strings(sub)
-    return found
-
-
-def _did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
-    """A hint for a typo: an unknown command or an unknown --option."""
-    import difflib
-    import re
-
-    m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
-    if m:
-        wrong, choices = m.group(1), re.findall(r"'?([\w-]+)'?", m.group(2))
-    else:
-        m = re.search(r"unrecognized arguments: (--[\w-]+)", message)
-        if not m:
-            return ""
-        wrong, choices = m.group(1), sorted(_option_strings(parser))
-    close = difflib.get_close_matches(wrong, choices, n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="halo-forge",
         description="Train code models with compiler- and test-verified rewards.",
         epilog="The whole run: `python -m halo_forge run [pipeline.toml]` (resumes after a crash).",
     )
     parser.add_argument("--version", action="version", version=f"halo-forge {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in _GROUPS:
         try:
             module = importlib.import_module(name)

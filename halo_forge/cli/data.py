@@ -5,19 +5,16 @@ Light at import time: loaders, `datasets` and `httpx` are imported inside the ha
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from halo_forge.cli.parser import add_group
 from halo_forge.errors import HaloError
 from halo_forge.paths import check_output_dir, check_output_file
 
 
 def register(subparsers) -> None:
-    data = subparsers.add_parser("data", help="prepare, generate, inspect and convert data")
-    sub = data.add_subparsers(dest="data_command", metavar="COMMAND",
-                              parser_class=type(data))
-    data.set_defaults(handler=lambda args: _usage(data))
+    sub = add_group(subparsers, "data", help="prepare, generate, inspect and convert data")
 
     p = sub.add_parser("inspect", help="print a shard (or a folder of them) as JSONL")
     p.add_argument("path", type=Path, help="a .shard file or a folder of them")
@@ -84,11 +81,6 @@ def register(subparsers) -> None:
     p.add_argument("--topics-dir", type=Path, action="append", default=[],
                    help="extra folder of topic .toml files")
     p.set_defaults(handler=_generate)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _inspect(args) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from halo_forge.argtypes import positive_int
+from halo_forge.cli.parser import add_group
 from halo_forge.errors import HaloError
 from halo_forge.verify.config import VERIFIERS
 
@@ -43,9 +44,7 @@ _BACKENDS = ("transformers", "vllm", "openai")
 
 
 def register(subparsers) -> None:
-    raft = subparsers.add_parser("raft", help="RAFT: generate, verify, filter, train, repeat")
-    sub = raft.add_subparsers(dest="raft_command", metavar="COMMAND")
-    raft.set_defaults(handler=lambda args: _usage(raft))
+    sub = add_group(subparsers, "raft", help="RAFT: generate, verify, filter, train, repeat")
     p = sub.add_parser(
         "train", help="RAFT cycles from a checkpoint on a prompts file (resumable)",
         description="Run RAFT cycles (generate N samples per prompt, verify them in the "
@@ -99,13 +98,8 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_train)
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
-
-
 def _train(args) -> int:
-    from halo_forge.pipeline_cli import run_config
+    from halo_forge.cli.run import run_config
 
     config, text = build_config(args)
     return run_config(config, config_text=text)

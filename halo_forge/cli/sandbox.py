@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
+from halo_forge.cli.parser import add_group
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("sandbox", help="inspect the sandbox that verifies programs")
-    sub = p.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND")
+    sub = add_group(subparsers, "sandbox", help="inspect the sandbox that verifies programs")
     check = sub.add_parser("check", help="list active protections and run a trivial program")
     check.add_argument("--strict", action="store_true",
                        help="exit 1 when any protection is off (default: report only)")
     check.set_defaults(handler=_check)
-    p.set_defaults(handler=lambda args: _help(p))
-
-
-def _help(p: argparse.ArgumentParser) -> int:
-    p.print_help()
-    return 2
 
 
 def _check(args) -> int:

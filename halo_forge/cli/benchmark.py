@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from halo_forge.argtypes import positive_int
+from halo_forge.cli.parser import add_group
 from halo_forge.errors import HaloError
 from halo_forge.paths import check_output_dir
+from halo_forge.verify.config import VERIFIERS
 
 
 def parse_ks(text: str) -> list[int]:
@@ -23,9 +24,7 @@ def parse_ks(text: str) -> list[int]:
 
 
 def register(subparsers) -> None:
-    bench = subparsers.add_parser("benchmark", help="pass@k and compile@k of a model")
-    sub = bench.add_subparsers(dest="benchmark_command", metavar="COMMAND")
-    bench.set_defaults(handler=lambda args: _usage(bench))
+    sub = add_group(subparsers, "benchmark", help="pass@k and compile@k of a model")
 
     p = sub.add_parser(
         "run", help="sample, verify and score a model on problems with tests",
@@ -50,7 +49,7 @@ def register(subparsers) -> None:
                      help="--split test on datasets without an official split")
     src.add_argument("--split-seed", type=int, default=0, help="seed of the split and of --limit")
     src.add_argument("--limit", type=positive_int, default=None, help="at most N problems")
-    p.add_argument("--verifier", choices=("auto", "gcc", "clang", "rustc", "python"),
+    p.add_argument("--verifier", choices=VERIFIERS,
                    default="auto", help="toolchain (default: by each problem's language)")
     p.add_argument("--samples", type=positive_int, default=10, help="n: samples per problem")
     p.add_argument("--k", default="1,5,10", help="comma-separated ks, each <= --samples "
@@ -88,11 +87,6 @@ def register(subparsers) -> None:
     p.add_argument("b", metavar="B", help="output folder (or summary.json) of the second run")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(handler=_compare)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def load_benchmark_problems(args) -> tuple[list, str]:

@@ -6,17 +6,15 @@ One GPU or CPU needs no launcher; several GPUs run the same command under accele
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from halo_forge.cli.parser import add_group
 from halo_forge.errors import HaloError
 from halo_forge.paths import check_output_dir
 
 
 def register(subparsers) -> None:
-    sft = subparsers.add_parser("sft", help="LoRA supervised fine-tuning")
-    sub = sft.add_subparsers(dest="sft_command", metavar="COMMAND")
-    sft.set_defaults(handler=lambda args: _usage(sft))
+    sub = add_group(subparsers, "sft", help="LoRA supervised fine-tuning")
     p = sub.add_parser(
         "train", help="train a LoRA adapter on chat examples",
         description="Train a LoRA adapter (loss on the assistant's answer only). The adapter "
@@ -55,11 +53,6 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_train)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _same_place(a: str, b: str) -> bool:

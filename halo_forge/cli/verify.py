@@ -1,9 +1,4 @@
-"""`halo-forge verify` and `halo-forge bench verify`.
-
-The `bench` command group lives here for now: `bench_subparsers(subparsers)` creates it on
-first use and returns its subparsers, so other modules can add `bench pipeline` and the like
-with the same helper (it belongs in halo_forge/cli.py once a second benchmark exists).
-"""
+"""`halo-forge verify`: samples JSONL in, one verdict per line out (resumable)."""
 
 from __future__ import annotations
 
@@ -19,33 +14,11 @@ from pathlib import Path
 
 from halo_forge.argtypes import positive_int
 from halo_forge.errors import HaloError
-
-_VERIFIERS = ("auto", "gcc", "clang", "rustc", "python")
-
-
-def bench_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """The subparsers of the `bench` group, created on first call and reused after."""
-    bench = subparsers.choices.get("bench")
-    if bench is None:
-        bench = subparsers.add_parser("bench", help="throughput benchmarks against a baseline in the same run")
-        group = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", parser_class=type(bench))
-
-        def usage(_args: argparse.Namespace) -> int:
-            bench.print_help()
-            return 2
-
-        bench.set_defaults(handler=usage)
-        return group
-    for action in bench._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise RuntimeError("`bench` parser has no subcommands")
+from halo_forge.verify.config import VERIFIERS
 
 
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--verifier", choices=_VERIFIERS, default="auto",
+def add_verifier_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verifier", choices=VERIFIERS, default="auto",
                         help="toolchain: gcc/clang (C, C++), rustc, python, or auto by language (default)")
     parser.add_argument("--concurrency", type=positive_int, default=None, metavar="N",
                         help="samples verified at once (default: CPU cores)")
@@ -61,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     verify.add_argument("input", metavar="INPUT.jsonl", help="samples, one JSON object per line")
     verify.add_argument("--out", required=True, metavar="VERDICTS.jsonl", help="where verdicts go")
-    _add_common(verify)
+    add_verifier_flags(verify)
     verify.add_argument("--cache", metavar="PATH", default=None,
                         help="sqlite file that keeps verdicts across runs (default: in memory only)")
     verify.add_argument("--no-cache", action="store_true", help="verify repeated samples again")
@@ -71,22 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--float-tolerance", type=float, default=None, metavar="EPS",
                         help="numbers in the output may differ by EPS (absolute or relative)")
     verify.set_defaults(handler=run_verify)
-
-    bench = bench_subparsers(subparsers).add_parser(
-        "verify", help="verified samples/s vs a bare compiler loop on the same corpus",
-        description="Measure the verifier (samples/s, p50/p99 latency, CPU) on a corpus against a plain "
-                    "subprocess compile-and-run loop at the same concurrency, in the same run. "
-                    "The baseline runs the corpus UNSANDBOXED: use trusted corpora only.",
-    )
-    bench.add_argument("--corpus", default=None, metavar="CORPUS.jsonl",
-                       help="samples to verify (default: the corpus shipped in examples/verify/)")
-    _add_common(bench)
-    bench.add_argument("--repeat", type=positive_int, default=3, metavar="K",
-                       help="copies of each sample in the cached run (RAFT-style repeats; default 3)")
-    bench.add_argument("--rounds", type=positive_int, default=2, metavar="R",
-                       help="alternate the bare loop and the plain verifier R times, keep each one's best (default 2)")
-    bench.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
-    bench.set_defaults(handler=run_bench)
 
 
 def read_samples(path: Path) -> Iterator[tuple[int, object]]:
@@ -248,14 +205,3 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    from halo_forge.paths import check_output_file
-    from halo_forge.verify.bench import run_benchmark
-
-    if args.json:
-        check_output_file(args.json, what="bench verify --json",
-                          input_paths=[args.corpus] if args.corpus else ())
-    return run_benchmark(corpus=args.corpus, verifier=args.verifier, concurrency=args.concurrency,
-                         repeat=args.repeat, rounds=args.rounds, json_path=args.json)

@@ -133,6 +133,16 @@ def _read_partial(path: Path, record_type: type) -> Any:
     return iter(ShardReader(path, record_type, allow_partial=True))
 
 
+def _with_code(sample: Sample) -> Sample:
+    # Generation returns completions only; the code the filter compares for duplicates is
+    # the verifier's extraction, recorded with the sample here, where the stages meet.
+    from halo_forge.verify.extract import extract_code
+
+    found = extract_code(sample.completion, language=sample.language)
+    sample.code = found.code if found else ""
+    return sample
+
+
 def _renumber(sample: Sample, index: int) -> Sample:
     from halo_forge.generate.base import sample_id
 
@@ -217,8 +227,8 @@ async def generate_and_verify(
                                             params=settings, cycle=cycle)
                     async with aclosing(stream) as batches:
                         async for batch in batches:
-                            samples = [s if count == samples_per_prompt
-                                       else _renumber(s, indices[s.problem_id][s.index])
+                            samples = [_with_code(s if count == samples_per_prompt
+                                                  else _renumber(s, indices[s.problem_id][s.index]))
                                        for s in batch.samples]
                             for s in samples:
                                 samples_out.append(s)

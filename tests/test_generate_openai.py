@@ -86,7 +86,9 @@ def test_request_shape_is_what_the_api_accepts() -> None:
     assert len(server.requests) == 2 and len(samples) == 6
     assert {(s.problem_id, s.index) for s in samples} == {(p.id, i) for p in problems
                                                          for i in range(3)}
-    assert all(s.code.startswith("print(") and s.completion_tokens == 7 for s in samples)
+    assert all(s.completion.startswith("```python\nprint(") and s.completion_tokens == 7
+               for s in samples)
+    assert all(s.code == "" for s in samples)  # extraction is the verifier's, not generation's
     assert batches[0].stats.completion_tokens == 42 and batches[0].stats.failed == 0
 
 

@@ -145,7 +145,9 @@ def test_engine_and_sampling_follow_the_documented_api(fake_vllm, tmp_path) -> N
     samples = [s for b in batches for s in b]
     assert {(s.problem_id, s.index) for s in samples} == {(p.id, i) for p in problems
                                                          for i in range(4)}
-    assert all(a1 in s.completion and s.code for s in samples)  # the adapter's outputs
+    assert all(a1 in s.completion and s.completion.startswith("```python\nprint(")
+               for s in samples)  # the adapter's outputs
+    assert all(s.code == "" for s in samples)  # extraction is the verifier's, not generation's
     assert all(s.params.adapter == a1 and s.completion_tokens == 3 for s in samples)
     assert batches[0].stats.completion_tokens == 24 and batches[0].stats.samples == 8
 

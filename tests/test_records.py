@@ -25,12 +25,27 @@ def test_the_verifiers_verdicts_are_the_schemas_records(tmp_path) -> None:
     assert decoded == verdict and decoded.status == "no_code"
 
 
+STAGES = ("halo_forge.verify", "halo_forge.generate", "halo_forge.raft", "halo_forge.rollout",
+          "halo_forge.benchmark", "halo_forge.sandbox", "halo_forge.train", "halo_forge.pipeline")
+
+
 def test_the_schema_imports_no_stage() -> None:
-    loaded = modules_loaded_by("halo_forge.records")
-    stages = [m for m in loaded if m.startswith(("halo_forge.verify", "halo_forge.generate",
-                                                 "halo_forge.raft", "halo_forge.benchmark",
-                                                 "halo_forge.sandbox", "halo_forge.train"))]
-    assert "halo_forge.records" in loaded and stages == []
+    loaded = modules_loaded_by("import halo_forge.records")
+    assert "halo_forge.records" in loaded and [m for m in loaded if m.startswith(STAGES)] == []
+
+
+def test_generation_makes_samples_without_the_verifier() -> None:
+    # Making a sample (where extraction used to happen, behind a lazy import) loads nothing
+    # of the verifier or of RAFT: generation returns completions, the verifier extracts.
+    loaded = modules_loaded_by(
+        "from halo_forge.generate.base import GenerationParams, make_sample\n"
+        "from halo_forge.records import Problem\n"
+        "s = make_sample(Problem(id='p', language='python', prompt='x'), cycle=0, index=0,\n"
+        "                completion='```python\\nprint(1)\\n```', prompt_tokens=1,\n"
+        "                completion_tokens=1, params=GenerationParams())\n"
+        "assert s.completion.startswith('```') and s.code == ''\n")
+    others = [m for m in loaded if m.startswith(STAGES) and not m.startswith("halo_forge.generate")]
+    assert "halo_forge.generate.base" in loaded and others == []
 
 
 def test_problem_round_trips_through_json_and_msgpack() -> None:

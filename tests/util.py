@@ -38,11 +38,12 @@ def subprocess_env(**extra: str) -> dict[str, str]:
                 TOKENIZERS_PARALLELISM="false", **extra)
 
 
-def modules_loaded_by(module: str) -> list[str]:
-    """The halo_forge modules a fresh interpreter has loaded after `import <module>`: what a
-    layer really pulls in, which the test process (with everything imported) cannot tell."""
-    code = (f"import json, sys, {module}; "
-            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('halo_forge'))))")
+def modules_loaded_by(code: str) -> list[str]:
+    """The halo_forge modules a fresh interpreter has loaded after running `code` (imports
+    and calls, so lazy imports count): what a layer really pulls in, which the test process,
+    with everything imported, cannot tell."""
+    code += ("\nimport json, sys\n"
+             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('halo_forge'))))")
     out = subprocess.run([sys.executable, "-c", code], env=subprocess_env(),
                          capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
+    return json.loads(out.stdout.splitlines()[-1])

@@ -168,12 +168,11 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
 def make_sample(problem: Problem, *, cycle: int, index: int, completion: str,
                 prompt_tokens: int, completion_tokens: int,
                 params: GenerationParams) -> Sample:
-    from halo_forge.verify.extract import extract_code
-
-    found = extract_code(completion, language=problem.language)
+    """The completion as a Sample. `code` stays empty: extraction is the verifier's (one
+    definition of what counts as the code); RAFT fills it where the stages meet."""
     return Sample(
         id=sample_id(problem.id, cycle, index), problem_id=problem.id, cycle=cycle, index=index,
-        language=problem.language, completion=completion, code=found.code if found else "",
+        language=problem.language, completion=completion,
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, params=params,
     )
 

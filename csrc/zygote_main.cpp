@@ -3,7 +3,7 @@
 // of mappings) cost a page-table copy and copy-on-write faults on every run.
 //
 //   halo-forge-zygote FD BASE_DIR MAX_CONCURRENCY SPARES   (started by Client, never by hand)
-#include "pool.hpp"
+#include "zygote.hpp"
 
 #include <cstdio>
 #include <cstdlib>

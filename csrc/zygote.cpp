@@ -1,8 +1,9 @@
-#include "pool.hpp"
+#include "zygote.hpp"
 
 #include "base_dir.hpp"
 #include "drain.hpp"
 #include "limits.hpp"
+#include "memory_pool.hpp"
 #include "namespaces.hpp"
 #include "protocol.hpp"
 #include "seccomp.hpp"
@@ -18,8 +19,6 @@
 #include <memory>
 #include <poll.h>
 #include <sched.h>
-#include <link.h>
-#include <sys/auxv.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -40,103 +39,6 @@ double now() {
     clock_gettime(CLOCK_MONOTONIC, &t);
     return double(t.tv_sec) + double(t.tv_nsec) * 1e-9;
 }
-
-// glibc's size of its thread descriptor (the TCB at the thread pointer), for debuggers.
-extern "C" const uint32_t _thread_db_sizeof_pthread;
-
-// Memory of one run's init, or of its program's process before execve: each shares the
-// zygote's address space (clone(CLONE_VM): no copy of the page tables, no copy-on-write faults
-// in either process), so it needs a stack and a thread-local block of its own. Unmapped, or
-// handed to a later init, only once nothing runs on it any more (see MemoryPool).
-class InitMemory {
-public:
-    InitMemory() = default;
-    InitMemory(const InitMemory&) = delete;
-    InitMemory& operator=(const InitMemory&) = delete;
-    ~InitMemory() {
-        if (base_) munmap(base_, len_);
-    }
-
-    // Maps a guard page, the stack, and room for a copy of this thread's static TLS block +
-    // TCB (so errno, the stack-protector canary and glibc's thread self pointer are the init's
-    // own); then fills the copy.
-    bool map() {
-        const size_t page = size_t(sysconf(_SC_PAGESIZE));
-        size_t tls_len = (tls_below() + _thread_db_sizeof_pthread + 63) & ~size_t(63);
-        len_ = page + kStack + ((tls_len + page - 1) & ~(page - 1));
-        void* m = mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-        if (m == MAP_FAILED) return false;
-        base_ = static_cast<char*>(m);
-        if (mprotect(base_, page, PROT_NONE) != 0) return false;
-        stack_top_ = base_ + page + kStack;  // page aligned, below the TLS copy
-        refresh_tls();
-        return true;
-    }
-
-    // The TLS copy taken afresh, for a new user of this memory.
-    void refresh_tls() {
-#if defined(__x86_64__)
-        char* tls = stack_top_;
-        char* tp = static_cast<char*>(__builtin_thread_pointer());
-        std::memcpy(tls, tp - tls_below(), tls_below() + _thread_db_sizeof_pthread);
-        tp_ = tls + tls_below();
-        // tcbhead_t: tcb (the thread pointer itself) at 0, self at 16.
-        reinterpret_cast<void**>(tp_)[0] = tp_;
-        reinterpret_cast<void**>(tp_)[2] = tp_;
-#endif
-    }
-    void* stack_top() const { return stack_top_; }
-    void* tp() const { return tp_; }
-
-private:
-    // The init copies workdirs (4 KiB of buffer per directory level, depth <= 64).
-    static constexpr size_t kStack = size_t(1) << 20;
-    // Bytes of the static TLS block below the thread pointer (x86_64: TLS sits below the TCB).
-    static size_t tls_below() {
-        static size_t below = [] {
-            auto* ph = reinterpret_cast<const ElfW(Phdr)*>(getauxval(AT_PHDR));
-            size_t n = getauxval(AT_PHNUM);
-            for (size_t i = 0; ph && i < n; ++i)
-                if (ph[i].p_type == PT_TLS) {
-                    size_t a = ph[i].p_align ? ph[i].p_align : 1;
-                    return (ph[i].p_memsz + a - 1) / a * a;
-                }
-            return size_t(0);
-        }();
-        return below;
-    }
-    char* base_ = nullptr;
-    size_t len_ = 0;
-    char* stack_top_ = nullptr;
-    char* tp_ = nullptr;
-};
-
-// Inits' memory kept for later inits. Mapping and unmapping it per run costs page faults on
-// the fresh stack and, at every munmap of memory this address space shares with running
-// processes, a TLB shoot-down across the CPUs (expensive under a hypervisor). Memory comes
-// back only where the kernel guarantees nobody still runs on it: with a pid namespace, an
-// init's exit completes (and wait4 returns) only after every process of its namespace,
-// the program's process included, has exited.
-class MemoryPool {
-public:
-    std::unique_ptr<InitMemory> take() {
-        if (free_.empty()) {
-            auto m = std::make_unique<InitMemory>();
-            if (!m->map()) return nullptr;
-            return m;
-        }
-        auto m = std::move(free_.back());
-        free_.pop_back();
-        m->refresh_tls();
-        return m;
-    }
-    void give(std::unique_ptr<InitMemory> m, size_t keep) {
-        if (m && free_.size() < keep) free_.push_back(std::move(m));
-    }
-
-private:
-    std::vector<std::unique_ptr<InitMemory>> free_;
-};
 
 int init_entry(void* plan) { run_init(*static_cast<const ChildPlan*>(plan)); }
 

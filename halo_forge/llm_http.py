@@ -21,7 +21,10 @@ RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
-class Backend:
+class Endpoint:
+    """An OpenAI-compatible API: where it is, its default model, where its key comes from.
+    (A generation backend is generate.base.Backend; this is only the server it may talk to.)"""
+
     name: str
     base_url: str | None
     model: str | None
@@ -31,7 +34,7 @@ class Backend:
     max_tokens_field: str = "max_tokens"
 
 
-OPENAI_COMPATIBLE = Backend("openai-compatible", None, None, "OPENAI_API_KEY", False)
+OPENAI_COMPATIBLE = Endpoint("openai-compatible", None, None, "OPENAI_API_KEY", False)
 
 
 class ApiError(Exception):
@@ -45,13 +48,13 @@ class ApiError(Exception):
 class ChatClient:
     """POST {base_url}/chat/completions with retries; one shared httpx.AsyncClient."""
 
-    def __init__(self, *, backend: Backend, base_url: str, model: str, api_key: str | None,
+    def __init__(self, *, endpoint: Endpoint, base_url: str, model: str, api_key: str | None,
                  temperature: float = 1.0, max_tokens: int = 4096, retries: int = 6,
                  backoff_s: float = 1.0, max_backoff_s: float = 60.0, timeout_s: float = 300.0,
                  max_connections: int = 100, transport: Any = None) -> None:
         import httpx
 
-        self.backend, self.model = backend, model
+        self.endpoint, self.model = endpoint, model
         self.temperature, self.max_tokens = temperature, max_tokens
         self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
         headers = {"Content-Type": "application/json"}
@@ -71,7 +74,7 @@ class ChatClient:
         """The request body; `fields` (n, top_p, stop, seed, ...) override the defaults."""
         body: dict[str, Any] = {"model": self.model, "messages": messages,
                                 "temperature": self.temperature,
-                                self.backend.max_tokens_field: self.max_tokens, "stream": False}
+                                self.endpoint.max_tokens_field: self.max_tokens, "stream": False}
         body.update(fields)
         return body
 
@@ -112,10 +115,10 @@ class ChatClient:
                     except (ValueError, KeyError, TypeError):
                         raise ApiError("bad_response") from None
                 if resp.status_code in (401, 403):
-                    raise HaloError(f"{self.backend.name}: the API key was refused "
-                                    f"(HTTP {resp.status_code}); check ${self.backend.key_env}")
+                    raise HaloError(f"{self.endpoint.name}: the API key was refused "
+                                    f"(HTTP {resp.status_code}); check ${self.endpoint.key_env}")
                 if resp.status_code in (400, 404, 422):
-                    raise HaloError(f"{self.backend.name}: HTTP {resp.status_code} from "
+                    raise HaloError(f"{self.endpoint.name}: HTTP {resp.status_code} from "
                                     f"{resp.request.url}: {resp.text[:200].strip()}; check "
                                     "--base-url and --model")
                 if resp.status_code not in RETRY_STATUS:

@@ -127,7 +127,7 @@ def _export(args) -> int:
 def _import(args) -> int:
     import msgspec
 
-    from halo_forge.data.sources import read_jsonl
+    from halo_forge.data.jsonl import read_jsonl
     from halo_forge.records import RECORD_TYPES
     from halo_forge.shards import ShardWriter
 
@@ -135,7 +135,7 @@ def _import(args) -> int:
     check_output_dir(args.out, what="data import --out")
 
     def records():
-        for n, row in enumerate(read_jsonl(args.path), 1):
+        for n, row in read_jsonl(args.path):
             try:
                 yield msgspec.convert(row, record_type)
             except msgspec.ValidationError as exc:

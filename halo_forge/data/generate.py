@@ -29,7 +29,7 @@ import msgspec
 from halo_forge.data.chat import FENCE, LANGUAGE_NAMES
 from halo_forge.data.jsonl import complete_lines, encode_line
 from halo_forge.errors import HaloError
-from halo_forge.llm_http import ApiError, Backend, ChatClient
+from halo_forge.llm_http import ApiError, ChatClient, Endpoint
 from halo_forge.records import IOTest, Language, Problem
 from halo_forge.verify.extract import find_blocks, strip_reasoning
 
@@ -55,11 +55,11 @@ class Topic(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 BACKENDS = {
-    "deepseek": Backend("deepseek", "https://api.deepseek.com", "deepseek-chat",
-                        "DEEPSEEK_API_KEY", True),
-    "openai": Backend("openai", "https://api.openai.com/v1", "gpt-4o-mini", "OPENAI_API_KEY",
-                      True, "max_completion_tokens"),
-    "openai-compatible": Backend("openai-compatible", None, None, "OPENAI_API_KEY", False),
+    "deepseek": Endpoint("deepseek", "https://api.deepseek.com", "deepseek-chat",
+                         "DEEPSEEK_API_KEY", True),
+    "openai": Endpoint("openai", "https://api.openai.com/v1", "gpt-4o-mini", "OPENAI_API_KEY",
+                       True, "max_completion_tokens"),
+    "openai-compatible": Endpoint("openai-compatible", None, None, "OPENAI_API_KEY", False),
 }
 
 
@@ -414,7 +414,7 @@ def make_client(args, *, transport: Any = None) -> ChatClient:
     key = os.environ.get(backend.key_env)
     if backend.key_required and not key:
         raise HaloError(f"--backend {backend.name} needs an API key in ${backend.key_env}")
-    return ChatClient(backend=backend, base_url=base_url, model=model, api_key=key,
+    return ChatClient(endpoint=backend, base_url=base_url, model=model, api_key=key,
                       temperature=args.temperature, transport=transport)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from halo_forge.data import loaders, sources
+from halo_forge.data.jsonl import read_jsonl
 from halo_forge.errors import HaloError
 from halo_forge.records import Problem
 
@@ -55,7 +56,7 @@ class LoadStats(msgspec.Struct, kw_only=True):
 
 
 def _builtin_rows() -> Iterable[Mapping[str, Any]]:
-    return sources.read_jsonl(BUILTIN_PATH)
+    return (row for _, row in read_jsonl(BUILTIN_PATH))
 
 
 def _builtin_problem(row: Mapping[str, Any]) -> Problem:

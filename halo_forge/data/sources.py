@@ -22,12 +22,6 @@ def _is(path: Path, suffixes: tuple[str, ...]) -> bool:
     return any(path.name.endswith(s) for s in suffixes)
 
 
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a JSON Lines file; a bad line is a HaloError naming the file and line."""
-    for _, row in jsonl.read_jsonl(path):
-        yield row
-
-
 def read_parquet(path: Path) -> Iterator[dict[str, Any]]:
     import pyarrow.parquet as pq
 
@@ -77,7 +71,7 @@ def read_local(path: str | Path, *, splits: Sequence[str] | None = None) -> Iter
     if _is(path, _PARQUET):
         yield from read_parquet(path)
     elif _is(path, _JSONL):
-        yield from read_jsonl(path)
+        yield from (row for _, row in jsonl.read_jsonl(path))
     else:
         raise HaloError(f"{path}: unknown file type; use .jsonl, .jsonl.gz or .parquet")
 

@@ -35,7 +35,7 @@ from halo_forge.generate.base import (
     generation_params,
     make_sample,
 )
-from halo_forge.llm_http import ApiError, Backend, ChatClient
+from halo_forge.llm_http import ApiError, ChatClient, Endpoint
 from halo_forge.records import Problem, Sample
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio depends on the backport there
@@ -65,15 +65,15 @@ class OpenAIBackend:
         self.adapter = ""
         self.system = DEFAULT_SYSTEM if config.system is None else (config.system or None)
         self._transport = transport
-        self._endpoint = Backend("openai-compatible", config.base_url, config.model,
-                                 config.api_key_env, False, config.max_tokens_field)
+        self._endpoint = Endpoint("openai-compatible", config.base_url, config.model,
+                                  config.api_key_env, False, config.max_tokens_field)
         self._api_key = os.environ.get(config.api_key_env) or None
         self._loads = 0
         if config.adapter:
             self.load_adapter(config.adapter)
 
     def _client(self, settings: SamplingSettings) -> ChatClient:
-        return ChatClient(backend=self._endpoint, base_url=self.config.base_url,
+        return ChatClient(endpoint=self._endpoint, base_url=self.config.base_url,
                           model=self.served, api_key=self._api_key,
                           temperature=settings.temperature, max_tokens=settings.max_new_tokens,
                           retries=self.config.retries, timeout_s=self.config.timeout_s,

@@ -18,6 +18,7 @@ from halo_forge.train import (
     IGNORE,
     Collator,
     SFTConfig,
+    TrainResult,
     encode_example,
     load_examples,
     lr_factor,
@@ -182,7 +183,12 @@ def test_continue_training_an_existing_adapter_with_the_lr_the_caller_chose(
     after = _lora_tensors(tmp_path / "cycle1" / FINAL_DIR)
     assert before.keys() == after.keys()
     assert any(not torch.equal(before[k], after[k]) for k in before)
-    assert msgspec.json.decode((tmp_path / "cycle1" / "sft_summary.json").read_bytes())
+    # The summary is this continued run's, not the parent's (64 steps, another folder).
+    summary = msgspec.json.decode((tmp_path / "cycle1" / "sft_summary.json").read_bytes(),
+                                  type=TrainResult)
+    assert summary.global_step == 2 and summary.adapter_dir == result.adapter_dir
+    assert summary.adapter_dir == str(tmp_path / "cycle1" / FINAL_DIR)
+    assert summary.learning_rates == pytest.approx(result.learning_rates)
 
 
 def test_bad_settings_and_missing_models_are_one_line_errors(tmp_path, sft_examples) -> None:

@@ -1,5 +1,10 @@
 """Atomic file writes: a reader (or a rerun after kill -9) sees the old file or the new one,
-never half of one. Every stage records its outputs and its completion through here."""
+never half of one. Every stage records its outputs and its completion through here.
+
+The writes that keep a protocol of their own say why where they are: the shard writer
+(files that stay open and roll over, shards.py) and verify's partial file (resumable by a
+rerun, verify/partial.py). Folders (a PCH, an adapter, the tiny model) and files another
+program writes (a compiled guard object) are published by renaming the finished thing."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 
+from halo_forge.atomic import atomic_open
 from halo_forge.benchmark import BenchmarkSummary, ProblemResult, Rates, read_results, read_summary
 
 
@@ -126,9 +127,8 @@ def write_chart(path: Path, summary: BenchmarkSummary) -> None:
         if len(series) > 1:
             ax.legend(fontsize=7)
         fig.tight_layout()
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_open(path) as f:
+            fig.savefig(f, format="png")
     finally:
         plt.close(fig)
 

@@ -8,7 +8,6 @@ resumed run never writes a cycle twice.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,10 +100,11 @@ def plot(rows: Sequence[CycleMetrics], path: Path) -> bool:
     ax.legend(loc="best")
     ax.set_title("halo-forge: per-cycle rates")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_open(path) as f:
+            fig.savefig(f, format="png")
+    finally:
+        plt.close(fig)
     return True
 
 

@@ -215,6 +215,9 @@ class ShardWriter:
 
     def _open(self) -> None:
         final = self.directory / f"{self.prefix}-{self._index:05d}{SUFFIX}"
+        # Not atomic.atomic_open: a shard stays open across many writes and rolls over to the
+        # next file by size, so the writer holds its temp file itself (same protocol: fsync,
+        # rename, fsync the folder, in _finish_file).
         self._tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         self._file = open(self._tmp, "wb")
         self._file.write(_head_bytes(self.record_type, self.schema_version))

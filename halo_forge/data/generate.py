@@ -26,6 +26,7 @@ from typing import Any, Literal
 import anyio
 import msgspec
 
+from halo_forge.atomic import write_atomic
 from halo_forge.data.chat import FENCE, LANGUAGE_NAMES
 from halo_forge.data.jsonl import complete_lines, encode_line
 from halo_forge.errors import HaloError
@@ -281,9 +282,7 @@ async def run(
     send, receive = anyio.create_memory_object_stream[dict[str, Any]](max(1, concurrency))
 
     def save_state() -> None:
-        tmp = state_path.with_name(state_path.name + ".tmp")
-        tmp.write_bytes(msgspec.json.encode(state))
-        os.replace(tmp, state_path)
+        write_atomic(state_path, msgspec.json.encode(state))
 
     def drop(reason: str) -> None:
         dropped[reason] += 1

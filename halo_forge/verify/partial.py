@@ -132,7 +132,9 @@ class PartialVerdicts:
         self._file.flush()
 
     def publish(self) -> None:
-        """Renames the finished file to --out (durably) and releases it."""
+        """Renames the finished file to --out (durably) and releases it. Not through
+        atomic.atomic_open: the partial file outlives its process (a rerun resumes it), is
+        named by the run's options, and is checked to still be ours before the rename."""
         self._file.flush()
         os.fsync(self._file.fileno())
         # The rename goes by name: if the file was deleted under us and the name now holds

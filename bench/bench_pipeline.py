@@ -94,9 +94,10 @@ class RateGenerator:
 async def _verify_all(verifier: Verifier, pairs: list[tuple[Problem, Sample]],
                       concurrency: int) -> dict[str, int]:
     statuses: dict[str, int] = {}
-    async for _, verdict in verify_indexed((verify_input(p, s) for p, s in pairs),
-                                           verifier=verifier, concurrency=concurrency):
-        statuses[verdict.status] = statuses.get(verdict.status, 0) + 1
+    async with verify_indexed((verify_input(p, s) for p, s in pairs), verifier=verifier,
+                              concurrency=concurrency) as indexed:
+        async for _, verdict in indexed:
+            statuses[verdict.status] = statuses.get(verdict.status, 0) + 1
     return statuses
 
 

@@ -78,14 +78,13 @@ def python_judge_rows(argv: list[str]) -> int:
     config = VerifierConfig(verifier="python", pch=False, cache=False, concurrency=args.concurrency)
 
     async def one_pass(legacy: bool) -> tuple[float, int, float]:
-        from contextlib import aclosing
 
         async with Verifier(config) as verifier:
             verifier.legacy_python_harness = legacy
             await verifier.verify(samples[0])  # the sandbox is up before the clock starts
             passed, cpu = 0, 0.0
             start = time.perf_counter()
-            async with aclosing(verify_indexed(samples, verifier=verifier)) as pairs:
+            async with verify_indexed(samples, verifier=verifier) as pairs:
                 async for _, verdict in pairs:
                     passed += verdict.status == "passed"
                     cpu += verdict.cpu_s
@@ -134,7 +133,6 @@ def native_judge_rows(argv: list[str]) -> int:
     config = VerifierConfig(cache=False, concurrency=args.concurrency)
 
     async def one_pass(defences: bool) -> tuple[float, int, dict[str, float]]:
-        from contextlib import aclosing
 
         async with Verifier(config) as verifier:
             verifier.native_defences = defences
@@ -142,7 +140,7 @@ def native_judge_rows(argv: list[str]) -> int:
                 await verifier.verify(next(s for s in base if s.language == language))
             passed, cpu = 0, {"c": 0.0, "cpp": 0.0, "rust": 0.0}
             start = time.perf_counter()
-            async with aclosing(verify_indexed(samples, verifier=verifier)) as pairs:
+            async with verify_indexed(samples, verifier=verifier) as pairs:
                 async for index, verdict in pairs:
                     passed += verdict.status == "passed"
                     cpu[samples[index].language or ""] += verdict.cpu_s

@@ -1,5 +1,6 @@
-"""What a benchmark run shows a reader: the Markdown report, the pass@k chart, and the
-comparison of two runs (per k, and which problems flipped).
+"""What a benchmark run shows a reader: its output folder (written by write_outputs), the
+Markdown report, the pass@k chart, and the comparison of two runs (per k, and which problems
+flipped).
 
 pass@k (every test passed) and compile@k (it compiled) are always separate tables, rows and
 lines: a reader must never take one for the other.
@@ -13,8 +14,20 @@ from pathlib import Path
 
 import msgspec
 
-from halo_forge.atomic import atomic_open
-from halo_forge.benchmark import BenchmarkSummary, ProblemResult, Rates, read_results, read_summary
+from halo_forge.atomic import atomic_open, write_atomic
+from halo_forge.benchmark_records import (
+    CHART_FILE,
+    REPORT_FILE,
+    RESULTS_FILE,
+    SUMMARY_FILE,
+    BenchmarkSummary,
+    ProblemResult,
+    Rates,
+    read_results,
+    read_summary,
+)
+
+_json = msgspec.json.Encoder()
 
 
 def _pct(value: float | None) -> str:
@@ -133,6 +146,17 @@ def write_chart(path: Path, summary: BenchmarkSummary) -> None:
         plt.close(fig)
 
 
+def write_outputs(output_dir: Path, summary: BenchmarkSummary,
+                  results: Sequence[ProblemResult]) -> None:
+    """results.jsonl, report.md, pass_at_k.png, then summary.json last: a folder with a
+    summary is a finished run."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(output_dir / RESULTS_FILE, b"".join(_json.encode(r) + b"\n" for r in results))
+    write_atomic(output_dir / REPORT_FILE, markdown_report(summary, results).encode())
+    write_chart(output_dir / CHART_FILE, summary)
+    write_atomic(output_dir / SUMMARY_FILE, msgspec.json.format(_json.encode(summary)) + b"\n")
+
+
 # --- comparison ----------------------------------------------------------------------------
 
 
@@ -216,4 +240,4 @@ def format_comparison(c: Comparison) -> str:
 
 
 __all__ = ["Comparison", "KDelta", "compare_runs", "format_comparison", "markdown_report",
-           "write_chart"]
+           "write_chart", "write_outputs"]

@@ -34,7 +34,7 @@ import msgspec
 from halo_forge import faults
 from halo_forge.atomic import write_atomic
 from halo_forge.config import PipelineConfig, flatten
-from halo_forge.errors import HaloError
+from halo_forge.errors import HaloError, first_error, leaves
 from halo_forge.filter import FilterConfig
 from halo_forge.metrics import METRICS, PLOT, CycleMetrics, TensorBoard, plot, write_metrics
 from halo_forge.oserrors import user_error
@@ -553,7 +553,7 @@ class Pipeline:
     async def _evaluate(self, model: str, adapter: str, problems: list[Problem], *,
                         samples: int, ks: list[int], folder: Path, cycle: int,
                         temperature: float | None) -> Any:
-        from halo_forge.benchmark import evaluate
+        from halo_forge.benchmark_eval import evaluate
 
         backend = self._backend_for(model, adapter)
         verifier = await self._verifier_ready()
@@ -624,23 +624,6 @@ class Pipeline:
 INTERRUPTED = "interrupted; rerun the same command to resume"
 
 
-def _leaf(exc: BaseException) -> BaseException:
-    """The meaningful error in a (nested) exception group: an Interrupted or HaloError first."""
-    leaves: list[BaseException] = []
-    stack = [exc]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, BaseExceptionGroup):
-            stack.extend(e.exceptions)
-        else:
-            leaves.append(e)
-    for kind in (Interrupted, HaloError):
-        for e in leaves:
-            if isinstance(e, kind):
-                return e
-    return leaves[0] if leaves else exc
-
-
 def run_pipeline(config: PipelineConfig, *, config_text: str = "", force: Sequence[str] = (),
                  progress: Progress | None = None) -> tuple[int, RunSummary | None]:
     """Runs the pipeline under signal handling; (exit code, summary). SIGINT/SIGTERM stop it at
@@ -674,14 +657,16 @@ def run_pipeline(config: PipelineConfig, *, config_text: str = "", force: Sequen
     try:
         summary = anyio.run(main)
     except BaseException as exc:  # noqa: BLE001 - sorted out below
-        leaf = _leaf(exc)
+        leaf = first_error(exc)
         if isinstance(leaf, Interrupted) or received:
             progress.log(f"halo-forge: {INTERRUPTED}")
             code = 128 + (received[0] if received else signal.SIGINT)
             return code, None
-        named = user_error(leaf, pipeline.out)
-        if named is not None:
-            raise named from None
+        # A full disk fails every task writing at once: any of them names it.
+        for candidate in (leaf, *leaves(exc)):
+            named = user_error(candidate, pipeline.out)
+            if named is not None:
+                raise named from None
         if isinstance(leaf, BaseException) and leaf is not exc:
             raise leaf from None
         raise

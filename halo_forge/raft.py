@@ -3,9 +3,9 @@
     generate ──Batch──> [bounded anyio stream] ──> verifier pool ──> verdicts.shard
         └──> samples.shard (each batch made durable before it is handed on)
 
-Generation and verification run concurrently: the generator only waits when `buffer_batches`
-batches are already waiting for the verifier, and the verifier only waits when that buffer is
-empty; both waits are measured. Nothing holds a cycle's samples in memory: a batch lives from
+Generation and verification run concurrently (halo_forge.rollout, shared with the benchmark):
+the generator only waits when `buffer_batches` batches are already waiting for the verifier,
+and the verifier only waits when that buffer is empty; both waits are measured. Nothing holds a cycle's samples in memory: a batch lives from
 the generator to the verifier's slots, then only counters remain.
 
 Resume after kill -9 anywhere: sample ids are (problem, cycle, index). Reopening the cycle's
@@ -30,10 +30,11 @@ import anyio
 import msgspec
 
 from halo_forge import faults
-from halo_forge.errors import HaloError
+from halo_forge.errors import HaloError, Interrupted
 from halo_forge.filter import FilterConfig, FilterReport, select
 from halo_forge.metrics import guard_key
 from halo_forge.records import Example, Message, Problem, Sample, Verdict
+from halo_forge.rollout import rollout
 from halo_forge.shards import ShardAppender, ShardReader
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,6 @@ KEPT = "kept.shard"
 # (and verified again on resume).
 FLUSH_EVERY = 32
 FLUSH_SECONDS = 0.5
-
-
-class Interrupted(Exception):
-    """A stop was requested (SIGINT/SIGTERM) and the run stopped at a safe point."""
 
 
 class Stopper:
@@ -170,9 +167,6 @@ async def generate_and_verify(
     appending to cycle_dir/samples.shard and verdicts.shard; resumes what a killed run left.
 
     Raises Interrupted when `stop` is requested (the shards keep everything finished)."""
-    from halo_forge.verify.runner import verify_indexed
-    from halo_forge.verify.types import verify_input
-
     stop = stop or Stopper()
     cycle_dir.mkdir(parents=True, exist_ok=True)
     stats = CycleStats()
@@ -216,70 +210,29 @@ async def generate_and_verify(
                      stats.resumed_verdicts, len(pending),
                      sum(len(v) for v in missing.values()))
 
-        send, receive = anyio.create_memory_object_stream[list[Sample]](buffer_batches)
-
-        async def produce() -> None:
-            async with send:
-                for count, group in sorted(missing.items(), reverse=True):
-                    group_problems = [p for p, _ in group]
-                    indices = {p.id: need for p, need in group}
-                    stream = backend.stream(group_problems, samples_per_prompt=count,
-                                            params=settings, cycle=cycle)
-                    async with aclosing(stream) as batches:
-                        async for batch in batches:
-                            samples = [_with_code(s if count == samples_per_prompt
-                                                  else _renumber(s, indices[s.problem_id][s.index]))
-                                       for s in batch.samples]
-                            for s in samples:
-                                samples_out.append(s)
-                            samples_out.flush()  # durable before anyone can verify it
-                            stats.samples += len(samples)
-                            stats.generated += len(samples)
-                            stats.completion_tokens += batch.stats.completion_tokens
-                            stats.gen_s += batch.stats.wall_s
-                            on_batch(len(samples))
-                            t = time.perf_counter()
-                            await send.send(samples)
-                            stats.gen_wait_s += time.perf_counter() - t
-                            if stop.requested:
-                                return
-
-        async def inputs() -> AsyncIterator[Any]:
-            for sample in pending:
-                if stop.requested:
-                    return
-                yield verify_input(by_id[sample.problem_id], sample)
-            async with receive:
-                while not stop.requested:
-                    t = time.perf_counter()
-                    try:
-                        batch = await receive.receive()
-                    except anyio.EndOfStream:
-                        return
-                    finally:
-                        stats.verify_wait_s += time.perf_counter() - t
-                    for sample in batch:
-                        yield verify_input(by_id[sample.problem_id], sample)
+        async def batches() -> AsyncIterator[list[Sample]]:
+            for count, group in sorted(missing.items(), reverse=True):
+                group_problems = [p for p, _ in group]
+                indices = {p.id: need for p, need in group}
+                stream = backend.stream(group_problems, samples_per_prompt=count,
+                                        params=settings, cycle=cycle)
+                async with aclosing(stream) as generated:
+                    async for batch in generated:
+                        samples = [_with_code(s if count == samples_per_prompt
+                                              else _renumber(s, indices[s.problem_id][s.index]))
+                                   for s in batch.samples]
+                        for s in samples:
+                            samples_out.append(s)
+                        samples_out.flush()  # durable before anyone can verify it
+                        stats.samples += len(samples)
+                        stats.generated += len(samples)
+                        stats.completion_tokens += batch.stats.completion_tokens
+                        stats.gen_s += batch.stats.wall_s
+                        on_batch(len(samples))
+                        yield samples
 
         last_flush = time.monotonic()
         unflushed = 0
-
-        async def consume() -> None:
-            nonlocal last_flush, unflushed
-            async with aclosing(verify_indexed(inputs(), verifier=verifier,
-                                               concurrency=concurrency)) as pairs:
-                async for _, verdict in pairs:
-                    if verdict.id in done:
-                        continue
-                    done.add(verdict.id)
-                    verdicts_out.append(verdict)
-                    unflushed += 1
-                    stats.add(verdict)
-                    on_verdict(verdict)
-                    faults.point("raft.verdict")
-                    if unflushed >= FLUSH_EVERY or time.monotonic() - last_flush > FLUSH_SECONDS:
-                        verdicts_out.flush()
-                        unflushed, last_flush = 0, time.monotonic()
 
         async def ticker() -> None:
             nonlocal last_flush, unflushed
@@ -301,9 +254,25 @@ async def generate_and_verify(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(ticker)
                 tg.start_soon(watchdog)
-                async with anyio.create_task_group() as work:
-                    work.start_soon(produce)
-                    work.start_soon(consume)
+                async with rollout(batches(), verifier=verifier, problems=by_id,
+                                   buffer=buffer_batches, concurrency=concurrency,
+                                   pending=pending,
+                                   stopping=lambda: stop.requested) as pairs:
+                    async for _, verdict in pairs:
+                        if verdict.id in done:
+                            continue
+                        done.add(verdict.id)
+                        verdicts_out.append(verdict)
+                        unflushed += 1
+                        stats.add(verdict)
+                        on_verdict(verdict)
+                        faults.point("raft.verdict")
+                        if (unflushed >= FLUSH_EVERY
+                                or time.monotonic() - last_flush > FLUSH_SECONDS):
+                            verdicts_out.flush()
+                            unflushed, last_flush = 0, time.monotonic()
+                stats.gen_wait_s = pairs.waits.generation_s
+                stats.verify_wait_s = pairs.waits.verification_s
                 tg.cancel_scope.cancel()
         verdicts_out.flush()
         stats.wall_s = time.perf_counter() - start

@@ -6,13 +6,8 @@ import json
 
 import pytest
 
-from halo_forge.benchmark import (
-    BenchmarkSummary,
-    ProblemResult,
-    read_results,
-    read_summary,
-    write_outputs,
-)
+from halo_forge.benchmark_records import BenchmarkSummary, ProblemResult, read_results, read_summary
+from halo_forge.benchmark_report import write_outputs
 from halo_forge.cli import main
 from halo_forge.train import FINAL_DIR
 
@@ -97,7 +92,7 @@ def test_base_model_against_its_sft_adapter(tiny_model, trained_adapter, prompts
 
 
 def _fake_run(path, *, passed: dict[str, int], compiled: dict[str, int], n: int = 4) -> None:
-    from halo_forge.benchmark import rates
+    from halo_forge.benchmark_eval import rates
 
     results = [ProblemResult(id=pid, language="c", n=n, requested=n, passed=passed[pid],
                              compiled=compiled[pid]) for pid in passed]

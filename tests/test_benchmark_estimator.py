@@ -9,15 +9,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from halo_forge.benchmark import (
-    ProblemResult,
-    check_ks,
-    difficulty_bucket,
-    pass_at_k,
-    pass_at_k_array,
-    rates,
-)
+from halo_forge.benchmark_eval import difficulty_bucket, rates
+from halo_forge.benchmark_records import ProblemResult
 from halo_forge.errors import HaloError
+from halo_forge.pass_at_k import check_ks, pass_at_k, pass_at_k_array
 
 
 def brute_force(n: int, c: int, k: int) -> Fraction:
@@ -99,3 +94,30 @@ def test_difficulty_buckets():
     assert difficulty_bucket(800) == "800-1199" and difficulty_bucket(1199) == "800-1199"
     assert difficulty_bucket(1600) == "1600-1999"
     assert difficulty_bucket(2.0) == "2"
+
+
+def _loads(code: str) -> list[str]:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code + "; import json, sys; print(json.dumps("
+                          "sorted(m for m, v in sys.modules.items() if v is not None and "
+                          "m.split('.')[0] in ('anyio', 'halo_forge'))))"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_the_estimator_needs_no_event_loop():
+    # anyio made unimportable: the estimator still imports and computes.
+    loaded = _loads("import sys; sys.modules['anyio'] = None; "
+                    "from halo_forge.pass_at_k import pass_at_k; assert abs(pass_at_k(4, 2, 2) - 5/6) < 1e-12")
+    assert "halo_forge.pass_at_k" in loaded
+    assert [m for m in loaded if m.startswith("anyio")] == []
+
+
+def test_the_benchmark_modules_import_in_one_direction():
+    # records <- report <- eval: reading or comparing runs never loads the evaluation.
+    assert not [m for m in _loads("import halo_forge.benchmark_records")
+                if m.startswith(("halo_forge.benchmark_report", "halo_forge.benchmark_eval"))]
+    assert "halo_forge.benchmark_eval" not in _loads("import halo_forge.benchmark_report")

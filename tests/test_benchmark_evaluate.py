@@ -10,16 +10,12 @@ import anyio.lowlevel
 import msgspec
 import pytest
 
-from halo_forge.benchmark import (
-    BenchmarkSummary,
-    evaluate,
-    pass_at_k,
-    read_results,
-    read_summary,
-)
+from halo_forge.benchmark_eval import evaluate
+from halo_forge.benchmark_records import BenchmarkSummary, read_results, read_summary
 from halo_forge.data.registry import load_problems
 from halo_forge.errors import HaloError
 from halo_forge.generate.base import Batch, BatchStats, SamplingSettings, sample_id
+from halo_forge.pass_at_k import pass_at_k
 from halo_forge.records import Problem, Sample
 from halo_forge.verify.config import VerifierConfig
 

@@ -63,7 +63,7 @@ def _pass_rate(config, adapter: str, out: Path) -> float:
     import anyio
     import msgspec
 
-    from halo_forge.benchmark import evaluate
+    from halo_forge.benchmark_eval import evaluate
     from halo_forge.generate.base import SamplingSettings, TransformersConfig
     from halo_forge.generate.transformers_backend import TransformersBackend
     from halo_forge.records import Problem

@@ -303,14 +303,13 @@ def _sample(id: str, language: str, code: str) -> VerifySample:
 
 
 def _verify(samples: list[VerifySample], *, defences: bool) -> dict:
-    from contextlib import aclosing
 
     import anyio
 
     async def go() -> dict:
         async with Verifier(CONFIG) as verifier:
             verifier.native_defences = defences
-            async with aclosing(verify_indexed(samples, verifier=verifier)) as pairs:
+            async with verify_indexed(samples, verifier=verifier) as pairs:
                 return {samples[i].id: v async for i, v in pairs}
 
     return anyio.run(go)

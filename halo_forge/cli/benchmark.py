@@ -161,7 +161,7 @@ def _run(args) -> int:
     import anyio
     import msgspec
 
-    from halo_forge.benchmark import check_ks, evaluate
+    from halo_forge.benchmark_eval import check_ks, evaluate
     from halo_forge.generate import SamplingSettings, make_backend
     from halo_forge.verify.config import VerifierConfig
 

@@ -103,9 +103,10 @@ def run_verify(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         nonlocal rewards
-        async with Verifier(config, cache=cache) as verifier:
-            samples = (s for _, s in read_samples(source) if s.id not in done_ids)  # type: ignore[attr-defined]
-            async for _, verdict in verify_indexed(samples, verifier=verifier):
+        samples = (s for _, s in read_samples(source) if s.id not in done_ids)  # type: ignore[attr-defined]
+        async with (Verifier(config, cache=cache) as verifier,
+                    verify_indexed(samples, verifier=verifier) as pairs):
+            async for _, verdict in pairs:
                 partial.append(encoder.encode(verdict) + b"\n")
                 counts[verdict.status] += 1
                 rewards += verdict.reward

@@ -126,7 +126,6 @@ async def _bare_loop(samples: list[VerifySample], config: VerifierConfig, worker
 async def _verifier_run(samples: list[VerifySample], config: VerifierConfig, workers: int,
                         ) -> tuple[list[float], int, float, float, float]:
     """(latencies, passed, seconds, program cpu seconds, cache hit rate) for one pass."""
-    from contextlib import aclosing
 
     from halo_forge.verify.runner import Verifier, verify_indexed
 
@@ -146,7 +145,7 @@ async def _verifier_run(samples: list[VerifySample], config: VerifierConfig, wor
         latencies: list[float] = []
         passed, cpu = 0, 0.0
         start = time.perf_counter()
-        async with aclosing(verify_indexed(source(), verifier=verifier, concurrency=workers)) as pairs:
+        async with verify_indexed(source(), verifier=verifier, concurrency=workers) as pairs:
             async for index, verdict in pairs:
                 latencies.append(time.perf_counter() - pulled[index])
                 passed += verdict.status == "passed"

@@ -19,13 +19,13 @@ import re
 import signal as _signal
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from contextlib import aclosing
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
 
-from halo_forge.errors import HaloError
+from halo_forge.errors import HaloError, first_error
 from halo_forge.records import Verdict
 from halo_forge.verify import native
 from halo_forge.verify.cache import VerdictCache, cache_key
@@ -40,6 +40,8 @@ from halo_forge.verify.toolchains import Toolchain, resolve_toolchain
 from halo_forge.verify.types import SampleIOTest, VerifySample
 
 if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream
+
     from halo_forge.sandbox import Sandbox
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport there
@@ -451,29 +453,21 @@ def _as_sample(item: Any) -> VerifySample:
     return msgspec.convert(item, VerifySample, from_attributes=True)
 
 
-def _unwrap(error: BaseException) -> BaseException:
-    """The first HaloError inside an exception group (users see one line, not a group of the
-    same error from several samples); the group itself when it holds something else too."""
-    leaves: list[BaseException] = []
-    stack = [error]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, BaseExceptionGroup):
-            stack.extend(reversed(item.exceptions))
-        else:
-            leaves.append(item)
-    if leaves and all(isinstance(leaf, HaloError) for leaf in leaves):
-        return leaves[0]
-    return leaves[0] if len(leaves) == 1 else error
-
-
+@asynccontextmanager
 async def verify_indexed(
     samples: Iterable[Any] | AsyncIterable[Any],
     *,
     verifier: Verifier,
     concurrency: int | None = None,
-) -> AsyncIterator[tuple[int, Verdict]]:
-    """(input index, verdict) pairs as they finish; the engine under verify_stream."""
+) -> AsyncIterator[MemoryObjectReceiveStream[tuple[int, Verdict]]]:
+    """A stream of (input index, verdict) pairs as they finish; the engine under verify_stream.
+
+        async with verify_indexed(samples, verifier=verifier) as pairs:
+            async for index, verdict in pairs: ...
+
+    A context manager, not a generator: its task group is entered and left by the caller's
+    task and nothing yields from inside it. Leaving the block early cancels what is in flight
+    (the sandbox kills those runs)."""
     workers = concurrency or verifier.config.workers()
     send, receive = anyio.create_memory_object_stream[tuple[int, Verdict]](workers)
 
@@ -517,11 +511,15 @@ async def verify_indexed(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(feed)
-            async with receive:
-                async for pair in receive:
-                    yield pair
+            with receive:
+                try:
+                    yield receive
+                finally:
+                    # Cancel before the receiver closes, so that no verifier still sending
+                    # fails on a closed stream when the caller leaves early.
+                    tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        raise _unwrap(group) from None
+        raise first_error(group) from None
 
 
 async def verify_stream(
@@ -540,7 +538,7 @@ async def verify_stream(
     (`async with contextlib.aclosing(verify_stream(...)) as verdicts:`)."""
     async with (
         Verifier(config, sandbox=sandbox, cache=cache) as verifier,
-        aclosing(verify_indexed(samples, verifier=verifier, concurrency=concurrency)) as pairs,
+        verify_indexed(samples, verifier=verifier, concurrency=concurrency) as pairs,
     ):
         async for _, verdict in pairs:
             yield verdict
@@ -560,7 +558,7 @@ def verify_many(
         out: list[Verdict | None] = [None] * len(items)
         async with (
             Verifier(config, cache=cache) as verifier,
-            aclosing(verify_indexed(items, verifier=verifier, concurrency=concurrency)) as pairs,
+            verify_indexed(items, verifier=verifier, concurrency=concurrency) as pairs,
         ):
             async for index, verdict in pairs:
                 out[index] = verdict

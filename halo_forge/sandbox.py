@@ -31,11 +31,12 @@ import msgspec
 
 from halo_forge.errors import HaloError
 
-__all__ = ["STATUSES", "Limits", "RunResult", "Sandbox", "SandboxUnavailable"]
+__all__ = ["RUN_STATUSES", "Limits", "RunResult", "Sandbox", "SandboxUnavailable"]
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("ok", "runtime_error", "timeout", "memory_limit", "output_limit", "sandbox_error")
+# How one process run ended; the verifier turns these into a Verdict's records.STATUSES.
+RUN_STATUSES = ("ok", "runtime_error", "timeout", "memory_limit", "output_limit", "sandbox_error")
 
 # Directories always visible (read-only) inside a run; anything else must be asked for.
 _SYSTEM_DIRS = ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -78,7 +79,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 class RunResult(msgspec.Struct, frozen=True, kw_only=True):
-    status: str  # one of STATUSES
+    status: str  # one of RUN_STATUSES
     exit_code: int | None  # None when killed by a signal
     signal: int | None
     cpu_s: float

@@ -13,7 +13,7 @@ import signal
 import pytest
 
 from halo_forge import _sandbox
-from halo_forge.sandbox import STATUSES, Limits
+from halo_forge.sandbox import RUN_STATUSES, Limits
 
 LIMITS = Limits(cpu_s=2.0, memory_mb=100)
 
@@ -21,7 +21,7 @@ LIMITS = Limits(cpu_s=2.0, memory_mb=100)
 def judge(report: str = "done", **kw):
     kw.setdefault("limits", LIMITS._as_tuple())
     status, code, sig, error = _sandbox.judge(report, **kw)
-    assert status in STATUSES
+    assert status in RUN_STATUSES
     return status, code, sig, error
 
 

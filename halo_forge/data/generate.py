@@ -29,7 +29,7 @@ import msgspec
 from halo_forge.atomic import write_atomic
 from halo_forge.data.chat import FENCE, LANGUAGE_NAMES
 from halo_forge.data.jsonl import complete_lines, encode_line
-from halo_forge.errors import HaloError
+from halo_forge.errors import HaloError, first_error
 from halo_forge.llm_http import ApiError, ChatClient, Endpoint
 from halo_forge.records import IOTest, Language, Problem
 from halo_forge.verify.extract import find_blocks, strip_reasoning
@@ -375,27 +375,13 @@ async def run(
             tg.start_soon(dispatch)
             tg.start_soon(consume)
     except BaseExceptionGroup as group:  # surface a HaloError as itself, not as a group
-        halo = _first(group, HaloError)
-        if halo is not None:
-            raise halo from None
-        raise
+        raise first_error(group) from None
     finally:
         out_file.close()
         await client.aclose()
     summary.kept = kept_before + summary.kept_this_run
     summary.dropped = dict(dropped)
     return summary
-
-
-def _first(group: BaseExceptionGroup, kind: type[BaseException]) -> BaseException | None:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            found = _first(exc, kind)
-            if found is not None:
-                return found
-        elif isinstance(exc, kind):
-            return exc
-    return None
 
 
 # --- CLI -----------------------------------------------------------------------------------

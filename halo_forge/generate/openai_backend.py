@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 
 from halo_forge.data.chat import DEFAULT_SYSTEM, problem_messages
-from halo_forge.errors import HaloError
+from halo_forge.errors import HaloError, first_error
 from halo_forge.generate.base import (
     Batch,
     BatchStats,
@@ -42,14 +42,6 @@ if sys.version_info < (3, 11):  # pragma: no cover - anyio depends on the backpo
     from exceptiongroup import BaseExceptionGroup
 
 log = logging.getLogger(__name__)
-
-
-def _first_halo(group: BaseExceptionGroup) -> HaloError | None:
-    for exc in group.exceptions:
-        found = _first_halo(exc) if isinstance(exc, BaseExceptionGroup) else exc
-        if isinstance(found, HaloError):
-            return found
-    return None
 
 
 class OpenAIBackend:
@@ -144,10 +136,7 @@ class OpenAIBackend:
                             tg.start_soon(self._limited, limiter, client, window[i], n, params,
                                           results[i], failed, i)
                 except BaseExceptionGroup as group:  # a refused key: say so, not as a group
-                    halo = _first_halo(group)
-                    if halo is not None:
-                        raise halo from None
-                    raise
+                    raise first_error(group) from None
                 wall = time.perf_counter() - start
                 samples: list[Sample] = []
                 for problem, got in zip(window, results):

@@ -222,160 +222,233 @@ static void share_ipc_namespace(NsPlan& ns) {
     ns.ipc_shared = true;
 }
 
-void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& base_dir, bool share_ipc, int slots) {
-    ns.root = geteuid() == 0;
-    // Before any namespace changes: the lock directory is the host's.
-    std::string uid_why;
-    uid_t claimed = ns.root ? claim_uid_blocks((std::max(slots, 1) + kUidBlock - 1) / kUidBlock, uid_why) : 0;
-    uid_t uid = geteuid();
-    gid_t gid = getegid();
-    for (const char* n : {"network_namespace", ns.root ? "per_run_uid" : "user_namespace", "pid_namespace",
-                          "mount_namespace", "readonly_filesystem", "ipc_namespace", "process_limit_per_run"})
-        set_reason(prot, n, "");
+namespace {
 
-    // Step 1: the zygote's own namespaces: one empty network namespace that every run
-    // inherits (creating one per run is slow and serialised in the kernel), and a private
-    // mount namespace to hold the template root.
-    bool own_userns = false;
+// What the setup steps share.
+struct Setup {
+    NsPlan& ns;
+    const std::vector<Protection>& prot;  // read only: the runner records each step's reason
+    const std::string& base_dir;
+    bool share_ipc;
+    int slots;
+    uid_t uid;  // the caller's ids, before any user namespace
+    gid_t gid;
+    uid_t claimed = 0;        // root: the first run uid of the blocks this zygote holds (0: none)
+    bool own_userns = false;  // the zygote made a user namespace of its own (an ordinary user)
+    int probe_base = -1;      // clone flags every per-run probe includes; -1: none can work
+};
+
+constexpr const char* kNeedsPrivilege = "needs root or an unprivileged user namespace";
+
+// Root, before any namespace changes (the lock directory is the host's).
+std::string reserve_run_uids(Setup& s) {
+    if (!s.ns.root) return {};
+    std::string why;
+    s.claimed = claim_uid_blocks((std::max(s.slots, 1) + kUidBlock - 1) / kUidBlock, why);
+    if (s.claimed) return {};
+    return "run uids not reserved (" + why + "); another sandbox may share them";
+}
+
+// The zygote's own namespaces: one empty network namespace that every run inherits (creating
+// one per run is slow and serialised in the kernel), and a private mount namespace to hold
+// the template root. Root makes them directly.
+std::string own_namespaces_as_root(Setup& s) {
+    if (!s.ns.root) return {};
+    if (unshare(CLONE_NEWNET | CLONE_NEWNS) == 0) {
+        s.ns.netns = s.ns.mntns = true;
+        return {};
+    }
+    if (unshare(CLONE_NEWNS) == 0) s.ns.mntns = true;
+    return err("unshare(CLONE_NEWNET)", errno);
+}
+
+// An ordinary user makes them inside a user namespace of its own.
+std::string own_namespaces_as_user(Setup& s) {
+    if (s.ns.root) return {};
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS) != 0)
+        return err("unshare(CLONE_NEWUSER) (unprivileged user namespaces disabled?)", errno);
+    // Identity map: files the runs write stay owned by the calling user. An unmapped user
+    // namespace is useless; the process cannot leave it, so it carries on without mounts
+    // (there is nothing privileged left to lose).
+    if (!write_file("/proc/self/setgroups", "deny") ||
+        !write_file("/proc/self/uid_map", std::to_string(s.uid) + " " + std::to_string(s.uid) + " 1") ||
+        !write_file("/proc/self/gid_map", std::to_string(s.gid) + " " + std::to_string(s.gid) + " 1"))
+        return err("writing uid_map/gid_map", errno);
+    s.own_userns = s.ns.netns = s.ns.mntns = true;
+    return {};
+}
+
+std::string network_namespace(Setup& s) { return s.ns.netns ? "" : kNeedsPrivilege; }
+
+std::string private_mounts(Setup& s) {
+    if (!s.ns.mntns || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0) return {};
+    s.ns.mntns = false;
+    return err("making / private", errno);
+}
+
+// Which per-run namespaces can be created here. Root needs no per-run user namespace:
+// per-slot uids bound RLIMIT_NPROC per run, and a mount namespace inside a new user namespace
+// costs ~2 ms per run (copy and teardown of a locked mount tree) against ~0.2 ms without.
+std::string per_run_user_namespace(Setup& s) {
+    std::string why = s.own_userns ? probe_clone(CLONE_NEWUSER) : "";
+    s.ns.userns = s.own_userns && why.empty();
+    s.probe_base = s.ns.userns ? CLONE_NEWUSER : s.ns.root ? 0 : -1;
+    return why.empty() ? "" : "clone(CLONE_NEWUSER): " + why;
+}
+
+std::string per_run_pid_namespace(Setup& s) {
+    if (s.probe_base < 0) return kNeedsPrivilege;
+    std::string why = probe_clone(s.probe_base | CLONE_NEWPID);
+    s.ns.pidns = why.empty();
+    return why.empty() ? "" : "clone(CLONE_NEWPID): " + why;
+}
+
+std::string per_run_ipc_namespace(Setup& s) {
+    if (s.probe_base < 0) return kNeedsPrivilege;
+    std::string why = probe_clone(s.probe_base | CLONE_NEWIPC);
+    s.ns.ipcns = why.empty();
+    return why.empty() ? "" : "clone(CLONE_NEWIPC): " + why;
+}
+
+// A nicety (each run its own hostname): no protection depends on it, so nothing to report.
+std::string per_run_uts_namespace(Setup& s) {
+    s.ns.utsns = s.probe_base >= 0 && probe_clone(s.probe_base | CLONE_NEWUTS).empty();
+    return {};
+}
+
+std::string per_run_mount_namespace(Setup& s) {
+    if (s.probe_base < 0) s.ns.mntns = false;
+    if (!s.ns.mntns) return kNeedsPrivilege;  // kept only where nothing said why before
+    std::string why = probe_clone(s.probe_base | CLONE_NEWNS);
+    if (why.empty()) return {};
+    s.ns.mntns = false;
+    return "clone(CLONE_NEWNS): " + why;
+}
+
+// Made here, while the host's /proc still shows its sysctls. Best effort: without it each
+// run gets an IPC namespace of its own.
+std::string shared_ipc_namespace(Setup& s) {
+    if (s.ns.ipcns && s.share_ipc) share_ipc_namespace(s.ns);
+    return {};
+}
+
+// The program's ids: root hands runs to an unused uid; an ordinary user keeps its own.
+std::string run_ids(Setup& s) {
+    NsPlan& ns = s.ns;
     if (ns.root) {
-        if (unshare(CLONE_NEWNET | CLONE_NEWNS) == 0) {
-            ns.netns = ns.mntns = true;
-        } else if (unshare(CLONE_NEWNS) == 0) {
-            ns.mntns = true;
-            set_reason(prot, "network_namespace", err("unshare(CLONE_NEWNET)", errno));
-        } else {
-            set_reason(prot, "network_namespace", err("unshare(CLONE_NEWNET)", errno));
-        }
-    } else if (unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS) == 0) {
-        // Identity map: files the runs write stay owned by the calling user.
-        if (write_file("/proc/self/setgroups", "deny") &&
-            write_file("/proc/self/uid_map", std::to_string(uid) + " " + std::to_string(uid) + " 1") &&
-            write_file("/proc/self/gid_map", std::to_string(gid) + " " + std::to_string(gid) + " 1")) {
-            own_userns = ns.netns = ns.mntns = true;
-        } else {
-            // An unmapped user namespace is useless; the process cannot leave it, so
-            // carry on without mounts (there is nothing privileged left to lose).
-            set_reason(prot, "user_namespace", err("writing uid_map/gid_map", errno));
-        }
-    } else {
-        set_reason(prot, "user_namespace", err("unshare(CLONE_NEWUSER) (unprivileged user namespaces disabled?)", errno));
-    }
-    if (!ns.netns && reason_of(prot, "network_namespace").empty())
-        set_reason(prot, "network_namespace", "needs root or an unprivileged user namespace");
-    if (ns.mntns && mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-        set_reason(prot, "mount_namespace", err("making / private", errno));
-        ns.mntns = false;
-    }
-
-    // Step 2: which per-run namespaces can be created here.
-    // Root needs no per-run user namespace: per-slot uids bound RLIMIT_NPROC per run, and a
-    // mount namespace inside a new user namespace costs ~2 ms per run (copy and teardown of
-    // a locked mount tree) against ~0.2 ms without.
-    bool can_userns = own_userns && probe_clone(CLONE_NEWUSER).empty();
-    if (!can_userns && own_userns)
-        set_reason(prot, "user_namespace", "clone(CLONE_NEWUSER): " + probe_clone(CLONE_NEWUSER));
-    int base = can_userns ? CLONE_NEWUSER : 0;
-    if (!ns.root && !can_userns) base = -1;  // nothing else is possible without privilege
-    if (base >= 0) {
-        ns.userns = can_userns;
-        std::string why = probe_clone(base | CLONE_NEWPID);
-        ns.pidns = why.empty();
-        if (!ns.pidns) set_reason(prot, "pid_namespace", "clone(CLONE_NEWPID): " + why);
-        why = probe_clone(base | CLONE_NEWIPC);
-        ns.ipcns = why.empty();
-        if (!ns.ipcns) set_reason(prot, "ipc_namespace", "clone(CLONE_NEWIPC): " + why);
-        ns.utsns = probe_clone(base | CLONE_NEWUTS).empty();
-        if (ns.mntns) {
-            why = probe_clone(base | CLONE_NEWNS);
-            if (!why.empty()) {
-                ns.mntns = false;
-                set_reason(prot, "mount_namespace", "clone(CLONE_NEWNS): " + why);
-            }
-        }
-    } else {
-        set_reason(prot, "pid_namespace", "needs root or an unprivileged user namespace");
-        set_reason(prot, "ipc_namespace", "needs root or an unprivileged user namespace");
-        ns.mntns = false;
-    }
-    if (!ns.mntns && reason_of(prot, "mount_namespace").empty())
-        set_reason(prot, "mount_namespace", "needs root or an unprivileged user namespace");
-
-    // share_ipc: the seccomp filter denies creating IPC objects, so one empty namespace
-    // (made here, while the host's /proc still shows its sysctls) keeps runs apart.
-    if (ns.ipcns && share_ipc) share_ipc_namespace(ns);
-
-    // The program's ids: root hands runs to an unused uid; an ordinary user keeps its own.
-    if (ns.root) {
-        // A uid per concurrent run, from blocks this zygote holds; all share one group so that
-        // every run can write the workdir (mode 2770, umask 002).
-        ns.run_uid = claimed;
-        if (claimed == 0) {
-            // Still a uid per run, but another zygote may pick the same ones.
-            ns.run_uid = kRunId + uid_t(getpid() % (kUidBlocks / 4)) * 4 * kUidBlock;
-            dprintf(2, "halo-forge sandbox zygote: run uids not reserved (%s); another sandbox may share them\n",
-                    uid_why.c_str());
-        }
+        // A uid per concurrent run, from blocks this zygote holds (else still a uid per run,
+        // but another zygote may pick the same ones); all share one group so that every run
+        // can write the workdir (mode 2770, umask 002).
+        ns.run_uid = s.claimed ? s.claimed : kRunId + uid_t(getpid() % (kUidBlocks / 4)) * 4 * kUidBlock;
         ns.run_gid = kRunId;
         ns.set_ids = ns.slot_uids = true;
     } else {
-        ns.run_uid = uid;
-        ns.run_gid = gid;
+        ns.run_uid = s.uid;
+        ns.run_gid = s.gid;
         ns.set_ids = ns.userns;
     }
-    if (!ns.userns) {
-        ns.inside_uid = ns.run_uid;
-        ns.inside_gid = ns.run_gid;
-        if (!ns.root)
-            set_reason(prot, "process_limit_per_run",
-                       "no user namespaces: RLIMIT_NPROC would count every process of this user, so it is not set");
-    }
+    if (ns.userns) return {};
+    ns.inside_uid = ns.run_uid;
+    ns.inside_gid = ns.run_gid;
+    if (ns.root) return {};
+    return "no user namespaces: RLIMIT_NPROC would count every process of this user, so it is not set";
+}
 
-    // Step 3: the template root, a tmpfs showing the system read-only.
-    if (ns.mntns) {
-        ns.root_dir = base_dir + "/.root";
-        std::string why;
-        if (mount("tmpfs", ns.root_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m") != 0) {
-            why = err("mount tmpfs template root", errno);
-        } else {
-            for (const char* d : {"/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
-                struct stat st;
-                if (lstat(d, &st) != 0) continue;
-                std::string dst = ns.root_dir + d;
-                if (S_ISLNK(st.st_mode)) {
-                    char target[4096];
-                    ssize_t n = readlink(d, target, sizeof target - 1);
-                    if (n < 0) { why = err(d, errno); break; }
-                    target[n] = 0;
-                    if (symlink(target, dst.c_str()) != 0) { why = err(("symlink " + dst).c_str(), errno); break; }
-                } else if (S_ISDIR(st.st_mode)) {
-                    why = bind_ro(d, dst, false);
-                    if (!why.empty()) break;
-                    ns.shown.insert(d);
-                }
+// The template root: a tmpfs showing the system read-only.
+std::string template_root(Setup& s) {
+    NsPlan& ns = s.ns;
+    if (!ns.mntns) return {};
+    ns.root_dir = s.base_dir + "/.root";
+    std::string why;
+    if (mount("tmpfs", ns.root_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m") != 0) {
+        why = err("mount tmpfs template root", errno);
+    } else {
+        for (const char* d : {"/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
+            struct stat st;
+            if (lstat(d, &st) != 0) continue;
+            std::string dst = ns.root_dir + d;
+            if (S_ISLNK(st.st_mode)) {
+                char target[4096];
+                ssize_t n = readlink(d, target, sizeof target - 1);
+                if (n < 0) { why = err(d, errno); break; }
+                target[n] = 0;
+                if (symlink(target, dst.c_str()) != 0) { why = err(("symlink " + dst).c_str(), errno); break; }
+            } else if (S_ISDIR(st.st_mode)) {
+                why = bind_ro(d, dst, false);
+                if (!why.empty()) break;
+                ns.shown.insert(d);
             }
-            for (const char* d : {"/proc", "/tmp", "/dev", "/dev/shm"})
-                if (why.empty() && mkdir((ns.root_dir + d).c_str(), 0755) != 0) why = err(d, errno);
-            for (const char* d : {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"})
-                if (why.empty()) why = bind_ro(d, ns.root_dir + d, true);
-            const char* links[][2] = {{"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"},
-                                      {"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"}};
-            for (auto& l : links)
-                if (why.empty() && symlink(l[0], (ns.root_dir + l[1]).c_str()) != 0) why = err(l[1], errno);
         }
-        if (!why.empty()) {
-            ns.mntns = false;
-            set_reason(prot, "mount_namespace", why);
-        }
+        for (const char* d : {"/proc", "/tmp", "/dev", "/dev/shm"})
+            if (why.empty() && mkdir((ns.root_dir + d).c_str(), 0755) != 0) why = err(d, errno);
+        for (const char* d : {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"})
+            if (why.empty()) why = bind_ro(d, ns.root_dir + d, true);
+        const char* links[][2] = {{"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"},
+                                  {"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"}};
+        for (auto& l : links)
+            if (why.empty() && symlink(l[0], (ns.root_dir + l[1]).c_str()) != 0) why = err(l[1], errno);
     }
-    if (ns.mntns) {
-        std::string why = enter_template(ns, base_dir);
-        if (!why.empty()) {
-            ns.mntns = false;
-            set_reason(prot, "mount_namespace", why);
-        }
+    if (!why.empty()) ns.mntns = false;
+    return why;
+}
+
+std::string pivot_into_template(Setup& s) {
+    if (!s.ns.mntns) return {};
+    std::string why = enter_template(s.ns, s.base_dir);
+    if (!why.empty()) s.ns.mntns = false;
+    return why;
+}
+
+std::string readonly_filesystem(Setup& s) {
+    return s.ns.mntns ? "" : "no mount namespace: " + reason_of(s.prot, "mount_namespace");
+}
+
+std::string disk_limit(Setup& s) {
+    return s.ns.mntns ? "" : "no mount namespace for a size-capped workdir: " + reason_of(s.prot, "mount_namespace");
+}
+
+struct SetupStep {
+    // The protection a reason turns off; null: nothing is turned off, the reason is a warning.
+    const char* protection;
+    std::string (*run)(Setup&);  // "" or the reason
+};
+
+// In order: each step may rely on what the steps above it found. A protection keeps the
+// first reason given for it (the cause, not a later consequence).
+constexpr SetupStep kSetupSteps[] = {
+    {nullptr, reserve_run_uids},
+    {"network_namespace", own_namespaces_as_root},
+    {"user_namespace", own_namespaces_as_user},
+    {"network_namespace", network_namespace},
+    {"mount_namespace", private_mounts},
+    {"user_namespace", per_run_user_namespace},
+    {"pid_namespace", per_run_pid_namespace},
+    {"ipc_namespace", per_run_ipc_namespace},
+    {nullptr, per_run_uts_namespace},
+    {"mount_namespace", per_run_mount_namespace},
+    {nullptr, shared_ipc_namespace},
+    {"process_limit_per_run", run_ids},
+    {"mount_namespace", template_root},
+    {"mount_namespace", pivot_into_template},
+    {"readonly_filesystem", readonly_filesystem},
+    {"disk_limit", disk_limit},
+};
+
+}  // namespace
+
+void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& base_dir, bool share_ipc, int slots) {
+    ns.root = geteuid() == 0;
+    for (const char* n : {"network_namespace", ns.root ? "per_run_uid" : "user_namespace", "pid_namespace",
+                          "mount_namespace", "readonly_filesystem", "ipc_namespace", "process_limit_per_run",
+                          "disk_limit"})
+        set_reason(prot, n, "");
+    Setup s{ns, prot, base_dir, share_ipc, slots, geteuid(), getegid()};
+    for (const SetupStep& step : kSetupSteps) {
+        std::string why = step.run(s);
+        if (why.empty()) continue;
+        if (!step.protection) dprintf(2, "halo-forge sandbox zygote: %s\n", why.c_str());
+        else if (reason_of(prot, step.protection).empty()) set_reason(prot, step.protection, why);
     }
-    if (!ns.mntns) set_reason(prot, "readonly_filesystem", "no mount namespace: " + reason_of(prot, "mount_namespace"));
-    set_reason(prot, "disk_limit", ns.mntns ? "" : "no mount namespace for a size-capped workdir: " + reason_of(prot, "mount_namespace"));
 }
 
 std::string ensure_visible(NsPlan& ns, const std::string& path) {

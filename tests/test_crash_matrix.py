@@ -11,7 +11,6 @@ state a kill can leave is one a rerun must continue from.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -23,10 +22,10 @@ import pytest
 
 from halo_forge.records import Problem, Sample, Verdict
 from halo_forge.shards import ShardReader
+from tests.util import subprocess_env
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 SPP = 2
 CYCLES = 2
 
@@ -76,8 +75,7 @@ _EXIT = {"KILL": -signal.SIGKILL, "INT": 128 + signal.SIGINT, "TERM": 128 + sign
 
 
 def run(cfg: Path, fault: str = "", sig: str = "KILL", timeout: float = 600):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", HALO_FAULT=fault, HALO_FAULT_SIGNAL=sig)
+    env = subprocess_env(HALO_FAULT=fault, HALO_FAULT_SIGNAL=sig)
     return subprocess.run([sys.executable, "-m", "halo_forge", "run", str(cfg)], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
 
@@ -191,7 +189,7 @@ def test_killed_at_every_phase_boundary_and_inside_every_phase_then_resumed(
     assert "training" not in again.stdout.decode()
 
     # Extending the finished run: one more cycle, and the benchmark is the new final adapter's.
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    env = subprocess_env()
     more = subprocess.run([sys.executable, "-m", "halo_forge", "run", str(cfg), "--cycles",
                            str(CYCLES + 1)], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=600)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +13,9 @@ from halo_forge.cli import main
 from halo_forge.data import chat, registry, split
 from halo_forge.records import Example, Problem
 from halo_forge.shards import read_shards
+from tests.util import subprocess_env
 
 FIX = Path(__file__).parent / "fixtures" / "data"
-REPO = Path(__file__).resolve().parents[1]
 
 
 def rows(path: Path) -> list[dict]:
@@ -182,8 +181,7 @@ def test_bad_jsonl_line_is_named(tmp_path: Path, capsys) -> None:
 
 
 def test_unreachable_hub_says_so_and_how_to_use_a_local_copy(tmp_path: Path) -> None:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO))
+    env = subprocess_env(HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     proc = subprocess.run(
         [sys.executable, "-m", "halo_forge", "data", "prepare", "--dataset", "mbpp",
          "--prompts", str(tmp_path / "p.jsonl")],

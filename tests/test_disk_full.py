@@ -21,10 +21,10 @@ import pytest
 
 from halo_forge.records import Problem, Sample, Verdict
 from halo_forge.shards import ShardReader
+from tests.util import subprocess_env
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 SPP = 4
 
 CONFIG = """
@@ -80,8 +80,7 @@ def small_disk(tmp_path: Path):
 
 
 def _start(cfg: Path, fault: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", HALO_FAULT=fault, HALO_FAULT_SIGNAL="STOP")
+    env = subprocess_env(HALO_FAULT=fault, HALO_FAULT_SIGNAL="STOP")
     return subprocess.Popen([sys.executable, "-m", "halo_forge", "run", str(cfg)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -147,7 +146,7 @@ def test_disk_full_during_verification_and_training_then_resumed(tiny_model: Pat
 
     # Space is back: the same command finishes the run.
     done = subprocess.run([sys.executable, "-m", "halo_forge", "run", str(cfg)],
-                          env=dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1"),
+                          env=subprocess_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
     assert done.returncode == 0, done.stdout.decode()[-4000:]
     train = list(ShardReader(out / "data" / "train.shard", Problem))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from halo_forge.records import Sample, Verdict
 from halo_forge.shards import ShardReader
+from tests.util import shard_ids, subprocess_env
 
 HERE = Path(__file__).resolve().parent
 SPP = 4
@@ -48,14 +49,8 @@ progress = "plain"
 """
 
 
-def _ids(path: Path, kind) -> list[str]:
-    if not path.exists():
-        return []
-    return [r.id for r in ShardReader(path, kind, allow_partial=True)]
-
-
 def _run(cfg: Path, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    env = subprocess_env()
     return subprocess.Popen([sys.executable, str(HERE / "raft_fake_run.py"), str(cfg), str(log)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -79,7 +74,7 @@ def test_sigkill_mid_verification_then_resume(tmp_path: Path):
     verified: list[str] = []
     try:
         while time.monotonic() < deadline and first.poll() is None:
-            verified = _ids(cycle / "verdicts.shard", Verdict)
+            verified = shard_ids(cycle / "verdicts.shard", Verdict, allow_partial=True)
             if len(verified) >= 6:
                 break
             time.sleep(0.05)
@@ -87,8 +82,8 @@ def test_sigkill_mid_verification_then_resume(tmp_path: Path):
         os.kill(first.pid, signal.SIGKILL)
     finally:
         first.wait(30)
-    at_kill_samples = _ids(cycle / "samples.shard", Sample)
-    at_kill_verdicts = _ids(cycle / "verdicts.shard", Verdict)
+    at_kill_samples = shard_ids(cycle / "samples.shard", Sample, allow_partial=True)
+    at_kill_verdicts = shard_ids(cycle / "verdicts.shard", Verdict, allow_partial=True)
     assert 6 <= len(at_kill_verdicts) < len(expected), "the kill must land mid-verification"
     assert not (out / "state" / "raft_cycle_1.json").exists() or \
         b'"done": true' not in (out / "state" / "raft_cycle_1.json").read_bytes()
@@ -97,11 +92,11 @@ def test_sigkill_mid_verification_then_resume(tmp_path: Path):
     output = second.communicate(timeout=300)[0].decode()
     assert second.returncode == 0, output[-3000:]
 
-    final = _ids(cycle / "verdicts.shard", Verdict)
+    final = shard_ids(cycle / "verdicts.shard", Verdict, allow_partial=True)
     assert set(final) == expected  # none lost
     assert len(final) == len(expected), Counter(final).most_common(3)  # none duplicated
     assert set(at_kill_verdicts) <= set(final)
-    samples = _ids(cycle / "samples.shard", Sample)
+    samples = shard_ids(cycle / "samples.shard", Sample, allow_partial=True)
     assert sorted(samples) == sorted(expected)
     # Durable samples were verified, not generated again.
     regenerated = set((tmp_path / "gen2.log").read_text().split())
@@ -117,4 +112,6 @@ def test_sigkill_mid_verification_then_resume(tmp_path: Path):
     clean_cfg.write_text(CONFIG.format(spp=SPP, out=tmp_path / "clean"))
     clean = _run(clean_cfg, tmp_path / "gen3.log")
     assert clean.wait(300) == 0
-    assert sorted(_ids(tmp_path / "clean/raft/cycle_1/verdicts.shard", Verdict)) == sorted(final)
+    clean_ids = shard_ids(tmp_path / "clean/raft/cycle_1/verdicts.shard", Verdict,
+                          allow_partial=True)
+    assert sorted(clean_ids) == sorted(final)

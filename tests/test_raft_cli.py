@@ -14,8 +14,8 @@ from halo_forge.cli import build_parser, main
 from halo_forge.cli.raft import build_config, resolve_checkpoint
 from halo_forge.errors import HaloError
 from halo_forge.records import Sample, Verdict
-from halo_forge.shards import ShardReader
 from halo_forge.train_models import AdapterMeta, read_adapter_meta, write_adapter_meta
+from tests.util import shard_ids
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +49,6 @@ def _one_line_error(capsys) -> str:
     return errors[0]
 
 
-def _ids(path: Path, kind) -> list[str]:
-    return [r.id for r in ShardReader(path, kind)]
-
-
 def test_raft_train_runs_cycles_resumes_and_names_a_changed_flag(
         tiny_model: Path, py_prompts: Path, tmp_path: Path, monkeypatch, capsys):
     from safetensors.torch import load_file
@@ -66,9 +62,9 @@ def test_raft_train_runs_cycles_resumes_and_names_a_changed_flag(
 
     assert main([*argv, "--cycles", "1"]) == 0
     cycle1 = out / "raft" / "cycle_1"
-    samples = _ids(cycle1 / "samples.shard", Sample)
+    samples = shard_ids(cycle1 / "samples.shard", Sample)
     assert len(samples) == len(set(samples)) == 3 * 2
-    assert sorted(_ids(cycle1 / "verdicts.shard", Verdict)) == sorted(samples)
+    assert sorted(shard_ids(cycle1 / "verdicts.shard", Verdict)) == sorted(samples)
     assert (cycle1 / "kept.shard").is_file()
     final1 = out / "cycle_1_final"
     meta = read_adapter_meta(final1)
@@ -82,7 +78,7 @@ def test_raft_train_runs_cycles_resumes_and_names_a_changed_flag(
     # One more cycle: cycle 1 is not redone, cycle 2 trains on from cycle 1's adapter.
     assert main([*argv, "--cycles", "2"]) == 0
     assert (cycle1 / "samples.shard").read_bytes() == cycle1_bytes
-    assert len(_ids(out / "raft" / "cycle_2" / "verdicts.shard", Verdict)) == 3 * 2
+    assert len(shard_ids(out / "raft" / "cycle_2" / "verdicts.shard", Verdict)) == 3 * 2
     assert read_adapter_meta(out / "cycle_2_final").parent_adapter == str(final1)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["cycle"] for r in rows] == [1, 2]

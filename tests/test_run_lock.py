@@ -13,15 +13,15 @@ import pytest
 
 from halo_forge.errors import HaloError
 from halo_forge.run_lock import LOCK_FILE, RunLock
+from tests.util import subprocess_env
 
-ROOT = Path(__file__).resolve().parent.parent
 HOLD = ("import sys, time; from pathlib import Path; from halo_forge.run_lock import RunLock; "
         "RunLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(600)")
 
 
 def _holder(folder: Path) -> subprocess.Popen:
     p = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE,
-                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                         env=subprocess_env())
     assert p.stdout.readline().strip() == b"held"
     return p
 
@@ -63,7 +63,7 @@ def test_run_on_a_held_folder_exits_2_and_changes_nothing(tmp_path: Path):
     try:
         got = subprocess.run([sys.executable, "-m", "halo_forge", "run", str(cfg)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
-                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                             env=subprocess_env())
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()

@@ -14,6 +14,7 @@ import pytest
 
 from halo_forge.errors import HaloError
 from halo_forge.sandbox import Limits, RunResult, Sandbox
+from tests.util import sh
 
 try:  # tests/ may or may not be a package, depending on who else added files there
     from tests.sandbox_util import assert_nothing_left, loopback_listener, processes_with_arg
@@ -27,10 +28,6 @@ pytestmark = pytest.mark.anyio
 def sb():
     with Sandbox(max_concurrency=4) as s:
         yield s
-
-
-def sh(script: str) -> list[str]:
-    return ["sh", "-c", script]
 
 
 async def run_in(sb: Sandbox, argv, files=None, **kw) -> tuple[RunResult, float]:

@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 from halo_forge.sandbox import Limits, Sandbox
+from tests.util import sh
 
 try:
     from tests.sandbox_util import assert_nothing_left, children, comm, is_spare, zygote_children
@@ -28,10 +29,6 @@ pytestmark = pytest.mark.anyio
 def sb(request):
     with Sandbox(max_concurrency=2, prepared=request.param) as s:
         yield s
-
-
-def sh(script: str) -> list[str]:
-    return ["sh", "-c", script]
 
 
 async def run(sb: Sandbox, script: str, **kw):

@@ -8,11 +8,7 @@ import msgspec
 
 from halo_forge.cli import main
 from halo_forge.records import Verdict
-
-
-def _write(path, rows):
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
+from tests.util import write_jsonl
 
 
 def test_verify_writes_one_verdict_per_line(tmp_path, capsys):
@@ -23,7 +19,7 @@ def test_verify_writes_one_verdict_per_line(tmp_path, capsys):
         {"id": "none", "completion": "no idea, sorry"},
         {"id": "fenced", "completion": "```python\nprint(4)\n```", "io_tests": [{"stdin": "", "stdout": "4"}]},
     ]
-    src = _write(tmp_path / "in.jsonl", rows)
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "sub" / "verdicts.jsonl"
     assert main(["verify", str(src), "--out", str(out), "--concurrency", "2", "--no-pch"]) == 0
     verdicts = {v.id: v for v in map(msgspec.json.Decoder(Verdict).decode, out.read_bytes().splitlines())}
@@ -41,7 +37,7 @@ def test_verify_writes_one_verdict_per_line(tmp_path, capsys):
 def test_disk_cache_serves_a_second_run(tmp_path, capsys):
     rows = [{"id": f"s{i}", "language": "python", "code": "print(int(input()) * 2)\n",
              "io_tests": [{"stdin": "2\n", "stdout": "4\n"}]} for i in range(2)]
-    src = _write(tmp_path / "in.jsonl", rows)
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
     args = ["verify", str(src), "--out", str(tmp_path / "v.jsonl"), "--cache", str(tmp_path / "c.sqlite")]
     assert main(args) == 0
     assert "cache hit rate 50.0% (1/2)" in capsys.readouterr().out  # the repeat within the run
@@ -52,14 +48,14 @@ def test_disk_cache_serves_a_second_run(tmp_path, capsys):
 
 
 def test_exit_zero_when_everything_fails(tmp_path):
-    src = _write(tmp_path / "in.jsonl", [{"id": "x", "language": "c", "code": "int main(void){ return y; }"}])
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "x", "language": "c", "code": "int main(void){ return y; }"}])
     out = tmp_path / "v.jsonl"
     assert main(["verify", str(src), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["status"] == "compile_error"
 
 
 def test_bad_line_is_named(tmp_path, capsys):
-    src = _write(tmp_path / "in.jsonl", [{"id": "a", "code": "print(1)", "language": "python"}, "{not json"])
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "code": "print(1)", "language": "python"}, "{not json"])
     assert main(["verify", str(src), "--out", str(tmp_path / "v.jsonl")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("halo-forge: error:") and "in.jsonl:2" in err and len(err.strip().splitlines()) == 1
@@ -73,14 +69,14 @@ def test_schema_errors_are_named(tmp_path, capsys):
         ({"id": 3, "code": "x"}, "$.id"),
         ({"id": "a", "code": "x", "io_tests": [{"stdin": 1}]}, "io_tests"),
     ):
-        src = _write(tmp_path / "in.jsonl", [row])
+        src = write_jsonl(tmp_path / "in.jsonl", [row])
         assert main(["verify", str(src), "--out", str(tmp_path / "v.jsonl")]) == 2
         err = capsys.readouterr().err
         assert "in.jsonl:1" in err and needle in err, err
 
 
 def test_language_the_verifier_does_not_run_is_named(tmp_path, capsys):
-    src = _write(tmp_path / "in.jsonl", [{"id": "a", "code": "print(1)", "language": "python"},
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "code": "print(1)", "language": "python"},
                                          {"id": "b", "code": "fn main(){}", "language": "rust"}])
     assert main(["verify", str(src), "--out", str(tmp_path / "v.jsonl"), "--verifier", "python"]) == 2
     err = capsys.readouterr().err
@@ -90,7 +86,7 @@ def test_language_the_verifier_does_not_run_is_named(tmp_path, capsys):
 def test_missing_input_and_bad_flags(tmp_path, capsys):
     assert main(["verify", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "v.jsonl")]) == 2
     assert "nope.jsonl" in capsys.readouterr().err
-    src = _write(tmp_path / "in.jsonl", [{"id": "a", "code": "print(1)", "language": "python"}])
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "code": "print(1)", "language": "python"}])
     assert main(["verify", str(src), "--out", str(tmp_path / "v.jsonl"), "--concurrency", "0"]) == 2
     assert main(["verify", str(src), "--out", str(tmp_path / "v.jsonl"), "--verifier", "javac"]) == 2
 
@@ -113,7 +109,7 @@ def test_bench_group_is_extensible():
 def test_bench_verify_on_a_small_corpus(tmp_path, capsys):
     rows = [{"id": f"p{i}", "language": "python", "code": f"print(int(input()) + {i})\n",
              "io_tests": [{"stdin": "1\n", "stdout": f"{1 + i}\n"}]} for i in range(3)]
-    corpus = _write(tmp_path / "corpus.jsonl", rows)
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", rows)
     report = tmp_path / "bench.json"
     assert main(["bench", "verify", "--corpus", str(corpus), "--repeat", "2", "--rounds", "1",
                  "--concurrency", "2", "--json", str(report)]) == 0
@@ -144,7 +140,7 @@ def test_bad_out_paths_fail_before_any_work(tmp_path, capsys, monkeypatch):
         raise AssertionError("verification started before the output path was checked")
 
     monkeypatch.setattr(runner.Verifier, "__init__", no_work)
-    src = _write(tmp_path / "s.jsonl", [{"id": "a", "code": "print(1)", "language": "python"}])
+    src = write_jsonl(tmp_path / "s.jsonl", [{"id": "a", "code": "print(1)", "language": "python"}])
     original = src.read_bytes()
     (tmp_path / "folder").mkdir()
     (tmp_path / "file").write_text("")
@@ -167,7 +163,7 @@ def test_duplicate_ids_are_refused_with_both_lines(tmp_path, capsys):
             {"id": "b", "code": "print(2)", "language": "python"},
             "",
             {"id": "a", "code": "print(3)", "language": "python"}]
-    src = _write(tmp_path / "in.jsonl", rows)
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
     assert main(["verify", str(src), "--out", str(tmp_path / "v.jsonl")]) == 2
     err = capsys.readouterr().err
     assert "in.jsonl:4: duplicate id 'a' (also on line 1)" in err and err.count("\n") == 1

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from halo_forge.cli import main
+from tests.util import write_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 SLOW = "import time\ntime.sleep(30)\nprint(4)\n"  # ends by the run's wall limit
@@ -28,11 +29,6 @@ def _rows(fast: int, *, slow: bool = True) -> list[dict]:
         rows.append({"id": "slow", "language": "python", "code": SLOW,
                      "io_tests": [{"stdin": "", "stdout": "4\n"}]})
     return rows
-
-
-def _write(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def _partials(out: Path) -> list[Path]:
@@ -66,7 +62,7 @@ def _stopped_run(src: Path, out: Path, sig: int) -> tuple[subprocess.CompletedPr
 
 
 def test_sigterm_keeps_verdicts_and_a_rerun_resumes_them(tmp_path, capsys) -> None:
-    src = _write(tmp_path / "in.jsonl", _rows(3))
+    src = write_jsonl(tmp_path / "in.jsonl", _rows(3))
     out = tmp_path / "v.jsonl"
     done, partial = _stopped_run(src, out, signal.SIGTERM)
     assert done.returncode == 130, done.stderr
@@ -89,12 +85,12 @@ def test_sigterm_keeps_verdicts_and_a_rerun_resumes_them(tmp_path, capsys) -> No
 
 
 def test_sigkill_leftover_is_resumed_by_the_same_command_and_swept_by_another(tmp_path, capsys) -> None:
-    src = _write(tmp_path / "in.jsonl", _rows(2))
+    src = write_jsonl(tmp_path / "in.jsonl", _rows(2))
     out = tmp_path / "v.jsonl"
     done, partial = _stopped_run(src, out, signal.SIGKILL)
     assert done.returncode == -signal.SIGKILL and partial.exists() and not out.exists()
     # Another input to the same --out: the dead run's file is not resumed, and is removed.
-    other = _write(tmp_path / "other.jsonl", _rows(1, slow=False))
+    other = write_jsonl(tmp_path / "other.jsonl", _rows(1, slow=False))
     assert main(["verify", str(other), "--out", str(out), "--no-pch"]) == 0
     assert sorted(_verdicts(out)) == ["fast0"] and _partials(out) == []
     assert "resuming" not in capsys.readouterr().err
@@ -106,7 +102,7 @@ def test_sigkill_leftover_is_resumed_by_the_same_command_and_swept_by_another(tm
 
 
 def test_a_partial_of_other_options_is_not_resumed(tmp_path, capsys) -> None:
-    src = _write(tmp_path / "in.jsonl", _rows(2))
+    src = write_jsonl(tmp_path / "in.jsonl", _rows(2))
     out = tmp_path / "v.jsonl"
     _, partial = _stopped_run(src, out, signal.SIGKILL)
     # Token comparison can judge a sample differently: the line-compare verdicts do not count.
@@ -116,7 +112,7 @@ def test_a_partial_of_other_options_is_not_resumed(tmp_path, capsys) -> None:
 
 
 def test_a_live_writer_of_the_same_out_is_not_raced(tmp_path, capsys) -> None:
-    src = _write(tmp_path / "in.jsonl", _rows(1, slow=False))
+    src = write_jsonl(tmp_path / "in.jsonl", _rows(1, slow=False))
     out = tmp_path / "v.jsonl"
     busy = tmp_path / ".v.jsonl.0123456789abcdef.partial"
     busy.write_text("")
@@ -134,7 +130,7 @@ def test_a_live_writer_of_the_same_out_is_not_raced(tmp_path, capsys) -> None:
 def test_interrupt_in_process_keeps_the_partial(tmp_path, capsys, monkeypatch) -> None:
     from halo_forge.verify import runner
 
-    src = _write(tmp_path / "in.jsonl", _rows(2, slow=False))
+    src = write_jsonl(tmp_path / "in.jsonl", _rows(2, slow=False))
     out = tmp_path / "v.jsonl"
     real = runner.Verifier.verify
     calls = []

@@ -59,21 +59,21 @@ Client::Client(const std::string& zygote, const std::string& base_dir, int max_c
     }
     fd_ = sv[0];
 
+    fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
     // Wait for the hello (the zygote's setup is a handful of mounts: milliseconds).
     std::string buf;
     for (;;) {
         pollfd p{fd_, POLLIN, 0};
         int n = poll(&p, 1, 60000);
         if (n == 0) { close(); throw std::runtime_error("the sandbox zygote did not start within 60 s"); }
-        char tmp[4096];
-        ssize_t r = read(fd_, tmp, sizeof tmp);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) { int e = errno; close(); fail("waiting for the sandbox zygote", e); }
+        bool closed = drain(fd_, buf) == Drained::Closed;
+        auto frames = split_frames(buf);
+        if (frames.empty() && closed) {
             close();
             throw std::runtime_error("the sandbox zygote exited during start-up (see its message above)");
         }
-        buf.append(tmp, size_t(r));
-        auto frames = split_frames(buf);
         if (frames.empty()) continue;
         Reader rd(frames[0]);
         if (rd.pod<Msg>() != Msg::Hello) { close(); throw std::runtime_error("sandbox zygote: bad hello"); }
@@ -89,7 +89,6 @@ Client::Client(const std::string& zygote, const std::string& base_dir, int max_c
         inbuf_ = buf;
         break;
     }
-    fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
 }
 
 Client::~Client() { close(); }

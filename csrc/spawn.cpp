@@ -24,14 +24,6 @@
 
 namespace hf {
 
-bool g_trace = false;
-
-int64_t mono_ns() {
-    timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return int64_t(t.tv_sec) * 1000000000 + t.tv_nsec;
-}
-
 namespace {
 
 void report(int fd, int32_t kind, int32_t e, int32_t value, const char* step) {

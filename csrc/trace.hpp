@@ -6,6 +6,10 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace hf {
 
@@ -28,5 +32,24 @@ inline void trace_point(TraceLog* log, const char* step) {
     log->e[log->n].ns = mono_ns();
     ++log->n;
 }
+
+// The zygote's sums over every run, printed when it exits.
+class TraceSummary {
+public:
+    using Steps = std::vector<std::pair<std::string, int64_t>>;  // (label, CLOCK_MONOTONIC ns)
+    // One init's steps (the zygote's and its own, in any order; sorted here) into the sums.
+    void add(Steps& steps);
+    // The mean time per step, in the order a run meets them, and the part the caller waits for.
+    void print() const;
+
+private:
+    // Per step: total time since the previous step, count, and total offset from the run's
+    // arrival at the zygote (which orders the printout: spare set-up first, then the run).
+    struct StepSum {
+        double us = 0, offset_us = 0;
+        long n = 0;
+    };
+    std::unordered_map<std::string, StepSum> sums_;
+};
 
 }  // namespace hf

@@ -58,7 +58,7 @@ struct Job {
     Kill killed = Kill::None;
     pid_t program = -1;
     int slot = -1;
-    std::vector<std::pair<std::string, int64_t>> trace;  // HALO_SANDBOX_TRACE: the zygote's steps
+    TraceSummary::Steps trace;  // HALO_SANDBOX_TRACE: the zygote's steps
     TraceLog tlog;  // the init's and the program's steps (shared memory)
     RunMounts mounts;
     bool answered = false;  // result sent at the init's kDone; only its exit is left to reap
@@ -119,53 +119,15 @@ private:
     MemoryPool pool_;
     std::vector<char> slot_used_;
     int active_ = 0;  // jobs not yet answered (the concurrency limit counts these)
-    struct StepSum;
-    std::unordered_map<std::string, StepSum> trace_sum_;
+    TraceSummary trace_sum_;
 
     void trace(Job* j, const char* step) {
         if (g_trace) j->trace.emplace_back(step, mono_ns());
     }
 
-    // Per step: total time since the previous step, count, and total offset from the run's
-    // arrival at the zygote (which orders the printout: spare set-up first, then the run).
-    struct StepSum {
-        double us = 0, offset_us = 0;
-        long n = 0;
-    };
-
     void account_trace(Job* j) {
-        auto& t = j->trace;
-        for (int i = 0; i < j->tlog.n; ++i) t.emplace_back(j->tlog.e[i].step, j->tlog.e[i].ns);
-        std::stable_sort(t.begin(), t.end(), [](auto& a, auto& b) { return a.second < b.second; });
-        int64_t arrival = -1;
-        for (auto& [step, ns] : t)
-            if (step == "zygote: run arrives") arrival = ns;
-        if (arrival < 0) return;  // a spare that never had a run
-        for (size_t i = 1; i < t.size(); ++i) {
-            StepSum& s = trace_sum_[t[i].first];
-            s.us += double(t[i].second - t[i - 1].second) * 1e-3;
-            s.offset_us += double(t[i].second - arrival) * 1e-3;
-            s.n += 1;
-        }
-    }
-
-    void print_trace() {
-        if (!g_trace || trace_sum_.empty()) return;
-        std::vector<std::pair<std::string, StepSum>> steps(trace_sum_.begin(), trace_sum_.end());
-        auto offset = [](const StepSum& s) { return s.offset_us / double(s.n); };
-        std::sort(steps.begin(), steps.end(), [&](auto& a, auto& b) { return offset(a.second) < offset(b.second); });
-        double answered = 0, critical = 0;
-        for (auto& [name, s] : steps)
-            if (name == "zygote: kDone read") answered = offset(s);
-        dprintf(2, "halo-forge sandbox trace: mean microseconds per step (step ends at the label)\n");
-        for (auto& [name, s] : steps) {
-            double mean = s.us / double(s.n);
-            dprintf(2, "  %-36s %9.1f  (n=%ld)\n", name.c_str(), mean, s.n);
-            // From the run's arrival to its answer the caller waits; before, the init was a
-            // spare; after, the init's exit tears its namespaces down.
-            if (offset(s) > 0 && offset(s) <= answered) critical += mean;
-        }
-        dprintf(2, "  %-36s %9.1f\n", "from the run's arrival to its answer", critical);
+        for (int i = 0; i < j->tlog.n; ++i) j->trace.emplace_back(j->tlog.e[i].step, j->tlog.e[i].ns);
+        trace_sum_.add(j->trace);
     }
 
     [[noreturn]] void die(const char* what) {
@@ -340,7 +302,7 @@ private:
     }
 
     [[noreturn]] void finish() {
-        print_trace();
+        if (g_trace) trace_sum_.print();
         // Best effort: hand over what is left, then go. Runs are all reaped by now.
         fcntl(ctl_, F_SETFL, fcntl(ctl_, F_GETFL) & ~O_NONBLOCK);
         if (!outbuf_.empty()) (void)!::send(ctl_, outbuf_.data(), outbuf_.size(), MSG_NOSIGNAL);

@@ -14,16 +14,22 @@ import difflib
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
 from halo_forge.errors import HaloError
 from halo_forge.examples import EXAMPLES_DIR
-from halo_forge.generate.base import GenerateConfig, TransformersConfig
+from halo_forge.generate.base import GenerateConfig, SamplingSettings, TransformersConfig
+from halo_forge.sft_settings import SftSettings
 from halo_forge.verify.config import VerifierConfig
 
 DEFAULT_CONFIG_NAME = "cpu-tiny.toml"
+
+
+def _doc(text: str) -> msgspec.Meta:
+    """A key's description: the help of the command-line flag made from it (cli/flags.py)."""
+    return msgspec.Meta(description=text)
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -69,63 +75,41 @@ class DataSection(_Section):
             raise ValueError(f"data.languages: unknown language(s) {bad}; use c, cpp, rust, python")
 
 
-class SftSection(_Section):
+class SftSection(SftSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[sft]: the settings every SFT run has (sft_settings.py) and what the pipeline adds."""
+
+    _key_prefix: ClassVar[str] = "sft."
+
     enabled: bool = True
     # Skip training and start RAFT from this adapter (or, with enabled = false, "" = the base).
     adapter: str = ""
-    epochs: float = 3.0
-    max_steps: int = 0  # > 0: stop after this many optimizer steps
-    learning_rate: float = 2e-4
-    min_lr_ratio: float = 0.1
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    batch_size: int = 4
-    grad_accum: int = 4
-    max_length: int = 2048
-    lora_rank: int = 16
-    lora_alpha: float = 32.0
-    lora_dropout: float = 0.05
-    target_modules: list[str] = []
-    gradient_checkpointing: bool = False
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    eval_fraction: float = 0.0
-    save_steps: int = 0
-    logging_steps: int = 10
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise ValueError("sft.epochs must be > 0 (or sft.max_steps set)")
-        if self.learning_rate <= 0:
-            raise ValueError(f"sft.learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("batch_size", "grad_accum", "max_length", "lora_rank", "logging_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"sft.{name} must be at least 1")
-        if not 0 <= self.eval_fraction < 1:
-            raise ValueError("sft.eval_fraction must be in [0, 1)")
 
 
 class RaftSection(_Section):
-    cycles: int = 3
-    samples_per_prompt: int = 8
-    reward_threshold: float = 0.5  # keep samples whose reward is at least this
-    keep_top_percent: float = 0.5  # then the best fraction of them, in (0, 1]
-    max_per_prompt: int = 0  # at most this many kept per prompt (0 = no cap)
-    dedupe: bool = True  # identical code of one prompt is kept once
+    cycles: Annotated[int, _doc("RAFT cycles: generate, verify, filter, train")] = 3
+    samples_per_prompt: Annotated[int, _doc("samples generated per prompt per cycle")] = 8
+    reward_threshold: Annotated[float, _doc("keep samples with at least this reward, in "
+                                            "[0, 1]")] = 0.5
+    keep_top_percent: Annotated[float, _doc("then the best fraction of them, in (0, 1]")] = 0.5
+    max_per_prompt: Annotated[int, _doc("at most this many kept per prompt (0 = no cap)")] = 0
+    dedupe: Annotated[bool, _doc("identical code of one prompt is kept once")] = True
     # Training on what was kept: cycle c uses learning_rate * lr_decay ** (c - 1).
-    learning_rate: float = 5e-5
-    lr_decay: float = 0.85
-    epochs: float = 1.0
-    max_steps: int = 0  # > 0: optimizer steps per cycle (overrides epochs)
-    batch_size: int = 0  # 0 = sft.batch_size
-    grad_accum: int = 0  # 0 = sft.grad_accum
-    seed: int = 0  # generation seeds and filter tie-breaks
-    buffer_batches: int = 4  # generated batches waiting for the verifier (bounded memory)
+    learning_rate: Annotated[float, _doc("learning rate of cycle 1")] = 5e-5
+    lr_decay: Annotated[float, _doc("cycle c trains at learning_rate * lr_decay^(c-1), in "
+                                    "(0, 1]")] = 0.85
+    epochs: Annotated[float, _doc("passes over the kept samples per cycle")] = 1.0
+    max_steps: Annotated[int, _doc("> 0: optimizer steps per cycle (overrides epochs)")] = 0
+    batch_size: Annotated[int, _doc("per device (0 = sft.batch_size)")] = 0
+    grad_accum: Annotated[int, _doc("gradient accumulation (0 = sft.grad_accum)")] = 0
+    seed: Annotated[int, _doc("generation seeds and filter tie-breaks")] = 0
+    buffer_batches: Annotated[int, _doc("generated batches waiting for the verifier "
+                                        "(bounded memory)")] = 4
     # Held-out evaluation after each cycle (pass@1, compile rate on the test split) and early
     # stop when pass@1 has not improved for `patience` cycles (0 = never stop early).
-    eval: bool = False
-    eval_samples: int = 1
-    patience: int = 0
+    eval: Annotated[bool, _doc("held-out pass@1 and compile rate after each cycle")] = False
+    eval_samples: Annotated[int, _doc("samples per held-out problem in that evaluation")] = 1
+    patience: Annotated[int, _doc("stop when held-out pass@1 has not improved for N cycles "
+                                  "(0 = never)")] = 0
 
     def __post_init__(self) -> None:
         if self.cycles < 0:
@@ -152,9 +136,9 @@ class RaftSection(_Section):
 
 
 class GenerationSection(_Section):
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_new_tokens: int = 512
+    temperature: Annotated[float, _doc("sampling temperature (0 = greedy)")] = 0.8
+    top_p: Annotated[float, _doc("nucleus sampling, in (0, 1]")] = 0.95
+    max_new_tokens: Annotated[int, _doc("tokens per completion at most")] = 512
     stop: list[str] = []
     # None: the default system prompt; "" = no system turn. Also used for RAFT's examples.
     system: str | None = None
@@ -162,15 +146,19 @@ class GenerationSection(_Section):
     engine: GenerateConfig = msgspec.field(default_factory=TransformersConfig)
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError("generation.temperature must be >= 0")
-        if not 0 < self.top_p <= 1:
-            raise ValueError("generation.top_p must be in (0, 1]")
-        if self.max_new_tokens < 1:
-            raise ValueError("generation.max_new_tokens must be >= 1")
+        try:  # the backend's own checks, so the file cannot pass what a backend refuses
+            self.sampling()
+        except ValueError as exc:
+            raise ValueError(f"generation.{exc}") from None
         if self.engine.model or self.engine.adapter:
             raise ValueError("generation.engine.model/adapter come from [model] and the "
                              "stages; leave them out")
+
+
+    def sampling(self, **overrides: Any) -> SamplingSettings:
+        return SamplingSettings(**{"temperature": self.temperature, "top_p": self.top_p,
+                                   "max_new_tokens": self.max_new_tokens, "stop": self.stop,
+                                   **overrides})
 
 
 class BenchmarkSection(_Section):
@@ -192,7 +180,8 @@ class OutputSection(_Section):
     dir: str = "runs/halo-forge"  # relative paths are relative to the current directory
     plot: bool = True  # metrics.png next to metrics.jsonl (needs matplotlib)
     tensorboard: bool = False  # OUTPUT/tensorboard (needs the tensorboard package)
-    progress: Literal["auto", "rich", "plain"] = "auto"  # auto: rich on a terminal
+    progress: Annotated[Literal["auto", "rich", "plain"], _doc(
+        "progress bars (auto: rich on a terminal, else log lines)")] = "auto"
 
 
 class PipelineConfig(_Section):
@@ -266,7 +255,10 @@ def explain(exc: msgspec.ValidationError | msgspec.DecodeError, source: str) -> 
         return f"{source}: missing `{name}`"
     key = ".".join(path)
     if "must" in body or "exclude" in body or "is empty" in body or "leave them out" in body:
-        # Our own __post_init__ messages already name the key.
+        # Our sections' own __post_init__ messages already name the key; a nested Struct's
+        # (the sandbox's Limits, a backend's config) do not.
+        if key and not body.startswith(path[0] + "."):
+            return f"{source}: `{key}`: {body}"
         return f"{source}: {body}"
     return f"{source}: `{key}`: {body[0].lower() + body[1:]}" if key else f"{source}: {body}"
 
@@ -321,23 +313,46 @@ NEUTRAL_KEYS = frozenset({
 })
 NEUTRAL_SECTIONS = ("output",)
 
+# Keys that came after runs were made: while one holds its default it is left out of a stage's
+# values, so a run started before the key existed resumes instead of being refused as changed.
+ADDED_KEYS = frozenset({
+    "sft.max_grad_norm", "sft.eval_steps", "sft.group_by_length",
+    "verifier.compile_limits.disk_mb", "verifier.run_limits.disk_mb",
+})
+
+
+def _added_defaults() -> dict[str, Any]:
+    defaults = msgspec.json.decode(msgspec.json.encode(PipelineConfig(model=ModelSection(tiny=True))))
+    out = {}
+    for key in ADDED_KEYS:
+        node = defaults
+        for name in key.split("."):
+            node = node[name]
+        out[key] = node
+    return out
+
 
 def flatten(config: PipelineConfig, sections: tuple[str, ...]) -> dict[str, Any]:
-    """{"section.key": value} of the named sections, without the neutral keys."""
+    """{"section.key": value} of the named sections, without the neutral keys (nor the added
+    keys at their defaults)."""
     # Through JSON, so tuples come back as lists and compare equal to a saved state's.
     data = msgspec.json.decode(msgspec.json.encode(config))
+    added = _added_defaults()
     out: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
             for k, v in value.items():
                 walk(f"{prefix}.{k}", v)
-        elif prefix not in NEUTRAL_KEYS:
+        elif prefix not in NEUTRAL_KEYS and added.get(prefix, _UNSET) != value:
             out[prefix] = value
 
     for section in sections:
         walk(section, data[section])
     return out
+
+
+_UNSET = object()
 
 
 def digest(values: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
@@ -35,6 +35,7 @@ from halo_forge.atomic import write_atomic
 from halo_forge.data.chat import apply_chat_template, problem_messages
 from halo_forge.errors import HaloError
 from halo_forge.records import Example, Message, Problem
+from halo_forge.sft_settings import SftSettings
 from halo_forge.train_models import (
     AdapterMeta,
     load_causal_lm,
@@ -61,48 +62,20 @@ DEFAULT_TARGETS: dict[str, list[str]] = {
 }
 
 
-class SFTConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class SFTConfig(SftSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One training run: the SFT settings (sft_settings.py, also pipeline.toml's [sft] and the
+    `sft train` flags) and what only a run has."""
+
     model: str = ""  # HF id or local folder; "" = the base of init_adapter
     init_adapter: str = ""  # continue training this adapter instead of a fresh LoRA
-    epochs: float = 3.0
-    max_steps: int = 0  # > 0: stop after this many optimizer steps (overrides epochs)
-    learning_rate: float = 2e-4
-    min_lr_ratio: float = 0.1  # the cosine decays to learning_rate * min_lr_ratio
-    warmup_ratio: float = 0.03  # of the optimizer steps; clamped below their number
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    batch_size: int = 4  # per device
-    grad_accum: int = 4
-    max_length: int = 2048  # tokens; longer examples are truncated (prompt first to go is
-    #                         not attempted: a truncated answer still trains its first part)
-    lora_rank: int = 16
-    lora_alpha: float = 32.0
-    lora_dropout: float = 0.05
-    target_modules: list[str] = []  # [] = DEFAULT_TARGETS for the architecture
-    gradient_checkpointing: bool = False
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    eval_fraction: float = 0.05  # of the examples, held out for eval loss; 0 = no eval
-    eval_steps: int = 0  # 0 = once per epoch
-    save_steps: int = 0  # 0 = a checkpoint per epoch
-    save_total_limit: int = 2
-    logging_steps: int = 10
-    group_by_length: bool = True
-    seed: int = 42
-    progress: bool = True  # Trainer's progress bar
+    save_total_limit: Annotated[int, msgspec.Meta(
+        description="checkpoints kept (the oldest go first)")] = 2
+    progress: Annotated[bool, msgspec.Meta(description="Trainer's progress bar")] = True
 
     def __post_init__(self) -> None:
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise ValueError("epochs must be > 0 (or max_steps set)")
-        for name in ("batch_size", "grad_accum", "max_length", "lora_rank", "save_total_limit",
-                     "logging_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.learning_rate <= 0:
-            raise ValueError("learning_rate must be > 0")
-        if not 0 <= self.warmup_ratio < 1 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError("warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1]")
-        if not 0 <= self.eval_fraction < 1:
-            raise ValueError("eval_fraction must be in [0, 1)")
+        super().__post_init__()
+        if self.save_total_limit < 1:
+            raise ValueError("save_total_limit must be at least 1")
 
 
 class TrainResult(msgspec.Struct, kw_only=True):

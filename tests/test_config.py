@@ -134,3 +134,31 @@ def test_cli_reports_config_errors(tmp_path: Path, capsys):
     bad.write_text(MINIMAL + "[raft]\nkeep_top_percnt = 0.5\n")
     assert main(["run", str(bad)]) == 2
     assert "unknown key `raft.keep_top_percnt`" in capsys.readouterr().err
+
+
+def test_keys_added_later_do_not_refuse_an_older_runs_resume():
+    # A stage state written before sft.max_grad_norm and the limits' disk_mb existed.
+    sections = ("sft", "verifier")
+    now = flatten(parse_config(MINIMAL), sections)
+    old = {k: v for k, v in now.items()
+           if k not in ("sft.max_grad_norm", "verifier.run_limits.disk_mb")}
+    assert changed_keys(old, now) == [] and digest(old) == digest(now)
+    # Set to anything but the default, the new key is a change like any other.
+    clipped = flatten(replace_key(parse_config(MINIMAL), "sft.max_grad_norm", 0.5), sections)
+    assert changed_keys(old, clipped) == ["sft.max_grad_norm"]
+
+
+def test_verifier_limits_are_the_sandboxes_own():
+    from halo_forge.sandbox import Limits
+
+    c = parse_config(MINIMAL + "[verifier.run_limits]\ndisk_mb = 64\n")
+    assert isinstance(c.verifier.run_limits, Limits) and c.verifier.run_limits.disk_mb == 64
+    with pytest.raises(HaloError, match=r"`verifier\.compile_limits`: Limits: cpu_s"):
+        parse_config(MINIMAL + "[verifier.compile_limits]\ncpu_s = 0\n")
+
+
+def test_generation_is_checked_as_the_sampler_checks_it():
+    with pytest.raises(HaloError, match=r"generation\.stop strings must not be empty"):
+        parse_config(MINIMAL + '[generation]\nstop = [""]\n')
+    c = parse_config(MINIMAL + '[generation]\nstop = ["```"]\n')
+    assert c.generation.sampling(seed=3).stop == ["```"]

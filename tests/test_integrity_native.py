@@ -16,13 +16,14 @@ import pytest
 
 pytestmark = pytest.mark.slow  # the corpus compiles about 90 programs (~40 s on 2 busy cores)
 
+from halo_forge.sandbox import Limits
 from halo_forge.verify import native
-from halo_forge.verify.config import StepLimits, VerifierConfig
+from halo_forge.verify.config import VerifierConfig
 from halo_forge.verify.runner import Verifier, verify_indexed
 from halo_forge.verify.types import VerifySample
 
 CONFIG = VerifierConfig(pch=False, cache=False, concurrency=2,
-                        run_limits=StepLimits(cpu_s=2.0, wall_s=5.0, memory_mb=512))
+                        run_limits=Limits(cpu_s=2.0, wall_s=5.0, memory_mb=512))
 
 # -- problems ----------------------------------------------------------------------------
 

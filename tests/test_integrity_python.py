@@ -15,14 +15,15 @@ import json
 import msgspec
 import pytest
 
+from halo_forge.sandbox import Limits
 from halo_forge.verify import pyjudge
 from halo_forge.verify import pyjudge_main as judge_main
-from halo_forge.verify.config import StepLimits, VerifierConfig
+from halo_forge.verify.config import VerifierConfig
 from halo_forge.verify.runner import Verifier, verify_many
 from halo_forge.verify.types import VerifySample
 
 CONFIG = VerifierConfig(verifier="python", pch=False, cache=False,
-                        run_limits=StepLimits(cpu_s=5.0, wall_s=10.0, memory_mb=1024))
+                        run_limits=Limits(cpu_s=5.0, wall_s=10.0, memory_mb=1024))
 
 # -- problems: tests the judge holds ---------------------------------------------------------
 

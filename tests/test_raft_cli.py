@@ -244,3 +244,33 @@ def test_verifier_sandbox_is_started_shared_and_closed():
         return verdict.status
 
     assert anyio.run(go) == "passed"
+
+
+def test_every_raft_key_is_a_flag_and_its_help_shows_the_pipeline_default(tmp_path, py_prompts,
+                                                                         capsys):
+    import msgspec
+
+    from halo_forge.config import RaftSection
+
+    adapter = _fake_adapter(tmp_path / "adapter", "/models/base")
+    base = ["--checkpoint", str(adapter), "--prompts", str(py_prompts), "--output",
+            str(tmp_path / "run")]
+    defaults = RaftSection()
+    with pytest.raises(SystemExit):
+        main(["raft", "train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for field in msgspec.structs.fields(RaftSection):
+        default = getattr(defaults, field.name)
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(default, bool):
+            argv, value = [("--no-" + flag[2:]) if default else flag], not default
+        else:
+            # A value the section accepts that is not its default (samples_per_prompt 9 is
+            # >= max_per_prompt, 0.5 -> 0.25 stays inside every fraction's range).
+            value = default + 1 if isinstance(default, int) else default / 2
+            argv = [flag, str(value)]
+            assert f"{flag} " in help_text and f"(default: {default})" in help_text
+        config, _ = build_config(_args([*base, *argv]))
+        assert getattr(config.raft, field.name) == value, field.name
+        others = {f.name for f in msgspec.structs.fields(RaftSection)} - {field.name}
+        assert all(getattr(config.raft, n) == getattr(defaults, n) for n in others), field.name

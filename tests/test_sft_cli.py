@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import msgspec
+import pytest
+
 from halo_forge.cli import main
 from halo_forge.train_models import read_adapter_meta
 
@@ -42,3 +45,67 @@ def test_bad_input_is_one_line_not_a_traceback(tiny_model, tmp_path, capsys) -> 
         err = capsys.readouterr().err.strip()
         assert err.startswith("halo-forge: error:") and message in err
         assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def _other_value(field):
+    """A valid value of an SFT setting other than its default."""
+    import typing
+
+    from halo_forge.cli.flags import _unwrap
+
+    t, _ = _unwrap(field.type)
+    default = field.default if field.default is not msgspec.NODEFAULT else field.default_factory()
+    if t is bool:
+        return not default
+    if typing.get_origin(t) is typing.Literal:
+        return next(c for c in typing.get_args(t) if c != default)
+    if typing.get_origin(t) is list:
+        return ["q_proj", "v_proj"]
+    if t is int:
+        return default + 1
+    return default / 2 if default else 0.5  # floats: ratios stay in range
+
+
+def _as_flag(name, value) -> list[str]:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return [flag if value else "--no-" + flag[2:]]
+    return [flag, ",".join(value) if isinstance(value, list) else str(value)]
+
+
+def _toml(name, value) -> str:
+    return f"[model]\ntiny = true\n[sft]\n{name} = {json.dumps(value)}\n"  # JSON values are TOML
+
+
+def test_every_sft_setting_is_a_flag_a_pipeline_key_and_a_library_field() -> None:
+    from halo_forge.cli import build_parser
+    from halo_forge.cli.sft import build_sft_config
+    from halo_forge.config import parse_config
+    from halo_forge.sft_settings import SftSettings
+
+    fields = msgspec.structs.fields(SftSettings)
+    assert len(fields) >= 20
+    for field in fields:
+        value = _other_value(field)
+        args = build_parser().parse_args(["sft", "train", "--data", "d", "--output", "o",
+                                          "--model", "m", *_as_flag(field.name, value)])
+        config = build_sft_config(args)
+        assert getattr(config, field.name) == value, field.name
+        assert getattr(parse_config(_toml(field.name, value)).sft, field.name) == value
+
+
+def test_sft_settings_are_checked_the_same_everywhere() -> None:
+    from halo_forge.cli import build_parser
+    from halo_forge.cli.sft import build_sft_config
+    from halo_forge.config import parse_config
+    from halo_forge.errors import HaloError
+    from halo_forge.train import SFTConfig
+
+    for name, bad in [("warmup_ratio", 1.0), ("max_grad_norm", -1.0), ("lora_rank", 0)]:
+        with pytest.raises(HaloError, match=f"sft train: {name} must"):
+            build_sft_config(build_parser().parse_args(
+                ["sft", "train", "--data", "d", "--output", "o", *_as_flag(name, bad)]))
+        with pytest.raises(HaloError, match=f"sft.{name} must"):
+            parse_config(_toml(name, bad))
+        with pytest.raises(ValueError, match=f"^{name} must"):
+            SFTConfig(**{name: bad})

@@ -11,8 +11,9 @@ import msgspec
 import pytest
 
 from halo_forge.errors import HaloError
+from halo_forge.sandbox import Limits
 from halo_forge.verify.cache import VerdictCache
-from halo_forge.verify.config import Compiler, StepLimits, VerifierConfig
+from halo_forge.verify.config import Compiler, VerifierConfig
 from halo_forge.verify.runner import Verifier, verify_many, verify_stream
 from halo_forge.verify.types import VerifySample
 
@@ -24,7 +25,7 @@ RUST_SUM = ("use std::io::Read;\nfn main(){let mut s=String::new();std::io::stdi
 PY_SUM = "a, b = map(int, input().split())\nprint(a + b)\n"
 
 FAST = VerifierConfig(
-    run_limits=StepLimits(cpu_s=1.0, wall_s=3.0, memory_mb=256, output_bytes=1 << 16),
+    run_limits=Limits(cpu_s=1.0, wall_s=3.0, memory_mb=256, output_bytes=1 << 16),
     pch=False,
 )
 

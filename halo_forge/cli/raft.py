@@ -17,29 +17,29 @@ import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from halo_forge.argtypes import positive_int
+from halo_forge.cli.flags import add_struct_flags, given, spellings
 from halo_forge.cli.parser import add_group
 from halo_forge.errors import HaloError
-from halo_forge.verify.config import VERIFIERS
 
-# flag dest -> the config key it sets (only when the flag is given).
-_KEYS = {
-    "verifier": "verifier.verifier",
-    "concurrency": "verifier.concurrency",
-    "cycles": "raft.cycles",
-    "samples_per_prompt": "raft.samples_per_prompt",
-    "reward_threshold": "raft.reward_threshold",
-    "keep_top_percent": "raft.keep_top_percent",
-    "max_per_prompt": "raft.max_per_prompt",
-    "learning_rate": "raft.learning_rate",
-    "lr_decay": "raft.lr_decay",
-    "epochs": "raft.epochs",
-    "max_steps": "raft.max_steps",
-    "seed": "raft.seed",
-    "temperature": "generation.temperature",
-    "max_new_tokens": "generation.max_new_tokens",
-    "progress": "output.progress",
-}
+# (section, its Struct's fields given as flags, other spellings): the flags come from the
+# pipeline.toml sections themselves, so their defaults and help are the file's.
+_SECTIONS: tuple[tuple[str, tuple[str, ...] | None, dict[str, tuple[str, ...]]], ...] = (
+    ("raft", None, {"learning_rate": ("--lr",)}),
+    ("generation", ("temperature", "top_p", "max_new_tokens"), {}),
+    ("verifier", ("verifier", "concurrency"), {}),
+    ("output", ("progress",), {}),
+)
+
+
+def _section_types() -> dict[str, type]:
+    from halo_forge.config import PipelineConfig
+
+    return {f.name: f.type for f in msgspec.structs.fields(PipelineConfig)}
+
+
 _BACKENDS = ("transformers", "vllm", "openai")
 
 
@@ -66,35 +66,15 @@ def register(subparsers) -> None:
     p.add_argument("--config", metavar="TOML",
                    help="a pipeline.toml for everything not given as a flag (sft is turned off "
                         "and the benchmark only runs with --benchmark)")
-    p.add_argument("--verifier", choices=VERIFIERS, default=None,
-                   help="toolchain family (default auto: by each problem's language)")
-    p.add_argument("--concurrency", type=positive_int, default=None, metavar="N",
-                   help="samples verified at once (default: CPU count)")
-    p.add_argument("--cycles", type=int, default=None, metavar="N", help="RAFT cycles (3)")
-    p.add_argument("--samples-per-prompt", type=int, default=None, metavar="N", help="(8)")
-    p.add_argument("--reward-threshold", type=float, default=None, metavar="R",
-                   help="keep samples with at least this reward, in [0, 1] (0.5)")
-    p.add_argument("--keep-top-percent", type=float, default=None, metavar="F",
-                   help="then the best fraction of them, in (0, 1] (0.5)")
-    p.add_argument("--max-per-prompt", type=int, default=None, metavar="N",
-                   help="at most N kept per prompt (0 = no cap)")
-    p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=None,
-                   help="learning rate of cycle 1 (5e-5)")
-    p.add_argument("--lr-decay", type=float, default=None,
-                   help="cycle c trains at lr * decay^(c-1) (0.85)")
-    p.add_argument("--epochs", type=float, default=None, help="epochs per cycle (1)")
-    p.add_argument("--max-steps", type=int, default=None, metavar="N",
-                   help="optimizer steps per cycle (overrides --epochs)")
-    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (0.8)")
-    p.add_argument("--max-new-tokens", type=int, default=None, metavar="N", help="(512)")
+    types = _section_types()
+    for section, only, aliases in _SECTIONS:
+        add_struct_flags(p, types[section], only=only, aliases=aliases,
+                         types_={"concurrency": positive_int}, dest_prefix=f"{section}.")
     p.add_argument("--backend", choices=_BACKENDS, default=None,
                    help="generation backend (default transformers; vllm on GPUs)")
-    p.add_argument("--seed", type=int, default=None, help="sampling and filter seed (0)")
     p.add_argument("--benchmark", action="store_true",
                    help="run the benchmark stage after the cycles (needs a held-out split, so a "
                         "--config with a dataset rather than --prompts)")
-    p.add_argument("--progress", choices=("auto", "rich", "plain"), default=None,
-                   help="progress bars (auto: rich on a terminal, else log lines)")
     p.set_defaults(handler=_train)
 
 
@@ -148,8 +128,6 @@ def _base_only(base: str, model: str | None) -> tuple[str, str]:
 
 def build_config(args: argparse.Namespace) -> tuple[Any, str]:
     """(PipelineConfig, text of --config or "") from the parsed flags."""
-    import msgspec
-
     from halo_forge.config import PipelineConfig, explain, load_config
 
     text = ""
@@ -188,10 +166,10 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str]:
         put("data.prompts", str(prompts.resolve()), "--prompts")
     if args.output:
         put("output.dir", args.output, "--output")
-    for dest, key in _KEYS.items():
-        value = getattr(args, dest)
-        if value is not None:
-            put(key, value, "--" + dest.replace("_", "-") if dest != "learning_rate" else "--lr")
+    types = _section_types()
+    for section, _, aliases in _SECTIONS:
+        for name, value in given(types[section], args, dest_prefix=f"{section}.").items():
+            put(f"{section}.{name}", value, spellings(name, aliases)[0])
     if args.backend is not None:
         engine = data.setdefault("generation", {}).get("engine") or {}
         if engine.get("backend", "transformers") != args.backend:

@@ -6,11 +6,14 @@ One GPU or CPU needs no launcher; several GPUs run the same command under accele
 
 from __future__ import annotations
 
+import argparse
 import sys
 
+from halo_forge.cli.flags import add_struct_flags, struct_from_args
 from halo_forge.cli.parser import add_group
 from halo_forge.errors import HaloError
 from halo_forge.paths import check_output_dir
+from halo_forge.train import SFTConfig
 
 
 def register(subparsers) -> None:
@@ -27,31 +30,10 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="", help="base model: Hugging Face id or local folder "
                    "(default: the base of --adapter)")
     p.add_argument("--adapter", default="", help="continue training this LoRA adapter")
-    p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps")
-    p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=2e-4)
-    p.add_argument("--warmup-ratio", type=float, default=0.03,
-                   help="warmup as a fraction of the optimizer steps (always fewer than them)")
-    p.add_argument("--batch-size", type=int, default=4, help="per device")
-    p.add_argument("--grad-accum", type=int, default=4)
-    p.add_argument("--max-length", type=int, default=2048, help="tokens per example")
-    p.add_argument("--lora-rank", type=int, default=16)
-    p.add_argument("--lora-alpha", type=float, default=32.0)
-    p.add_argument("--lora-dropout", type=float, default=0.05)
-    p.add_argument("--target-modules", default="",
-                   help="comma-separated module names (default: per architecture)")
-    p.add_argument("--gradient-checkpointing", action="store_true",
-                   help="trade compute for memory (long sequences, big models)")
-    p.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
-                   help="auto: bf16 on GPUs that support it, else fp32 (+fp16 autocast on GPU)")
-    p.add_argument("--eval-fraction", type=float, default=0.05, help="held out for eval loss")
-    p.add_argument("--eval-steps", type=int, default=0, help="0: once per epoch")
-    p.add_argument("--save-steps", type=int, default=0, help="0: a checkpoint per epoch")
-    p.add_argument("--save-total-limit", type=int, default=2)
-    p.add_argument("--logging-steps", type=int, default=10)
-    p.add_argument("--seed", type=int, default=42)
+    # Every setting of train.SFTConfig, made from its fields (sft_settings.py).
+    add_struct_flags(p, SFTConfig, exclude=("model", "init_adapter"),
+                     aliases={"learning_rate": ("--lr",)})
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_train)
 
 
@@ -61,24 +43,20 @@ def _same_place(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _train(args) -> int:
-    from halo_forge.train import SFTConfig, train
+def build_sft_config(args: argparse.Namespace) -> SFTConfig:
+    """The training run's SFTConfig: the flags given, the settings' defaults for the rest."""
+    import msgspec
 
     try:
-        config = SFTConfig(
-            model=args.model, init_adapter=args.adapter, epochs=args.epochs,
-            max_steps=args.max_steps, learning_rate=args.learning_rate,
-            warmup_ratio=args.warmup_ratio, batch_size=args.batch_size,
-            grad_accum=args.grad_accum, max_length=args.max_length, lora_rank=args.lora_rank,
-            lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-            target_modules=[m.strip() for m in args.target_modules.split(",") if m.strip()],
-            gradient_checkpointing=args.gradient_checkpointing, dtype=args.dtype,
-            eval_fraction=args.eval_fraction, eval_steps=args.eval_steps,
-            save_steps=args.save_steps, save_total_limit=args.save_total_limit,
-            logging_steps=args.logging_steps, seed=args.seed, progress=not args.no_progress,
-        )
-    except ValueError as exc:
+        return struct_from_args(SFTConfig, args, model=args.model, init_adapter=args.adapter)
+    except (ValueError, msgspec.ValidationError) as exc:
         raise HaloError(f"sft train: {exc}") from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    from halo_forge.train import train
+
+    config = build_sft_config(args)
 
     def log(line: str) -> None:
         print(line, file=sys.stderr)

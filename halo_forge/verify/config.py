@@ -1,34 +1,23 @@
 """VerifierConfig: compilers, flags, limits, comparison and reward ladder, as one msgspec Struct.
 
-It is the `[verify]` table of pipeline.toml and the options of `halo-forge verify`; unknown
-keys are errors. It does not import the sandbox extension, so a config loads anywhere.
+It is the `[verifier]` table of pipeline.toml and the options of `halo-forge verify`; unknown
+keys are errors. The step limits are the sandbox's own `Limits` (every field, `disk_mb` too);
+importing them does not load the sandbox extension, so a config loads anywhere.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
+from halo_forge.sandbox import Limits
 from halo_forge.verify.compare import CompareMode
 from halo_forge.verify.rewards import RewardLadder
 
 VerifierName = Literal["auto", "gcc", "clang", "rustc", "python"]
 VERIFIERS: tuple[str, ...] = VerifierName.__args__  # type: ignore[attr-defined]
-
-
-class StepLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Limits of one sandboxed step; the fields of halo_forge.sandbox.Limits."""
-
-    cpu_s: float = 5.0
-    wall_s: float = 10.0
-    memory_mb: int = 1024
-    output_bytes: int = 1 << 20
-    file_size_mb: int = 64
-    processes: int = 64
-    open_files: int = 256
-    stack_mb: int = 8
 
 
 class Compiler(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -53,8 +42,9 @@ def _default_cache_dir() -> str:
 
 
 class VerifierConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    # Which toolchain family runs: "auto" picks by language (gcc/g++ for C/C++).
-    verifier: VerifierName = "auto"
+    verifier: Annotated[VerifierName, msgspec.Meta(description=(
+        "toolchain family: gcc/clang (C, C++), rustc, python, or auto by each sample's "
+        "language"))] = "auto"
     gcc_c: Compiler = Compiler(command="gcc", flags=_C_FLAGS + ("-fmax-errors=20",), link_flags=("-lm",))
     gcc_cpp: Compiler = Compiler(command="g++", flags=_CPP_FLAGS + ("-fmax-errors=20",))
     clang_c: Compiler = Compiler(command="clang", flags=_C_FLAGS + ("-ferror-limit=20",), link_flags=("-lm",))
@@ -65,14 +55,15 @@ class VerifierConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     )
     python: Compiler = Compiler(command="python3", flags=("-I",))
 
-    compile_limits: StepLimits = StepLimits(cpu_s=30.0, wall_s=60.0, memory_mb=4096, processes=64)
-    run_limits: StepLimits = StepLimits(cpu_s=2.0, wall_s=5.0, memory_mb=1024)
+    compile_limits: Limits = Limits(cpu_s=30.0, wall_s=60.0, memory_mb=4096, processes=64)
+    run_limits: Limits = Limits(cpu_s=2.0, wall_s=5.0, memory_mb=1024)
 
     compare: CompareMode = "lines"
     float_tolerance: float | None = None
     ladder: RewardLadder = RewardLadder()
 
-    concurrency: int | None = None  # samples in flight; None = os.cpu_count()
+    concurrency: Annotated[int | None, msgspec.Meta(
+        description="samples verified at once (default: CPU count)")] = None
     # After this many timed-out tests the rest of the sample's tests are not run (they count
     # as failed): a program that hangs on one input rarely finishes the next, and each
     # timeout costs a full wall limit.

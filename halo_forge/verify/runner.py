@@ -30,7 +30,7 @@ from halo_forge.records import Verdict
 from halo_forge.verify import native
 from halo_forge.verify.cache import VerdictCache, cache_key
 from halo_forge.verify.compare import outputs_match
-from halo_forge.verify.config import StepLimits, VerifierConfig
+from halo_forge.verify.config import VerifierConfig
 from halo_forge.verify.extract import extract_code, guess_language
 from halo_forge.verify.guards import static_guard
 from halo_forge.verify.pch import PchCache, wants_pch
@@ -60,7 +60,7 @@ def _tail(text: bytes | str, limit: int) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
-def _limits(step: StepLimits) -> Any:
+def _limits(step: Any) -> Any:
     from halo_forge.sandbox import Limits
 
     return Limits(**msgspec.structs.asdict(step))

@@ -1,7 +1,8 @@
 // Namespaces: the zygote's own (one empty network namespace, a private mount namespace holding
 // the read-only template root, and - with the seccomp filter, which denies creating IPC objects -
 // one empty IPC namespace all runs share) and the per-run ones (user, pid, mount, uts; ipc too
-// when seccomp is unavailable).
+// when seccomp is unavailable). The zygote's are made by its setup steps (zygote_setup.cpp);
+// here: the plan they record, late read-only binds, and each run's own mounts.
 #pragma once
 
 #include "trace.hpp"
@@ -44,11 +45,6 @@ struct NsPlan {
     std::string base;        // its path, which the runs see again as the parent of their workdir
     bool base_in_tmp = false;  // base lies below /tmp: the run's /tmp tmpfs holds the workdir too
 };
-
-// Runs the zygote's setup steps in order (single-threaded process, before any run);
-// every step that fails turns its protections off with the reason and the rest carry on.
-// `slots`: how many inits may exist at once (as root, each has a run uid of its own).
-void setup_zygote(NsPlan& ns, std::vector<Protection>& prot, const std::string& base_dir, bool share_ipc, int slots);
 
 // Before a run: the template shows host directory `path` read-only. Returns "" or an error.
 std::string ensure_visible(NsPlan& ns, const std::string& path);

@@ -9,6 +9,7 @@
 #include "seccomp.hpp"
 #include "spawn.hpp"
 #include "verdict.hpp"
+#include "zygote_setup.hpp"
 
 #include <cerrno>
 #include <csignal>

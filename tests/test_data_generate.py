@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -59,12 +58,11 @@ def judge(samples):
     return verdicts()
 
 
-def args(tmp_path: Path, **kw) -> argparse.Namespace:
-    base = dict(topic="python_io_test", backend="deepseek", model=None, base_url=None,
-                output=tmp_path / "gen.jsonl", count=3, concurrency=2, max_attempts=None,
-                temperature=0.7, topics_dir=[tmp_path], list_topics=False)
-    base.update(kw)
-    return argparse.Namespace(**base)
+def args(tmp_path: Path, **kw) -> generate.GenerateOptions:
+    base = dict(topic="python_io_test", backend="deepseek", output=str(tmp_path / "gen.jsonl"),
+                count=3, concurrency=2, temperature=0.7, topics_dir=[str(tmp_path)])
+    base.update({k: str(v) if isinstance(v, Path) else v for k, v in kw.items()})
+    return generate.GenerateOptions(**base)
 
 
 @pytest.fixture(autouse=True)
@@ -216,7 +214,7 @@ def anyio_run(tmp_path, api, *, count, concurrency=2, verify=judge):
     a = args(tmp_path, count=count, concurrency=concurrency)
     client = generate.make_client(a, transport=httpx.MockTransport(api))
     topic = generate.find_topic(a.topic, a.topics_dir)
-    return anyio.run(lambda: generate.run(topic=topic, client=client, output=a.output,
+    return anyio.run(lambda: generate.run(topic=topic, client=client, output=Path(a.output),
                                           count=count, concurrency=concurrency, verify=verify))
 
 
@@ -224,3 +222,11 @@ def test_real_verifier_keeps_only_solutions_that_pass(tmp_path) -> None:
     api = FakeApi([(200, answer(1), {}), (200, answer(2, wrong=True), {}), (200, answer(3), {})])
     summary = anyio_run(tmp_path, api, count=2, concurrency=1, verify=None)
     assert summary.kept == 2 and summary.dropped == {"verify_wrong_answer": 1}
+
+
+def test_the_command_needs_a_topic_and_an_output(tmp_path, capsys) -> None:
+    assert cli_main(["data", "generate", "--topic", "python_io_test"]) == 2
+    assert "needs --topic and --output" in capsys.readouterr().err
+    # The flags become typed options: a backend the library does not know is refused there too.
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"topic": "t", "output": "o", "backend": "nope"}, generate.GenerateOptions)

@@ -387,37 +387,47 @@ async def run(
 # --- CLI -----------------------------------------------------------------------------------
 
 
-def make_client(args, *, transport: Any = None) -> ChatClient:
-    backend = BACKENDS[args.backend]
-    base_url = args.base_url or backend.base_url
+class GenerateOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What `halo-forge data generate` asks for; `main` takes these, not the parsed flags."""
+
+    topic: str  # a topic name or a topic .toml
+    output: str  # problems JSONL, appended to (a rerun continues)
+    backend: Literal["deepseek", "openai", "openai-compatible"] = "deepseek"
+    model: str = ""  # "" = the backend's
+    base_url: str = ""  # "" = the backend's (openai-compatible has none)
+    count: int = 10  # problems to keep
+    concurrency: int = 4  # requests in flight
+    max_attempts: int | None = None  # None = 3 x count
+    temperature: float = 1.0
+    topics_dir: list[str] = []  # extra folders of topic .toml files
+
+
+def make_client(options: GenerateOptions, *, transport: Any = None) -> ChatClient:
+    backend = BACKENDS[options.backend]
+    base_url = options.base_url or backend.base_url
     if not base_url:
         raise HaloError("--backend openai-compatible needs --base-url, e.g. "
                         "http://localhost:8000/v1 for a local vLLM server")
-    model = args.model or backend.model
+    model = options.model or backend.model
     if not model:
         raise HaloError("--backend openai-compatible needs --model (the name the server serves)")
     key = os.environ.get(backend.key_env)
     if backend.key_required and not key:
         raise HaloError(f"--backend {backend.name} needs an API key in ${backend.key_env}")
     return ChatClient(endpoint=backend, base_url=base_url, model=model, api_key=key,
-                      temperature=args.temperature, transport=transport)
+                      temperature=options.temperature, transport=transport)
 
 
-def main(args, *, transport: Any = None, verify: VerifyFn | None = None) -> int:
-    if args.list_topics:
-        for name, path in topic_files(args.topics_dir).items():
-            t = load_topic(path)
-            print(f"{name:<16} {t.language:<7} {t.tests:<10} {t.description}")
-        return 0
-    if not args.topic or not args.output:
-        raise HaloError("data generate needs --topic and --output (see --list-topics)")
-    if args.count < 1 or args.concurrency < 1:
+def main(options: GenerateOptions, *, transport: Any = None,
+         verify: VerifyFn | None = None) -> int:
+    if options.count < 1 or options.concurrency < 1:
         raise HaloError("--count and --concurrency must be at least 1")
-    topic = find_topic(args.topic, args.topics_dir)
-    client = make_client(args, transport=transport)
+    dirs = [Path(d) for d in options.topics_dir]
+    topic = find_topic(options.topic, dirs)
+    client = make_client(options, transport=transport)
     summary = anyio.run(lambda: run(
-        topic=topic, client=client, output=args.output, count=args.count,
-        concurrency=args.concurrency, max_attempts=args.max_attempts, verify=verify,
+        topic=topic, client=client, output=Path(options.output), count=options.count,
+        concurrency=options.concurrency, max_attempts=options.max_attempts, verify=verify,
         progress=lambda line: print(line, file=sys.stderr),
     ))
     for line in summary.lines():

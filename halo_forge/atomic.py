@@ -29,23 +29,47 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+class AtomicFile:
+    """A binary file that appears at `path` only on commit(): written to a temp file beside
+    it, fsynced, renamed over `path`, directory fsynced; discard() leaves `path` as it was.
+    For a writer that outlives one block (a log filled as results arrive); atomic_open is the
+    block form."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.file: BinaryIO = open(self._tmp, "wb")
+
+    def write(self, data: bytes) -> int:
+        return self.file.write(data)
+
+    def commit(self) -> None:
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        fsync_dir(self.path.parent)
+
+    def discard(self) -> None:
+        self.file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """A binary file that appears at `path` only when the block ends without an exception:
-    written to a temp file beside it, fsynced, renamed over `path`, directory fsynced."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """A binary file that appears at `path` only when the block ends without an exception."""
+    out = AtomicFile(path)
     try:
-        with open(tmp, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        yield out.file
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        out.discard()
         raise
-    fsync_dir(path.parent)
+    out.commit()
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:

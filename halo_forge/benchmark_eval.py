@@ -12,7 +12,6 @@ halo_forge.benchmark_records the files' schema, halo_forge.benchmark_report what
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import msgspec
 import numpy as np
 
 from halo_forge import faults
+from halo_forge.atomic import AtomicFile
 from halo_forge.benchmark_records import (
     DEFAULT_SAMPLING,
     SAMPLES_FILE,
@@ -215,7 +215,7 @@ async def evaluate(
             async for sample, verdict in pairs:
                 by_id[sample.problem_id].add(verdict)
                 if samples_out is not None:
-                    samples_out.write(SampleResult(
+                    samples_out.add(SampleResult(
                         id=sample.id, problem_id=sample.problem_id, status=verdict.status,
                         reward=verdict.reward, compiled=verdict.compiled,
                         tests_passed=verdict.tests_passed, tests_total=verdict.tests_total,
@@ -269,26 +269,13 @@ async def evaluate(
     return summary
 
 
-class _SampleLog:
-    """samples.jsonl, written line by line as verdicts arrive (memory stays flat) into a temp
-    file that becomes the real one only when the run finishes."""
+class _SampleLog(AtomicFile):
+    """samples.jsonl, written line by line as verdicts arrive (memory stays flat); it appears
+    only when the run finishes (commit)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        self.file = self.tmp.open("wb")
-
-    def write(self, record: SampleResult) -> None:
+    def add(self, record: SampleResult) -> None:
         # Buffered local writes: cheap next to a compile, not worth a thread hop each.
-        self.file.write(_json.encode(record) + b"\n")
-
-    def commit(self) -> None:
-        self.file.close()
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        self.file.close()
-        self.tmp.unlink(missing_ok=True)
+        self.write(_json.encode(record) + b"\n")
 
 
 __all__ = ["DEFAULT_SAMPLING", "check_ks", "difficulty_bucket", "evaluate", "rates"]

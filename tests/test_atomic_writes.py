@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from halo_forge import metrics
-from halo_forge.atomic import atomic_open, write_atomic
+from halo_forge.atomic import AtomicFile, atomic_open, write_atomic
 
 PNG = b"\x89PNG\r\n\x1a\n"
 ROWS = [metrics.CycleMetrics(cycle=c, pass_rate=0.1 * c, compile_rate=0.2 * c) for c in (1, 2)]
@@ -49,3 +49,16 @@ def test_a_plot_that_fails_keeps_the_last_one(tmp_path, monkeypatch) -> None:
     with pytest.raises(OSError):
         metrics.plot(ROWS, path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["metrics.png"]
+
+
+def test_a_log_filled_as_results_arrive_appears_only_on_commit(tmp_path) -> None:
+    path = tmp_path / "samples.jsonl"
+    log = AtomicFile(path)
+    log.write(b'{"id": "a"}\n')
+    assert not path.exists()  # a reader never sees a run's log half-written
+    log.commit()
+    assert path.read_bytes() == b'{"id": "a"}\n'
+    again = AtomicFile(path)
+    again.write(b'{"id": "b"}\n')
+    again.discard()  # a stopped run: the last finished log stays
+    assert path.read_bytes() == b'{"id": "a"}\n' and [p.name for p in tmp_path.iterdir()] == [path.name]

@@ -50,6 +50,7 @@ def test_bench_sandbox_measures_every_launcher(capsys, monkeypatch):
     assert "the C++ client without the facade" in printed
 
 
+@pytest.mark.slow
 def test_soak_sandbox_runs_clean(capsys):
     # Runs' processes are killed from outside meanwhile: every answer must still be the run's
     # own, the zygote must live on, and no init but the spares may be left.

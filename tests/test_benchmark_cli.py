@@ -61,6 +61,7 @@ def test_run_writes_every_report_file_from_a_tiny_model(tiny_model, prompts_file
     assert "samples/s" in report
 
 
+@pytest.mark.slow
 def test_base_model_against_its_sft_adapter(tiny_model, trained_adapter, prompts_file, tmp_path,
                                             capsys):
     _, run_dir = trained_adapter

@@ -13,11 +13,14 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from halo_forge.config import load_config, replace_key
 
 CYCLES = 3
 
 
+@pytest.mark.slow
 def test_cpu_recipe_runs_sft_and_raft_cycles_that_keep_and_train(tiny_model: Path,
                                                                  tmp_path: Path) -> None:
     from halo_forge.pipeline import run_pipeline

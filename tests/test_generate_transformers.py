@@ -72,6 +72,7 @@ def test_adapter_changes_the_outputs_and_can_be_switched(backend, problems,
     assert [s.completion for b in collect(backend, problems, 2, settings) for s in b] == base
 
 
+@pytest.mark.slow
 def test_backend_from_the_adapter_alone_finds_its_base(trained_adapter, tiny_model,
                                                       problems) -> None:
     _, out = trained_adapter

@@ -15,6 +15,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from halo_forge.records import Sample, Verdict
 from halo_forge.shards import ShardReader
 from tests.util import shard_ids, subprocess_env
@@ -62,6 +64,7 @@ def _expected_ids() -> set[str]:
             for i in range(SPP)}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_verification_then_resume(tmp_path: Path):
     out = tmp_path / "run"
     cfg = tmp_path / "p.toml"

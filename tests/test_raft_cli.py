@@ -49,6 +49,7 @@ def _one_line_error(capsys) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_raft_train_runs_cycles_resumes_and_names_a_changed_flag(
         tiny_model: Path, py_prompts: Path, tmp_path: Path, monkeypatch, capsys):
     from safetensors.torch import load_file

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import anyio
+import pytest
 
 from halo_forge.sandbox import Limits, Sandbox
 
@@ -32,6 +33,7 @@ def settle(sb: Sandbox) -> None:
     time.sleep(0.05)  # the reap and the pidfd's close follow the child's exit
 
 
+@pytest.mark.slow
 def test_ten_thousand_runs_leak_nothing():
     limits = Limits(wall_s=30)
 

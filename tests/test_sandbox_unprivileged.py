@@ -18,6 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged uid")
 @pytest.mark.skipif(not (shutil.which("setpriv") and shutil.which("unshare")),
                     reason="util-linux setpriv/unshare not installed")

@@ -11,6 +11,7 @@ from halo_forge.cli import main
 from halo_forge.train_models import read_adapter_meta
 
 
+@pytest.mark.slow
 def test_sft_train_writes_the_final_adapter(tiny_model, sft_examples, tmp_path, capsys) -> None:
     from halo_forge.data.chat import apply_chat_template
 

@@ -137,6 +137,7 @@ build_tiny_model(sys.argv[1], corpus={corpus!r}, vocab_size=300, pretrain_steps=
 """
 
 
+@pytest.mark.slow
 def test_a_killed_build_leaves_nothing_for_the_next_build(tmp_path) -> None:
     import signal
     import subprocess

@@ -35,6 +35,7 @@ def _lora_tensors(path) -> dict[str, torch.Tensor]:
     return load_file(str(path / "adapter_model.safetensors"))
 
 
+@pytest.mark.slow
 def test_sft_lowers_the_loss_and_changes_the_lora_weights(trained_adapter, tiny_model) -> None:
     result, out = trained_adapter
     assert result.global_step == 64 and result.train_examples > 0 and result.eval_examples > 0
@@ -48,6 +49,7 @@ def test_sft_lowers_the_loss_and_changes_the_lora_weights(trained_adapter, tiny_
     assert summary["global_step"] == 64 and summary["adapter_dir"] == str(out / FINAL_DIR)
 
 
+@pytest.mark.slow
 def test_learning_rate_is_positive_from_the_first_step(trained_adapter) -> None:
     result, _ = trained_adapter
     lrs = result.learning_rates
@@ -64,6 +66,7 @@ def test_warmup_never_covers_the_whole_run(total, ratio) -> None:
     assert max(factors) == pytest.approx(1.0) or total == 1
 
 
+@pytest.mark.slow
 def test_adapter_metadata_names_the_base_and_resolves_from_the_adapter_alone(
         trained_adapter, tiny_model) -> None:
     _, out = trained_adapter
@@ -137,6 +140,7 @@ def test_reads_shards_and_jsonl_in_every_format(tmp_path, sft_examples) -> None:
         load_examples(path)
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(tiny_model, sft_examples, tmp_path) -> None:
     config = SFTConfig(model=str(tiny_model), max_steps=4, batch_size=2, grad_accum=2,
                        save_steps=2, logging_steps=1, eval_fraction=0, progress=False,
@@ -169,6 +173,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model, sft_examples, tmp
     assert b.global_step == 4 and a
 
 
+@pytest.mark.slow
 def test_continue_training_an_existing_adapter_with_the_lr_the_caller_chose(
         trained_adapter, sft_examples, tmp_path) -> None:
     _, out = trained_adapter

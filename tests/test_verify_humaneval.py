@@ -27,6 +27,7 @@ def _samples(body_for):
 CONFIG = VerifierConfig(verifier="python", pch=False, cache=False, concurrency=max(4, 2 * (os.cpu_count() or 1)))
 
 
+@pytest.mark.slow
 def test_canonical_solutions_pass():
     verdicts = verify_many(_samples(lambda p: p["canonical_solution"]), config=CONFIG)
     assert len(verdicts) == 164
@@ -34,6 +35,7 @@ def test_canonical_solutions_pass():
     assert not failed, failed[:5]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body", ["    pass\n", "    return 0\n"], ids=["pass", "wrong-return"])
 def test_broken_bodies_fail(body):
     verdicts = verify_many(_samples(lambda p: body), config=CONFIG)

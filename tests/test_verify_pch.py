@@ -41,6 +41,7 @@ def test_verifier_compiles_with_the_pch():
     assert without.status == "passed" and ".gch" not in without.output
 
 
+@pytest.mark.slow
 def test_pch_rebuilt_when_the_compiler_changes(pch_dir):
     cache = PchCache(pch_dir)
     tc = resolve_toolchain("cpp", _config(pch_dir).gcc_cpp)

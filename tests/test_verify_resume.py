@@ -61,6 +61,7 @@ def _stopped_run(src: Path, out: Path, sig: int) -> tuple[subprocess.CompletedPr
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), found[0]
 
 
+@pytest.mark.slow
 def test_sigterm_keeps_verdicts_and_a_rerun_resumes_them(tmp_path, capsys) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", _rows(3))
     out = tmp_path / "v.jsonl"
@@ -84,6 +85,7 @@ def test_sigterm_keeps_verdicts_and_a_rerun_resumes_them(tmp_path, capsys) -> No
     assert _partials(out) == []
 
 
+@pytest.mark.slow
 def test_sigkill_leftover_is_resumed_by_the_same_command_and_swept_by_another(tmp_path, capsys) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", _rows(2))
     out = tmp_path / "v.jsonl"
@@ -101,6 +103,7 @@ def test_sigkill_leftover_is_resumed_by_the_same_command_and_swept_by_another(tm
     assert sorted(_verdicts(out)) == ["fast0", "fast1", "slow"] and _partials(out) == []
 
 
+@pytest.mark.slow
 def test_a_partial_of_other_options_is_not_resumed(tmp_path, capsys) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", _rows(2))
     out = tmp_path / "v.jsonl"

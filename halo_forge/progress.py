@@ -1,8 +1,9 @@
 """Progress per stage: rich progress bars on a terminal, plain log lines otherwise (a log file,
-`nohup`, CI), so an unattended run's log is readable on Monday.
+`nohup`, CI), so an unattended run's log is readable on Monday. The one progress printer: the
+pipeline's stages, `verify` and `benchmark run` all show theirs through it.
 
     with progress.task("cycle 2 verify", total=n, completed=resumed) as bar:
-        bar.advance(1)
+        bar.advance(1, status="12 passed")  # status: optional, shown after the count
 
 A resumed stage passes what it kept as `completed`: the bar starts there (and ends at its total),
 and rates count only the work done in this process.
@@ -23,11 +24,14 @@ class _Plain:
     def __init__(self, name: str, total: int | None, out: Callable[[str], None],
                  every_s: float, completed: int = 0) -> None:
         self.name, self.total, self.done = name, total, completed
+        self.status = ""
         self._out, self._every = out, every_s
         self._start = self._last = time.monotonic()
 
-    def advance(self, n: int = 1) -> None:
+    def advance(self, n: int = 1, *, status: str | None = None) -> None:
         self.done += n
+        if status is not None:
+            self.status = status
         now = time.monotonic()
         if now - self._last >= self._every:
             self._last = now
@@ -35,10 +39,11 @@ class _Plain:
 
     def _line(self, now: float) -> str:
         elapsed = now - self._start
+        status = f", {self.status}" if self.status else ""
         if self.total:
             pct = 100.0 * self.done / self.total
-            return f"{self.name}: {self.done}/{self.total} ({pct:.0f}%) in {elapsed:.0f}s"
-        return f"{self.name}: {self.done} in {elapsed:.0f}s"
+            return f"{self.name}: {self.done}/{self.total} ({pct:.0f}%){status} in {elapsed:.0f}s"
+        return f"{self.name}: {self.done}{status} in {elapsed:.0f}s"
 
     def finish(self) -> None:
         self._out(self._line(time.monotonic()) + " - done")
@@ -48,8 +53,11 @@ class _Rich:
     def __init__(self, progress, task_id) -> None:
         self._progress, self._id = progress, task_id
 
-    def advance(self, n: int = 1) -> None:
-        self._progress.advance(self._id, n)
+    def advance(self, n: int = 1, *, status: str | None = None) -> None:
+        if status is None:
+            self._progress.advance(self._id, n)
+        else:
+            self._progress.update(self._id, advance=n, status=status)
 
     def finish(self) -> None:
         self._progress.update(self._id, completed=self._progress.tasks[self._id].total or 0)
@@ -77,7 +85,8 @@ class Progress:
 
             self._console = Console(file=self.stream)
             self._rich = RichProgress(TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TimeElapsedColumn(),
+                                      MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+                                      TimeElapsedColumn(),
                                       TimeRemainingColumn(), console=self._console,
                                       transient=False)
 
@@ -106,7 +115,7 @@ class Progress:
             return
         with self._rich:
             # Rich estimates speed from advances only, so a resumed start does not inflate it.
-            task_id = self._rich.add_task(name, total=total, completed=completed)
+            task_id = self._rich.add_task(name, total=total, completed=completed, status="")
             bar = _Rich(self._rich, task_id)
             yield bar
             bar.finish()

@@ -43,3 +43,18 @@ def test_completed_outside_the_total_is_refused() -> None:
     with pytest.raises(ValueError, match="completed=181"):
         with Progress("plain", stream=io.StringIO()).task("x", total=180, completed=181):
             pass
+
+
+def test_a_status_shows_after_the_count_plain_and_rich() -> None:
+    stream = io.StringIO()
+    with Progress("plain", stream=stream, every_s=0.0).task("verify", total=4) as bar:
+        bar.advance(1, status="1 passed")
+        bar.advance(1)  # no status given: the last one stays
+    lines = stream.getvalue().splitlines()
+    assert "verify: 1/4 (25%), 1 passed in" in lines[1]
+    assert "verify: 2/4 (50%), 1 passed in" in lines[2]
+    progress = Progress("rich", stream=io.StringIO())
+    with progress.task("verify", total=4) as bar:
+        bar.advance(2, status="2 passed")
+        task = progress._rich.tasks[0]
+        assert task.completed == 2 and task.fields["status"] == "2 passed"

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from halo_forge.argtypes import positive_int
@@ -143,18 +145,24 @@ def _backend_config(args):
         raise HaloError(f"benchmark run --backend {args.backend}: {exc}") from None
 
 
-class _Progress:
-    """A line on stderr every tenth of the way (and at the end): works in logs and terminals."""
+@contextlib.contextmanager
+def _progress(quiet: bool, total: int) -> Iterator[Callable[[int, int], None] | None]:
+    """The verify bar of a benchmark run (none with --quiet): `evaluate` reports (done, total)
+    and the bar advances by what is new."""
+    from halo_forge.progress import Progress
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.shown = -1
+    if quiet:
+        yield None
+        return
+    with Progress().task("benchmark: verify", total=total) as bar:
+        seen = 0
 
-    def __call__(self, done: int, total: int) -> None:
-        tenth = 10 * done // max(total, 1)
-        if not self.quiet and (tenth > self.shown or done == total):
-            self.shown = tenth
-            print(f"benchmark: {done}/{total} samples verified", file=sys.stderr, flush=True)
+        def report(done: int, _total: int) -> None:
+            nonlocal seen
+            bar.advance(done - seen)
+            seen = done
+
+        yield report
 
 
 def _run(args) -> int:
@@ -192,11 +200,12 @@ def _run(args) -> int:
 
     backend = make_backend(_backend_config(args))
     try:
-        summary = anyio.run(lambda: evaluate(
-            problems=problems, backend=backend, samples=args.samples, ks=ks,
-            verifier_config=verifier, output_dir=args.output, sampling=sampling, dataset=label,
-            progress=_Progress(args.quiet), meta={"command": "benchmark run"},
-        ))
+        with _progress(args.quiet, len(problems) * args.samples) as report:
+            summary = anyio.run(lambda: evaluate(
+                problems=problems, backend=backend, samples=args.samples, ks=ks,
+                verifier_config=verifier, output_dir=args.output, sampling=sampling,
+                dataset=label, progress=report, meta={"command": "benchmark run"},
+            ))
     finally:
         backend.close()
     if args.json:

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from halo_forge.argtypes import positive_int
 from halo_forge.errors import HaloError
@@ -60,6 +61,7 @@ def run_verify(args: argparse.Namespace) -> int:
     import msgspec
 
     from halo_forge.paths import check_output_file
+    from halo_forge.progress import Progress
     from halo_forge.verify.cache import VerdictCache
     from halo_forge.verify.config import VerifierConfig
     from halo_forge.verify.partial import PartialVerdicts, resume_key
@@ -98,10 +100,9 @@ def run_verify(args: argparse.Namespace) -> int:
     done_ids = {v.id for v in partial.resumed}
     resumed = len(done_ids)
     cache = VerdictCache(config.cache_path) if config.cache else None
-    progress = _Progress(total, done=resumed, passed=counts["passed"])
     started = time.perf_counter()
 
-    async def main() -> None:
+    async def main(bar: Any) -> None:
         nonlocal rewards
         samples = (s for _, s in read_samples(source) if s.id not in done_ids)  # type: ignore[attr-defined]
         async with (Verifier(config, cache=cache) as verifier,
@@ -110,14 +111,15 @@ def run_verify(args: argparse.Namespace) -> int:
                 partial.append(encoder.encode(verdict) + b"\n")
                 counts[verdict.status] += 1
                 rewards += verdict.reward
-                progress.advance(verdict.status)
+                bar.advance(1, status=f"{counts['passed']} passed")
 
     if resumed:
         print(f"verify: resuming: {resumed} of {total} verdicts kept from an interrupted run",
               file=sys.stderr)
     try:
-        with _sigterm_as_interrupt(), progress:
-            anyio.run(main)
+        with (_sigterm_as_interrupt(),
+              Progress(every_s=5.0).task("verify", total=total, completed=resumed) as bar):
+            anyio.run(main, bar)
         partial.publish()
     except KeyboardInterrupt:
         print(f"verify: interrupted; {sum(counts.values())} of {total} verdicts kept in "
@@ -157,52 +159,3 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-class _Progress:
-    """A rich progress bar on a terminal, a plain line every few seconds otherwise."""
-
-    def __init__(self, total: int, *, done: int = 0, passed: int = 0) -> None:
-        self.total = total
-        self.done = self._resumed = done  # a resumed run starts at what it kept
-        self.passed = passed
-        self._bar = None
-        self._task = None
-        self._last_log = time.monotonic()
-        self._started = time.monotonic()
-
-    def __enter__(self) -> _Progress:  # noqa: PYI034
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[passed]} passed"), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=True)
-            self._bar.__enter__()
-            self._task = self._bar.add_task("verify", total=self.total, completed=self.done,
-                                            passed=self.passed)
-        return self
-
-    def advance(self, status: str) -> None:
-        self.done += 1
-        self.passed += status == "passed"
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, passed=self.passed)
-            return
-        now = time.monotonic()
-        if now - self._last_log >= 5.0 or self.done == self.total:
-            self._last_log = now
-            rate = (self.done - self._resumed) / max(now - self._started, 1e-9)
-            print(f"verify: {self.done}/{self.total} done, {self.passed} passed, {rate:.1f} samples/s",
-                  file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)

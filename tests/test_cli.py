@@ -106,3 +106,31 @@ def test_every_command_checks_its_outputs_before_any_work(tmp_path, capsys, monk
         err = capsys.readouterr().err
         assert err.startswith("halo-forge: error: ") and err.count("\n") == 1, err
         assert what in err and needle in err, (argv, err)
+
+
+def test_shared_flags_come_from_the_settings_structs():
+    from halo_forge.cli import build_parser
+    from halo_forge.config import GenerationSection
+    from halo_forge.verify.config import VERIFIERS, VerifierConfig
+
+    parser = build_parser()
+    for argv in (["verify", "in.jsonl", "--out", "v.jsonl"], ["bench", "verify"],
+                 ["benchmark", "run"]):
+        args = parser.parse_args(argv)
+        assert (args.verifier, args.concurrency) == ("auto", None) == (
+            VerifierConfig().verifier, VerifierConfig().concurrency)
+        for name in VERIFIERS:  # the one list of verifier names
+            assert parser.parse_args([*argv, "--verifier", name]).verifier == name
+    args = parser.parse_args(["benchmark", "run"])
+    g = GenerationSection()
+    assert (args.temperature, args.top_p, args.max_new_tokens) == (
+        g.temperature, g.top_p, g.max_new_tokens)
+
+
+@pytest.mark.parametrize("group", ["data", "sft", "raft", "benchmark", "bench", "sandbox"])
+def test_every_group_alone_prints_its_help_and_a_bad_command_is_one_line(group, capsys):
+    assert main([group]) == 2
+    assert "COMMAND" in capsys.readouterr().out
+    assert main([group, "no-such-command"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("halo-forge: error: ") and err.count("\n") == 1, err

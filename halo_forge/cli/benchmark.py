@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from halo_forge.argtypes import positive_int
+from halo_forge.cli.flags import add_struct_flags
 from halo_forge.cli.parser import add_group
+from halo_forge.cli.verify import add_verifier_flags
+from halo_forge.config import GenerationSection
 from halo_forge.errors import HaloError
 from halo_forge.paths import check_output_dir
-from halo_forge.verify.config import VERIFIERS
 
 
 def parse_ks(text: str) -> list[int]:
@@ -51,8 +53,7 @@ def register(subparsers) -> None:
                      help="--split test on datasets without an official split")
     src.add_argument("--split-seed", type=int, default=0, help="seed of the split and of --limit")
     src.add_argument("--limit", type=positive_int, default=None, help="at most N problems")
-    p.add_argument("--verifier", choices=VERIFIERS,
-                   default="auto", help="toolchain (default: by each problem's language)")
+    add_verifier_flags(p)
     p.add_argument("--samples", type=positive_int, default=10, help="n: samples per problem")
     p.add_argument("--k", default="1,5,10", help="comma-separated ks, each <= --samples "
                    "(default 1,5,10)")
@@ -60,9 +61,9 @@ def register(subparsers) -> None:
     gen = p.add_argument_group("generation")
     gen.add_argument("--backend", choices=("transformers", "vllm", "openai"),
                      default="transformers")
-    gen.add_argument("--temperature", type=float, default=0.8)
-    gen.add_argument("--top-p", type=float, default=0.95)
-    gen.add_argument("--max-new-tokens", type=positive_int, default=512)
+    # The pipeline's [generation] keys and defaults.
+    add_struct_flags(gen, GenerationSection, only=("temperature", "top_p", "max_new_tokens"),
+                     types_={"max_new_tokens": positive_int}, defaults=True)
     gen.add_argument("--seed", type=int, default=None, help="sampling seed")
     gen.add_argument("--system", default=None, help="system prompt ('' for none)")
     gen.add_argument("--batch-size", type=positive_int, default=None,
@@ -75,8 +76,6 @@ def register(subparsers) -> None:
     gen.add_argument("--base-url", default="http://localhost:8000/v1", help="openai")
     gen.add_argument("--api-key-env", default="OPENAI_API_KEY",
                      help="openai: environment variable holding the key")
-    p.add_argument("--concurrency", type=positive_int, default=None,
-                   help="samples verified at once (default: CPU cores)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=_run)

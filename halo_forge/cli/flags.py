@@ -6,7 +6,8 @@ pipeline.toml section and the library's config, and the flags follow.
     settings = struct_from_args(SFTConfig, args, model=args.model)
 
 A generated flag defaults to None (not given), so a flag overrides only what it names: the
-Struct's own default, or the value a config file gave. `--x/--no-x` for booleans, `choices`
+Struct's own default, or the value a config file gave (`defaults=True` puts the Struct's default
+in the namespace instead, for commands without a config file). `--x/--no-x` for booleans, `choices`
 for Literals, comma-separated values for lists.
 """
 
@@ -63,11 +64,12 @@ def add_struct_flags(parser: argparse.ArgumentParser | Any, struct: type[msgspec
                      exclude: Iterable[str] = (), only: Iterable[str] | None = None,
                      aliases: Mapping[str, Iterable[str]] | None = None,
                      types_: Mapping[str, Callable[[str], Any]] | None = None,
-                     dest_prefix: str = "") -> dict[str, str]:
+                     dest_prefix: str = "", defaults: bool = False) -> dict[str, str]:
     """One flag per field of `struct` (minus `exclude`, or just `only`); returns
     {field: its flag as a user types it}. `aliases` puts other spellings first (`--lr`);
     `types_` replaces a field's parser (e.g. one that refuses 0 at parse time); `dest_prefix`
-    keeps two Structs' fields of one name apart in the namespace."""
+    keeps two Structs' fields of one name apart in the namespace. With `defaults` a flag not
+    given holds the field's default (for a command with no config file under its flags)."""
     skip, keep = set(exclude), None if only is None else list(only)
     fields = {f.name: f for f in msgspec.structs.fields(struct)}
     names = keep if keep is not None else [n for n in fields if n not in skip]
@@ -79,7 +81,8 @@ def add_struct_flags(parser: argparse.ArgumentParser | Any, struct: type[msgspec
                    else field.default_factory() if field.default_factory is not msgspec.NODEFAULT
                    else None)
         names_ = spellings(name, aliases)
-        kwargs: dict[str, Any] = {"dest": dest_prefix + name, "default": None}
+        kwargs: dict[str, Any] = {"dest": dest_prefix + name,
+                                  "default": default if defaults else None}
         if t is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(t) is typing.Literal:

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from halo_forge.argtypes import positive_int
+from halo_forge.cli.flags import add_struct_flags
 from halo_forge.errors import HaloError
-from halo_forge.verify.config import VERIFIERS
+from halo_forge.verify.config import VerifierConfig
 
 
 def add_verifier_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--verifier", choices=VERIFIERS, default="auto",
-                        help="toolchain: gcc/clang (C, C++), rustc, python, or auto by language (default)")
-    parser.add_argument("--concurrency", type=positive_int, default=None, metavar="N",
-                        help="samples verified at once (default: CPU cores)")
+    """--verifier and --concurrency, made from VerifierConfig (its defaults and help)."""
+    add_struct_flags(parser, VerifierConfig, only=("verifier", "concurrency"),
+                     types_={"concurrency": positive_int}, defaults=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,7 +63,6 @@ def run_verify(args: argparse.Namespace) -> int:
     from halo_forge.paths import check_output_file
     from halo_forge.progress import Progress
     from halo_forge.verify.cache import VerdictCache
-    from halo_forge.verify.config import VerifierConfig
     from halo_forge.verify.partial import PartialVerdicts, resume_key
     from halo_forge.verify.runner import Verifier, verify_indexed
 

@@ -156,9 +156,10 @@ class GenerationSection(_Section):
 
 
     def sampling(self, **overrides: Any) -> SamplingSettings:
+        """The sampler's settings from this section (what the pipeline generates with)."""
         return SamplingSettings(**{"temperature": self.temperature, "top_p": self.top_p,
-                                   "max_new_tokens": self.max_new_tokens, "stop": self.stop,
-                                   **overrides})
+                                   "max_new_tokens": self.max_new_tokens,
+                                   "stop": list(self.stop), **overrides})
 
 
 class BenchmarkSection(_Section):

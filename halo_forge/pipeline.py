@@ -359,12 +359,9 @@ class Pipeline:
         return self._backend
 
     def _sampling(self, *, seed: int, temperature: float | None = None) -> Any:
-        from halo_forge.generate.base import SamplingSettings
-
         g = self.config.generation
-        return SamplingSettings(temperature=g.temperature if temperature is None else temperature,
-                                top_p=g.top_p, max_new_tokens=g.max_new_tokens,
-                                stop=list(g.stop), seed=seed)
+        return g.sampling(seed=seed, **({} if temperature is None else
+                                        {"temperature": temperature}))
 
     def _metrics_rows(self) -> list[CycleMetrics]:
         rows = []

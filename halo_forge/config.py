@@ -200,6 +200,11 @@ class PipelineConfig(_Section):
             raise ValueError("raft.max_per_prompt must be <= raft.samples_per_prompt")
 
 
+def section_type(name: str) -> type:
+    """The Struct of a pipeline.toml section (`raft` -> RaftSection)."""
+    return {f.name: f.type for f in msgspec.structs.fields(PipelineConfig)}[name]
+
+
 # --- loading and error messages -----------------------------------------------------------
 
 _UNKNOWN = re.compile(r"Object contains unknown field `([^`]*)`")

@@ -134,3 +134,18 @@ def test_every_group_alone_prints_its_help_and_a_bad_command_is_one_line(group, 
     assert main([group, "no-such-command"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("halo-forge: error: ") and err.count("\n") == 1, err
+
+
+def test_run_flags_override_only_the_keys_they_name(tmp_path, monkeypatch):
+    import halo_forge.cli.run as run_cli
+
+    seen = []
+    monkeypatch.setattr(run_cli, "run_config", lambda config, **kw: seen.append(config) or 0)
+    toml = tmp_path / "p.toml"
+    toml.write_text("[model]\ntiny = true\n[raft]\ncycles = 7\n[output]\nprogress = 'rich'\n")
+    assert main(["run", str(toml)]) == 0
+    assert main(["run", str(toml), "--cycles", "2", "--progress", "plain"]) == 0
+    assert main(["run", str(toml), "--cycles", "-1"]) == 2  # validated like the file
+    (as_written, overridden) = seen
+    assert (as_written.raft.cycles, as_written.output.progress) == (7, "rich")
+    assert (overridden.raft.cycles, overridden.output.progress) == (2, "plain")

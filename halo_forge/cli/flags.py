@@ -64,12 +64,14 @@ def add_struct_flags(parser: argparse.ArgumentParser | Any, struct: type[msgspec
                      exclude: Iterable[str] = (), only: Iterable[str] | None = None,
                      aliases: Mapping[str, Iterable[str]] | None = None,
                      types_: Mapping[str, Callable[[str], Any]] | None = None,
-                     dest_prefix: str = "", defaults: bool = False) -> dict[str, str]:
+                     dest_prefix: str = "", defaults: bool = False,
+                     default_note: str | None = None) -> dict[str, str]:
     """One flag per field of `struct` (minus `exclude`, or just `only`); returns
     {field: its flag as a user types it}. `aliases` puts other spellings first (`--lr`);
     `types_` replaces a field's parser (e.g. one that refuses 0 at parse time); `dest_prefix`
     keeps two Structs' fields of one name apart in the namespace. With `defaults` a flag not
-    given holds the field's default (for a command with no config file under its flags)."""
+    given holds the field's default (for a command with no config file under its flags);
+    `default_note` is what the help names as the default instead of the field's."""
     skip, keep = set(exclude), None if only is None else list(only)
     fields = {f.name: f for f in msgspec.structs.fields(struct)}
     names = keep if keep is not None else [n for n in fields if n not in skip]
@@ -98,7 +100,9 @@ def add_struct_flags(parser: argparse.ArgumentParser | Any, struct: type[msgspec
         if types_ and name in types_:
             kwargs["type"] = types_[name]
         help_text = description or name.replace("_", " ")
-        if (t is not bool or default) and "default" not in help_text:
+        if default_note is not None:
+            help_text += f" (default: {default_note})"
+        elif (t is not bool or default) and "default" not in help_text:
             help_text += f" (default: {_shown(default)})"
         kwargs["help"] = help_text.replace("%", "%%")
         parser.add_argument(*names_, **kwargs)

@@ -22,6 +22,7 @@ import msgspec
 from halo_forge.argtypes import positive_int
 from halo_forge.cli.flags import add_struct_flags, given, spellings
 from halo_forge.cli.parser import add_group
+from halo_forge.config import section_type
 from halo_forge.errors import HaloError
 
 # (section, its Struct's fields given as flags, other spellings): the flags come from the
@@ -32,12 +33,6 @@ _SECTIONS: tuple[tuple[str, tuple[str, ...] | None, dict[str, tuple[str, ...]]],
     ("verifier", ("verifier", "concurrency"), {}),
     ("output", ("progress",), {}),
 )
-
-
-def _section_types() -> dict[str, type]:
-    from halo_forge.config import PipelineConfig
-
-    return {f.name: f.type for f in msgspec.structs.fields(PipelineConfig)}
 
 
 _BACKENDS = ("transformers", "vllm", "openai")
@@ -66,9 +61,8 @@ def register(subparsers) -> None:
     p.add_argument("--config", metavar="TOML",
                    help="a pipeline.toml for everything not given as a flag (sft is turned off "
                         "and the benchmark only runs with --benchmark)")
-    types = _section_types()
     for section, only, aliases in _SECTIONS:
-        add_struct_flags(p, types[section], only=only, aliases=aliases,
+        add_struct_flags(p, section_type(section), only=only, aliases=aliases,
                          types_={"concurrency": positive_int}, dest_prefix=f"{section}.")
     p.add_argument("--backend", choices=_BACKENDS, default=None,
                    help="generation backend (default transformers; vllm on GPUs)")
@@ -166,9 +160,8 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str]:
         put("data.prompts", str(prompts.resolve()), "--prompts")
     if args.output:
         put("output.dir", args.output, "--output")
-    types = _section_types()
     for section, _, aliases in _SECTIONS:
-        for name, value in given(types[section], args, dest_prefix=f"{section}.").items():
+        for name, value in given(section_type(section), args, dest_prefix=f"{section}.").items():
             put(f"{section}.{name}", value, spellings(name, aliases)[0])
     if args.backend is not None:
         engine = data.setdefault("generation", {}).get("engine") or {}

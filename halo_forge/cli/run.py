@@ -9,7 +9,12 @@ from __future__ import annotations
 import logging
 import sys
 
+from halo_forge.cli.flags import add_struct_flags, given
+from halo_forge.config import section_type
 from halo_forge.errors import HaloError
+
+# Keys of the file a flag may override.
+_OVERRIDES = (("raft", ("cycles",)), ("output", ("progress",)))
 
 
 def register(subparsers) -> None:
@@ -20,12 +25,12 @@ def register(subparsers) -> None:
                     "same command to resume after a crash, kill or Ctrl-C.")
     p.add_argument("config", nargs="?", default=None, help="pipeline.toml (default: cpu-tiny)")
     p.add_argument("--output", default=None, help="output folder (overrides output.dir)")
-    p.add_argument("--cycles", type=int, default=None, help="overrides raft.cycles")
     p.add_argument("--force-stage", action="append", default=[], metavar="STAGE",
                    choices=("data", "sft", "raft", "benchmark"),
                    help="redo this stage and every stage after it (repeatable)")
-    p.add_argument("--progress", choices=("auto", "rich", "plain"), default=None,
-                   help="overrides output.progress")
+    for section, names in _OVERRIDES:
+        add_struct_flags(p, section_type(section), only=names, dest_prefix=f"{section}.",
+                         default_note="the config file's")
     p.set_defaults(handler=_run)
 
 
@@ -45,10 +50,10 @@ def _run(args) -> int:
     config, text = load_config(args.config)
     if args.output is not None:
         config = replace_key(config, "output.dir", args.output)
-    if args.cycles is not None:
-        config = replace_key(config, "raft.cycles", args.cycles)
-    if args.progress is not None:
-        config = replace_key(config, "output.progress", args.progress)
+    for section, _ in _OVERRIDES:
+        for name, value in given(section_type(section), args,
+                                 dest_prefix=f"{section}.").items():
+            config = replace_key(config, f"{section}.{name}", value)
     return run_config(config, config_text=text, force=args.force_stage)
 
 

@@ -54,6 +54,7 @@ def test_n_samples_per_prompt_in_bounded_batches(backend, problems) -> None:
     assert [s.completion for b in other for s in b] != again
 
 
+@pytest.mark.slow
 def test_adapter_changes_the_outputs_and_can_be_switched(backend, problems,
                                                          trained_adapter) -> None:
     _, out = trained_adapter

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from halo_forge.data.jsonl import read_jsonl
 from halo_forge.errors import HaloError
 from halo_forge.records import Problem
 
-BUILTIN_PATH = Path(__file__).resolve().parent.parent / "problems" / "builtin.jsonl"
+# Package data, like the recipes in halo_forge/examples/: found wherever pip installed us.
+BUILTIN_PATH = Path(str(resources.files("halo_forge.problems") / "builtin.jsonl"))
 LOCAL_HINT = "a JSONL or Parquet file, or a folder from datasets' save_to_disk"
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import anyio
 import msgspec
 
+from halo_forge.atomic import write_atomic
 from halo_forge.errors import HaloError
 from halo_forge.examples import VERIFY_CORPUS
 from halo_forge.verify.compare import outputs_match
@@ -239,5 +240,5 @@ def run_benchmark(*, corpus: str | None = None, verifier: str = "auto", concurre
     if results[1].passed != bare.passed:
         out(f"  WARNING: the verifier passed {results[1].passed} samples, the bare loop {bare.passed}")
     if json_path:
-        Path(json_path).write_bytes(msgspec.json.format(msgspec.json.encode(results)))
+        write_atomic(json_path, msgspec.json.format(msgspec.json.encode(results)))
     return 0

@@ -22,7 +22,7 @@ import anyio  # noqa: E402
 
 from halo_forge.data.registry import load_problems  # noqa: E402
 from halo_forge.generate import SamplingSettings, TransformersConfig, make_backend  # noqa: E402
-from halo_forge.tiny import build_tiny_model  # noqa: E402
+from halo_forge.tiny_model import build_tiny_model  # noqa: E402
 
 
 def run(backend, problems, samples: int, tokens: int) -> tuple[int, int, float]:

@@ -223,7 +223,7 @@ class Pipeline:
         m = self.config.model
         if not m.tiny:
             return m.name
-        from halo_forge.tiny import build_tiny_model, default_corpus
+        from halo_forge.tiny_model import build_tiny_model, default_corpus
 
         path = self.out / "model"
         if not (path / "config.json").exists():
@@ -334,7 +334,7 @@ class Pipeline:
     def _backend_for(self, model: str, adapter: str) -> Any:
         """The generation backend on the adapter's own base model, with `adapter` applied."""
         from halo_forge.generate import make_backend
-        from halo_forge.train_models import read_adapter_meta
+        from halo_forge.model_loading import read_adapter_meta
 
         base = read_adapter_meta(adapter).base_model if adapter else model
         if adapter and model and base != model and base.startswith(("/", ".")) \

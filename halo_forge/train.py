@@ -34,9 +34,7 @@ from halo_forge import checkpoints, faults
 from halo_forge.atomic import write_atomic
 from halo_forge.data.chat import apply_chat_template, problem_messages
 from halo_forge.errors import HaloError
-from halo_forge.records import Example, Message, Problem
-from halo_forge.sft_settings import SftSettings
-from halo_forge.train_models import (
+from halo_forge.model_loading import (
     AdapterMeta,
     load_causal_lm,
     load_tokenizer,
@@ -44,6 +42,8 @@ from halo_forge.train_models import (
     resolve,
     write_adapter_meta,
 )
+from halo_forge.records import Example, Message, Problem
+from halo_forge.sft_settings import SftSettings
 
 FINAL_DIR = "final_model"
 SUMMARY = "sft_summary.json"

@@ -22,7 +22,7 @@ def anyio_backend():
 def tiny_model(tmp_path_factory) -> Path:
     """A real model folder (2-layer Qwen2, safetensors, BPE tokenizer with a ChatML template),
     built once per test session from the built-in problems."""
-    from halo_forge.tiny import build_tiny_model
+    from halo_forge.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
 

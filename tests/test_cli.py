@@ -94,12 +94,12 @@ def _bad_output_cases(tmp_path):
 
 
 def test_every_command_checks_its_outputs_before_any_work(tmp_path, capsys, monkeypatch) -> None:
-    import halo_forge.tiny
+    import halo_forge.tiny_model
 
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the output path was checked")
 
-    monkeypatch.setattr(halo_forge.tiny, "build_tiny_model", no_work)
+    monkeypatch.setattr(halo_forge.tiny_model, "build_tiny_model", no_work)
     for argv, what, needle in _bad_output_cases(tmp_path):
         argv = [str(a) for a in argv]
         assert main(argv) == 2, argv

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from halo_forge.cli import main as cli_main
-from halo_forge.data import generate
+from halo_forge.data import synthesize
 from halo_forge.errors import HaloError
 from halo_forge.records import Problem, Verdict
 
@@ -58,11 +58,11 @@ def judge(samples):
     return verdicts()
 
 
-def args(tmp_path: Path, **kw) -> generate.GenerateOptions:
+def args(tmp_path: Path, **kw) -> synthesize.GenerateOptions:
     base = dict(topic="python_io_test", backend="deepseek", output=str(tmp_path / "gen.jsonl"),
                 count=3, concurrency=2, temperature=0.7, topics_dir=[str(tmp_path)])
     base.update({k: str(v) if isinstance(v, Path) else v for k, v in kw.items()})
-    return generate.GenerateOptions(**base)
+    return synthesize.GenerateOptions(**base)
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +73,7 @@ def _setup(tmp_path: Path, monkeypatch) -> None:
     )
     monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-test-deepseek")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai")
-    monkeypatch.setattr(generate.ChatClient, "_delay", lambda self, attempt, ra: 0.0)
+    monkeypatch.setattr(synthesize.ChatClient, "_delay", lambda self, attempt, ra: 0.0)
 
 
 def kept(path: Path) -> list[Problem]:
@@ -82,7 +82,7 @@ def kept(path: Path) -> list[Problem]:
 
 def test_deepseek_request_is_what_the_api_accepts_and_pairs_stay_together(tmp_path) -> None:
     api = FakeApi([(200, answer(n), {}) for n in range(3)])
-    assert generate.main(args(tmp_path), transport=httpx.MockTransport(api), verify=judge) == 0
+    assert synthesize.main(args(tmp_path), transport=httpx.MockTransport(api), verify=judge) == 0
     req = api.requests[0]
     assert str(req.url) == "https://api.deepseek.com/chat/completions"
     assert req.method == "POST" and req.headers["authorization"] == "Bearer sk-test-deepseek"
@@ -101,7 +101,7 @@ def test_deepseek_request_is_what_the_api_accepts_and_pairs_stay_together(tmp_pa
 
 def test_openai_and_compatible_backends(tmp_path) -> None:
     api = FakeApi([(200, answer(1), {})])
-    generate.main(args(tmp_path, backend="openai", count=1), transport=httpx.MockTransport(api),
+    synthesize.main(args(tmp_path, backend="openai", count=1), transport=httpx.MockTransport(api),
                   verify=judge)
     req = api.requests[0]
     assert str(req.url) == "https://api.openai.com/v1/chat/completions"
@@ -109,7 +109,7 @@ def test_openai_and_compatible_backends(tmp_path) -> None:
     assert "max_completion_tokens" in json.loads(req.content)
 
     api = FakeApi([(200, answer(2), {})])
-    generate.main(args(tmp_path, backend="openai-compatible", base_url="http://gpu:8000/v1",
+    synthesize.main(args(tmp_path, backend="openai-compatible", base_url="http://gpu:8000/v1",
                        model="qwen", count=1, output=tmp_path / "b.jsonl"),
                   transport=httpx.MockTransport(api), verify=judge)
     req = api.requests[0]
@@ -140,7 +140,7 @@ def test_summary_says_how_many_were_dropped_and_why(tmp_path, capsys) -> None:
         (200, answer(3, tests=False), {}),
         (200, answer(4), {}),
     ])
-    assert generate.main(args(tmp_path, count=2, concurrency=1),
+    assert synthesize.main(args(tmp_path, count=2, concurrency=1),
                          transport=httpx.MockTransport(api), verify=judge) == 0
     err = capsys.readouterr().err
     assert "kept 2 new problems (2 in the output) from 6 requests" in err
@@ -185,14 +185,14 @@ def test_config_errors(tmp_path, monkeypatch, kw, env, match) -> None:
     for k, v in env.items():
         monkeypatch.delenv(k) if v is None else monkeypatch.setenv(k, v)
     with pytest.raises(HaloError, match=match):
-        generate.main(args(tmp_path, **kw), transport=httpx.MockTransport(FakeApi([])),
+        synthesize.main(args(tmp_path, **kw), transport=httpx.MockTransport(FakeApi([])),
                       verify=judge)
 
 
 def test_refused_key_is_one_clear_error(tmp_path, capsys, monkeypatch) -> None:
     api = FakeApi([(401, None, {})] * 5)
     with pytest.raises(HaloError, match="API key was refused"):
-        generate.main(args(tmp_path), transport=httpx.MockTransport(api), verify=judge)
+        synthesize.main(args(tmp_path), transport=httpx.MockTransport(api), verify=judge)
 
 
 def test_list_topics_shows_the_shipped_ones(capsys) -> None:
@@ -203,8 +203,8 @@ def test_list_topics_shows_the_shipped_ones(capsys) -> None:
 
 
 def test_shipped_topics_are_valid() -> None:
-    for path in generate.topic_files().values():
-        topic = generate.load_topic(path)
+    for path in synthesize.topic_files().values():
+        topic = synthesize.load_topic(path)
         assert topic.seeds and topic.instructions.strip()
 
 
@@ -212,9 +212,9 @@ def anyio_run(tmp_path, api, *, count, concurrency=2, verify=judge):
     import anyio
 
     a = args(tmp_path, count=count, concurrency=concurrency)
-    client = generate.make_client(a, transport=httpx.MockTransport(api))
-    topic = generate.find_topic(a.topic, a.topics_dir)
-    return anyio.run(lambda: generate.run(topic=topic, client=client, output=Path(a.output),
+    client = synthesize.make_client(a, transport=httpx.MockTransport(api))
+    topic = synthesize.find_topic(a.topic, a.topics_dir)
+    return anyio.run(lambda: synthesize.run(topic=topic, client=client, output=Path(a.output),
                                           count=count, concurrency=concurrency, verify=verify))
 
 
@@ -229,4 +229,4 @@ def test_the_command_needs_a_topic_and_an_output(tmp_path, capsys) -> None:
     assert "needs --topic and --output" in capsys.readouterr().err
     # The flags become typed options: a backend the library does not know is refused there too.
     with pytest.raises(msgspec.ValidationError):
-        msgspec.convert({"topic": "t", "output": "o", "backend": "nope"}, generate.GenerateOptions)
+        msgspec.convert({"topic": "t", "output": "o", "backend": "nope"}, synthesize.GenerateOptions)

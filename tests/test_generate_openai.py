@@ -8,11 +8,11 @@ import anyio
 import httpx
 import pytest
 
+from halo_forge.chat_client import ChatClient
 from halo_forge.data.registry import load_problems
 from halo_forge.errors import HaloError
 from halo_forge.generate import OpenAIConfig, SamplingSettings
 from halo_forge.generate.openai_backend import OpenAIBackend
-from halo_forge.llm_http import ChatClient
 
 
 class Server:

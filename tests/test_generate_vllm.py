@@ -16,7 +16,7 @@ import pytest
 from halo_forge.data.registry import load_problems
 from halo_forge.errors import HaloError
 from halo_forge.generate import SamplingSettings, VLLMConfig, make_backend
-from halo_forge.train_models import ADAPTER_META
+from halo_forge.model_loading import ADAPTER_META
 
 LLM_ARGS = {"model", "enable_lora", "max_lora_rank", "max_loras", "enable_sleep_mode",
             "tensor_parallel_size", "dtype", "seed", "gpu_memory_utilization", "max_model_len"}

@@ -13,8 +13,8 @@ import pytest
 from halo_forge.cli import build_parser, main
 from halo_forge.cli.raft import build_config, resolve_checkpoint
 from halo_forge.errors import HaloError
+from halo_forge.model_loading import AdapterMeta, read_adapter_meta, write_adapter_meta
 from halo_forge.records import Sample, Verdict
-from halo_forge.train_models import AdapterMeta, read_adapter_meta, write_adapter_meta
 from tests.util import shard_ids
 
 

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from halo_forge.cli import main
-from halo_forge.train_models import read_adapter_meta
+from halo_forge.model_loading import read_adapter_meta
 
 
 @pytest.mark.slow

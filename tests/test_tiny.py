@@ -6,7 +6,7 @@ import pytest
 
 from halo_forge.data.chat import render_chatml
 from halo_forge.errors import HaloError
-from halo_forge.tiny import IM_END, IM_START, MARKER, build_tiny_model
+from halo_forge.tiny_model import IM_END, IM_START, MARKER, build_tiny_model
 
 
 def test_folder_loads_with_auto_classes_and_has_a_chatml_template(tiny_model) -> None:
@@ -69,7 +69,7 @@ def test_pretraining_lowers_the_loss_and_is_part_of_the_spec(tmp_path) -> None:
 def test_default_corpus_holds_no_held_out_problem() -> None:
     from halo_forge.data.registry import get_spec, load_problems
     from halo_forge.data.split import split_problems
-    from halo_forge.tiny import default_corpus
+    from halo_forge.tiny_model import default_corpus
 
     train, test = split_problems(load_problems("builtin"), seed=0, test_fraction=0.25,
                                  official=get_spec("builtin").official_split)
@@ -86,7 +86,7 @@ def test_every_loader_splits_text_as_the_model_was_pretrained_on_it(tiny_model) 
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
-    from halo_forge.tiny import default_corpus
+    from halo_forge.tiny_model import default_corpus
 
     loaded = AutoTokenizer.from_pretrained(tiny_model)
     raw = Tokenizer.from_file(str(tiny_model / "tokenizer.json"))
@@ -99,7 +99,7 @@ def test_pretrained_model_fits_its_corpus_as_the_loaded_tokenizer_splits_it(tiny
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from halo_forge.tiny import default_corpus
+    from halo_forge.tiny_model import default_corpus
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
@@ -116,7 +116,7 @@ def test_pretrained_model_fits_its_corpus_as_the_loaded_tokenizer_splits_it(tiny
 def test_folder_from_before_the_qwen2_pretokenizer_is_not_reused(tmp_path) -> None:
     import msgspec
 
-    from halo_forge.tiny import TinySpec
+    from halo_forge.tiny_model import TinySpec
 
     corpus = ["print('hello world')", "int main() { return 0; }"] * 10
     out = build_tiny_model(tmp_path / "m", corpus=corpus, vocab_size=300, pretrain_steps=0)
@@ -131,7 +131,7 @@ def test_folder_from_before_the_qwen2_pretokenizer_is_not_reused(tmp_path) -> No
 CORPUS = ["print('hello world')", "int main() { return 0; }"] * 10
 _KILLED_BUILD = """
 import sys
-from halo_forge.tiny import build_tiny_model
+from halo_forge.tiny_model import build_tiny_model
 build_tiny_model(sys.argv[1], corpus={corpus!r}, vocab_size=300, pretrain_steps=1_000_000,
                  pretrain_batch=1, pretrain_max_length=8)
 """
@@ -180,9 +180,9 @@ def test_old_per_pid_temp_folders_go_only_when_their_builder_is_gone(tmp_path) -
 def test_the_build_holds_the_folder_lock(tmp_path, monkeypatch) -> None:
     import fcntl
 
-    from halo_forge import tiny
+    from halo_forge import tiny_model
 
-    real = tiny._train_tokenizer
+    real = tiny_model._train_tokenizer
     seen = []
 
     def check_lock(*args, **kwargs):
@@ -194,6 +194,6 @@ def test_the_build_holds_the_folder_lock(tmp_path, monkeypatch) -> None:
                 seen.append("held")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tiny, "_train_tokenizer", check_lock)
+    monkeypatch.setattr(tiny_model, "_train_tokenizer", check_lock)
     build_tiny_model(tmp_path / "m", corpus=CORPUS, vocab_size=300, pretrain_steps=0)
     assert seen == ["held"]

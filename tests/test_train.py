@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from halo_forge.errors import HaloError
+from halo_forge.model_loading import read_adapter_meta, resolve
 from halo_forge.records import Example, Message
 from halo_forge.shards import write_shard
 from halo_forge.train import (
@@ -26,7 +27,6 @@ from halo_forge.train import (
     train,
     warmup_steps,
 )
-from halo_forge.train_models import read_adapter_meta, resolve
 
 
 def _lora_tensors(path) -> dict[str, torch.Tensor]:

@@ -200,19 +200,19 @@ def _print_datasets(datasets) -> None:
 
 
 def _generate(args) -> int:
-    from halo_forge.data import generate
+    from halo_forge.data import synthesize
 
     if args.list_topics:
-        for name, path in generate.topic_files(args.topics_dir).items():
-            t = generate.load_topic(path)
+        for name, path in synthesize.topic_files(args.topics_dir).items():
+            t = synthesize.load_topic(path)
             print(f"{name:<16} {t.language:<7} {t.tests:<10} {t.description}")
         return 0
     if not args.topic or not args.output:
         raise HaloError("data generate needs --topic and --output (see --list-topics)")
     check_output_file(args.output, what="data generate --output")  # appended to by a rerun
-    options = generate.GenerateOptions(
+    options = synthesize.GenerateOptions(
         topic=args.topic, output=str(args.output), backend=args.backend,
         model=args.model or "", base_url=args.base_url or "", count=args.count,
         concurrency=args.concurrency, max_attempts=args.max_attempts,
         temperature=args.temperature, topics_dir=[str(d) for d in args.topics_dir])
-    return generate.main(options)
+    return synthesize.main(options)

@@ -86,7 +86,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 def resolve_checkpoint(checkpoint: str | None, model: str | None) -> tuple[str, str]:
     """(base model, adapter or "") from --checkpoint and --model."""
-    from halo_forge.train_models import is_adapter_dir, read_adapter_meta
+    from halo_forge.model_loading import is_adapter_dir, read_adapter_meta
 
     if not checkpoint:
         if not model:

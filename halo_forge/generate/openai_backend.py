@@ -3,7 +3,7 @@
 The server applies the model's chat template, so requests carry chat messages. One request
 per problem asks for its `n` samples; a server that ignores `n` (llama.cpp answers with one
 choice) is asked again for the rest. Requests run concurrently (bounded by `concurrency`)
-through halo_forge.llm_http, the client `data generate` uses, with its retries and backoff.
+through halo_forge.chat_client, the client `data generate` uses, with its retries and backoff.
 
 Each yielded batch is one window of problems whose requests ran together: the window's
 requests finish before the batch is yielded, so the task group never spans a `yield` (an
@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from halo_forge.chat_client import ApiError, ChatClient, Endpoint
 from halo_forge.data.chat import DEFAULT_SYSTEM, problem_messages
 from halo_forge.errors import HaloError, first_error
 from halo_forge.generate.base import (
@@ -35,7 +36,6 @@ from halo_forge.generate.base import (
     generation_params,
     make_sample,
 )
-from halo_forge.llm_http import ApiError, ChatClient, Endpoint
 from halo_forge.records import Problem, Sample
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio depends on the backport there

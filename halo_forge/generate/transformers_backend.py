@@ -28,14 +28,14 @@ from halo_forge.generate.base import (
     make_sample,
     truncate_at_stop,
 )
-from halo_forge.records import Problem
-from halo_forge.train_models import (
+from halo_forge.model_loading import (
     load_causal_lm,
     load_tokenizer,
     pick_dtype,
     read_adapter_meta,
     resolve,
 )
+from halo_forge.records import Problem
 
 
 class TransformersBackend:

@@ -34,8 +34,8 @@ from halo_forge.generate.base import (
     generation_params,
     make_sample,
 )
+from halo_forge.model_loading import read_adapter_meta, resolve
 from halo_forge.records import Problem, Sample
-from halo_forge.train_models import read_adapter_meta, resolve
 
 log = logging.getLogger(__name__)
 

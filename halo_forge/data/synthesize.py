@@ -27,10 +27,10 @@ import anyio
 import msgspec
 
 from halo_forge.atomic import write_atomic
+from halo_forge.chat_client import ApiError, ChatClient, Endpoint
 from halo_forge.data.chat import FENCE, LANGUAGE_NAMES
 from halo_forge.data.jsonl import complete_lines, encode_line
 from halo_forge.errors import HaloError, first_error
-from halo_forge.llm_http import ApiError, ChatClient, Endpoint
 from halo_forge.records import IOTest, Language, Problem
 from halo_forge.verify.extract import find_blocks, strip_reasoning
 

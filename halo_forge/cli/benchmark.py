@@ -1,5 +1,5 @@
 """`halo-forge benchmark run` (pass@k and compile@k of a model on problems with tests) and
-`halo-forge benchmark compare A B` (two runs, per k and per problem). See benchmark.py."""
+`halo-forge benchmark compare A B` (two runs, per k and per problem). See benchmark_eval.py."""
 
 from __future__ import annotations
 

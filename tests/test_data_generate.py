@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -44,7 +45,8 @@ class FakeApi:
         })
 
 
-def judge(samples):
+@asynccontextmanager
+async def judge(samples):
     """Stands in for the sandboxed verifier in the logic tests: a solution passes when the
     number it prints is the expected output (the real verifier runs it; see the last test)."""
 
@@ -55,7 +57,7 @@ def judge(samples):
             yield Verdict(id=s["id"], status="passed" if ok else "wrong_answer",
                           reward=1.0 if ok else 0.5, compiled=True)
 
-    return verdicts()
+    yield verdicts()
 
 
 def args(tmp_path: Path, **kw) -> synthesize.GenerateOptions:

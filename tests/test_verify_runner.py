@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from contextlib import aclosing
 
 import anyio
 import msgspec
@@ -107,7 +106,8 @@ def test_after_max_timeouts_the_remaining_tests_are_not_run():
     async def go():
         async with Sandbox(max_concurrency=1) as sb:
             spy = CountingSandbox(sb)
-            verdicts = [v async for v in verify_stream([loop], config=FAST, sandbox=spy)]
+            async with verify_stream([loop], config=FAST, sandbox=spy) as stream:
+                verdicts = [v async for v in stream]
         return verdicts, spy.runs
 
     (verdict,), runs = anyio.run(go)
@@ -219,7 +219,7 @@ def test_stream_yields_as_they_finish():
 
     async def main():
         order = []
-        async with aclosing(verify_stream([slow, fast], config=FAST, concurrency=2)) as verdicts:
+        async with verify_stream([slow, fast], config=FAST, concurrency=2) as verdicts:
             async for v in verdicts:
                 order.append(v.id)
         return order
@@ -234,7 +234,8 @@ def test_stream_accepts_dicts_and_async_iterables():
                    "io_tests": [{"stdin": "", "stdout": f"{i}\n"}], "prompt": "ignored"}
 
     async def main():
-        return [v async for v in verify_stream(source(), config=FAST)]
+        async with verify_stream(source(), config=FAST) as verdicts:
+            return [v async for v in verdicts]
 
     got = anyio.run(main)
     assert sorted(v.id for v in got) == ["d0", "d1", "d2"] and all(v.status == "passed" for v in got)
@@ -266,3 +267,20 @@ def test_clang_toolchain():
     got = run([sample("c", C_SUM, language="c", io_tests=AB), sample("cpp", CPP_SUM, language="cpp", io_tests=AB)],
               config=config)
     assert got["c"].status == "passed" and got["cpp"].status == "passed"
+
+
+def test_leaving_the_stream_early_cancels_what_is_in_flight():
+    # verify_stream is a context manager (its tasks live in the block's task group): leaving
+    # after the first verdict cancels the sample still running instead of waiting for it.
+    fast = sample("fast", "print(3)\n", language="python")
+    stuck = sample("stuck", "import time\ntime.sleep(60)\n", language="python")
+    config = msgspec.structs.replace(FAST, run_limits=msgspec.structs.replace(
+        FAST.run_limits, cpu_s=60.0, wall_s=120.0))
+
+    async def main():
+        with anyio.fail_after(40):  # a hang guard: the stuck sample alone would take 60 s
+            async with verify_stream([stuck, fast], config=config, concurrency=2) as verdicts:
+                async for v in verdicts:
+                    return v.id
+
+    assert anyio.run(main) == "fast"

@@ -20,6 +20,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -223,10 +224,12 @@ class Summary(msgspec.Struct, kw_only=True):
                 f"dropped {sum(self.dropped.values())}" + (f": {drops}" if drops else "")]
 
 
-VerifyFn = Callable[[AsyncIterator[dict[str, Any]]], AsyncIterator[Any]]
+# samples -> an async context manager giving the verdicts (the shape of verify_stream).
+VerifyFn = Callable[[AsyncIterator[dict[str, Any]]], AbstractAsyncContextManager[AsyncIterator[Any]]]
 
 
-def _default_verify(samples: AsyncIterator[dict[str, Any]]) -> AsyncIterator[Any]:
+def _default_verify(
+        samples: AsyncIterator[dict[str, Any]]) -> AbstractAsyncContextManager[AsyncIterator[Any]]:
     from halo_forge.verify import verify_stream
 
     return verify_stream(samples)
@@ -356,19 +359,20 @@ async def run(
                 yield sample
 
     async def consume() -> None:
-        async for verdict in verify(samples()):
-            problem = pending.pop(verdict.id, None)
-            if problem is None:
-                continue
-            if verdict.status == "passed":
-                out_file.write(encode_line(problem))
-                out_file.flush()
-                os.fsync(out_file.fileno())
-                summary.kept_this_run += 1
-                progress(f"kept {kept_before + summary.kept_this_run}/{count}: {problem.id}")
-            else:
-                drop(f"verify_{verdict.status}")
-            wake.set()
+        async with verify(samples()) as verdicts:
+            async for verdict in verdicts:
+                problem = pending.pop(verdict.id, None)
+                if problem is None:
+                    continue
+                if verdict.status == "passed":
+                    out_file.write(encode_line(problem))
+                    out_file.flush()
+                    os.fsync(out_file.fileno())
+                    summary.kept_this_run += 1
+                    progress(f"kept {kept_before + summary.kept_this_run}/{count}: {problem.id}")
+                else:
+                    drop(f"verify_{verdict.status}")
+                wake.set()
 
     try:
         async with anyio.create_task_group() as tg:

@@ -1,9 +1,9 @@
 """The runner: compile once per sample in a sandboxed working directory, run every test
 against that binary, and turn what happened into a Verdict.
 
-`verify_stream` is what the pipeline uses: it yields verdicts as they finish, with a bounded
-number of samples in flight (default: the machine's cores), pulling samples from its input
-only as slots free up. `verify_many` is the synchronous convenience.
+`verify_stream` (an async context manager giving an async iterator) yields verdicts as they
+finish, with a bounded number of samples in flight (default: the machine's cores), pulling
+samples from its input only as slots free up. `verify_many` is the synchronous convenience.
 
 Status mapping: the sandbox's `ok`/`runtime_error`/`timeout`/`memory_limit`/`output_limit`
 carry over; a compiler that exits non-zero is `compile_error`; a test whose output differs
@@ -522,6 +522,7 @@ async def verify_indexed(
         raise first_error(group) from None
 
 
+@asynccontextmanager
 async def verify_stream(
     samples: Iterable[Any] | AsyncIterable[Any],
     *,
@@ -529,19 +530,22 @@ async def verify_stream(
     sandbox: Any = None,
     cache: VerdictCache | None = None,
     concurrency: int | None = None,
-) -> AsyncIterator[Verdict]:
-    """Verdicts for `samples` (VerifySample, or dicts in the contract's shape), yielded as they
-    finish. At most `concurrency` samples (default config.concurrency, else the cores) are in
-    flight, and the input is read only as slots free up, so memory stays bounded.
-
-    Iterate it to the end, or close it from the task that iterates it
-    (`async with contextlib.aclosing(verify_stream(...)) as verdicts:`)."""
+) -> AsyncIterator[AsyncIterator[Verdict]]:
+    """`async with verify_stream(samples) as verdicts: async for v in verdicts: ...`: verdicts
+    for `samples` (VerifySample, or dicts in the contract's shape) as they finish. At most
+    `concurrency` samples (default config.concurrency, else the cores) are in flight, and the
+    input is read only as slots free up, so memory stays bounded. A context manager, not an
+    async generator: the verifying tasks live in the block's task group, which anyio forbids
+    a generator to yield from; leaving the block early cancels what is still in flight."""
     async with (
         Verifier(config, sandbox=sandbox, cache=cache) as verifier,
         verify_indexed(samples, verifier=verifier, concurrency=concurrency) as pairs,
     ):
-        async for _, verdict in pairs:
-            yield verdict
+        async def verdicts() -> AsyncIterator[Verdict]:
+            async for _, verdict in pairs:
+                yield verdict
+
+        yield verdicts()
 
 
 def verify_many(

@@ -27,9 +27,47 @@ def test_sft_train_writes_the_final_adapter(tiny_model, sft_examples, tmp_path, 
     assert "trained 6 steps on 13 examples" in err and "eval loss" in err
     meta = read_adapter_meta(out / "final_model")
     assert meta.base_model == str(tiny_model) and meta.lora_rank == 4
-    assert main(argv) == 2  # a finished run is not overwritten without --resume
-    assert "--resume" in capsys.readouterr().err
-    assert main(argv + ["--resume"]) == 0
+    assert main(argv) == 0  # the same command again: resumes, trains no further step
+    assert "continuing the run" in capsys.readouterr().err
+    assert main(argv + ["--resume"]) == 0  # the old flag is still accepted
+
+
+def _recording_train(monkeypatch, tmp_path):
+    """train() replaced by a recorder of its `resume` argument (no model is loaded)."""
+    import halo_forge.train as train_module
+
+    calls: list[bool] = []
+
+    def fake(config, *, data, output_dir, resume, log):
+        calls.append(resume)
+        return train_module.TrainResult(adapter_dir=str(tmp_path / "a"), base_model="m",
+                                        global_step=1, train_examples=1, eval_examples=0,
+                                        skipped_examples=0)
+
+    monkeypatch.setattr(train_module, "train", fake)
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"text": "hi"}) + "\n")
+    return calls, ["sft", "train", "--data", str(data), "--output", str(tmp_path / "run"),
+                   "--model", "m"]
+
+
+def test_rerunning_an_interrupted_sft_train_resumes_without_the_flag(monkeypatch, tmp_path,
+                                                                     capsys) -> None:
+    calls, argv = _recording_train(monkeypatch, tmp_path)
+    assert main(argv) == 0 and calls == [False]  # a fresh folder starts from the beginning
+    (tmp_path / "run" / "checkpoint-2").mkdir(parents=True)  # what a killed run leaves
+    assert main(argv) == 0 and calls[-1] is True
+    assert "continuing the run" in capsys.readouterr().err
+    assert main(argv + ["--resume"]) == 0 and calls[-1] is True
+
+
+def test_a_finished_run_without_checkpoints_is_not_silently_retrained(monkeypatch, tmp_path,
+                                                                      capsys) -> None:
+    calls, argv = _recording_train(monkeypatch, tmp_path)
+    (tmp_path / "run" / "final_model").mkdir(parents=True)
+    assert main(argv) == 2 and calls == []
+    err = capsys.readouterr().err
+    assert "finished run" in err and "new --output" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bad_input_is_one_line_not_a_traceback(tiny_model, tmp_path, capsys) -> None:

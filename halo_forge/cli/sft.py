@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from halo_forge.cli.flags import add_struct_flags, struct_from_args
 from halo_forge.cli.parser import add_group
@@ -33,8 +34,26 @@ def register(subparsers) -> None:
     # Every setting of train.SFTConfig, made from its fields (sft_settings.py).
     add_struct_flags(p, SFTConfig, exclude=("model", "init_adapter"),
                      aliases={"learning_rate": ("--lr",)})
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    # Rerunning the same command resumes by itself (as `raft train` and `run` do); the flag
+    # stays so that scripts written for the old behaviour keep working.
+    p.add_argument("--resume", action="store_true",
+                   help="accepted for compatibility: rerunning the command resumes anyway")
     p.set_defaults(handler=_train)
+
+
+def _interrupted_run(out: Path, log) -> bool:
+    """Whether --output holds a run to continue: any checkpoint, finished or not (a finished
+    run resumed with a higher --max-steps trains on; otherwise it trains no further step)."""
+    from halo_forge import checkpoints
+    from halo_forge.train import FINAL_DIR
+
+    if checkpoints.checkpoints(out):
+        log(f"sft train: continuing the run in {out} from its last checkpoint")
+        return True
+    if (out / FINAL_DIR).exists():
+        raise HaloError(f"sft train --output {out}: holds a finished run without checkpoints "
+                        f"(adapter in {out / FINAL_DIR}); choose a new --output to train again")
+    return False
 
 
 def _same_place(a: str, b: str) -> bool:
@@ -65,7 +84,8 @@ def _train(args: argparse.Namespace) -> int:
     if _same_place(args.output, args.data):
         raise HaloError(f"sft train --output {args.output}: is the --data folder; checkpoints "
                         "would mix with the training data, so choose another folder")
-    result = train(config, data=args.data, output_dir=args.output, resume=args.resume, log=log)
+    resume = _interrupted_run(Path(args.output), log)
+    result = train(config, data=args.data, output_dir=args.output, resume=resume, log=log)
     loss = f"{result.first_loss:.4f} -> {result.last_loss:.4f}" if result.first_loss else "n/a"
     log(f"trained {result.global_step} steps on {result.train_examples} examples "
         f"({result.skipped_examples} skipped); train loss {loss}"

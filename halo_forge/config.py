@@ -20,7 +20,13 @@ import msgspec
 
 from halo_forge.errors import HaloError
 from halo_forge.examples import EXAMPLES_DIR
-from halo_forge.generate.base import GenerateConfig, SamplingSettings, TransformersConfig
+from halo_forge.generate.base import (
+    VLLM_LORA_RANKS,
+    GenerateConfig,
+    SamplingSettings,
+    TransformersConfig,
+    VLLMConfig,
+)
 from halo_forge.sft_settings import SftSettings
 from halo_forge.verify.config import VerifierConfig
 
@@ -198,6 +204,29 @@ class PipelineConfig(_Section):
     def __post_init__(self) -> None:
         if self.raft.max_per_prompt > self.raft.samples_per_prompt:
             raise ValueError("raft.max_per_prompt must be <= raft.samples_per_prompt")
+        check_lora_rank(self.sft.lora_rank, self.generation.engine, key="sft.lora_rank")
+
+
+def adapter_lora_rank(adapter_dir: str) -> int:
+    """The rank peft saved in the adapter's adapter_config.json (0 when it names none)."""
+    try:
+        cfg = msgspec.json.decode((Path(adapter_dir) / "adapter_config.json").read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return 0  # reading the adapter reports its own, clearer error later
+    rank = cfg.get("r") if isinstance(cfg, dict) else None
+    return rank if isinstance(rank, int) else 0
+
+
+def check_lora_rank(lora_rank: int, engine: Any, *, key: str) -> None:
+    """vLLM refuses an adapter above its max_lora_rank when the adapter is loaded, hours after
+    training made it; say so before anything runs."""
+    if isinstance(engine, VLLMConfig) and lora_rank > engine.max_lora_rank:
+        fit = min(r for r in VLLM_LORA_RANKS if r >= lora_rank) if lora_rank <= max(
+            VLLM_LORA_RANKS) else None
+        fix = (f"set generation.engine.max_lora_rank = {fit}" if fit is not None
+               else f"lower {key} to at most {max(VLLM_LORA_RANKS)}")
+        raise ValueError(f"{key} = {lora_rank} is above generation.engine.max_lora_rank = "
+                         f"{engine.max_lora_rank}: vLLM would refuse the adapter; {fix}")
 
 
 def section_type(name: str) -> type:

@@ -14,6 +14,7 @@ from halo_forge.cli.parser import add_group
 from halo_forge.cli.verify import add_verifier_flags
 from halo_forge.config import GenerationSection
 from halo_forge.errors import HaloError
+from halo_forge.generate.base import VLLMConfig
 from halo_forge.paths import check_output_dir
 
 
@@ -73,6 +74,7 @@ def register(subparsers) -> None:
                      default="auto")
     gen.add_argument("--tensor-parallel-size", type=positive_int, default=1, help="vllm")
     gen.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vllm")
+    add_struct_flags(gen, VLLMConfig, only=("max_lora_rank",), defaults=True)
     gen.add_argument("--base-url", default="http://localhost:8000/v1", help="openai")
     gen.add_argument("--api-key-env", default="OPENAI_API_KEY",
                      help="openai: environment variable holding the key")
@@ -127,7 +129,9 @@ def load_benchmark_problems(args) -> tuple[list, str]:
 
 
 def _backend_config(args):
-    from halo_forge.generate import OpenAIConfig, TransformersConfig, VLLMConfig
+    from halo_forge.config import adapter_lora_rank, check_lora_rank
+    from halo_forge.generate import OpenAIConfig, TransformersConfig
+    from halo_forge.model_loading import is_adapter_dir
 
     common = {"model": args.model, "adapter": args.adapter, "system": args.system}
     if args.batch_size:
@@ -136,12 +140,19 @@ def _backend_config(args):
         if args.backend == "transformers":
             return TransformersConfig(**common, device=args.device, dtype=args.dtype)
         if args.backend == "vllm":
-            return VLLMConfig(**common, tensor_parallel_size=args.tensor_parallel_size,
-                              gpu_memory_utilization=args.gpu_memory_utilization,
-                              dtype=args.dtype, **({"seed": args.seed} if args.seed is not None else {}))
+            config = VLLMConfig(**common, tensor_parallel_size=args.tensor_parallel_size,
+                                gpu_memory_utilization=args.gpu_memory_utilization,
+                                max_lora_rank=args.max_lora_rank, dtype=args.dtype,
+                                **({"seed": args.seed} if args.seed is not None else {}))
+            adapter = args.adapter or (args.model if is_adapter_dir(args.model) else "")
+            if adapter:
+                check_lora_rank(adapter_lora_rank(adapter), config,
+                                key=f"the adapter {adapter}'s rank")
+            return config
         return OpenAIConfig(**common, base_url=args.base_url, api_key_env=args.api_key_env)
     except ValueError as exc:
-        raise HaloError(f"benchmark run --backend {args.backend}: {exc}") from None
+        raise HaloError(f"benchmark run --backend {args.backend}: {exc}".replace(
+            "generation.engine.max_lora_rank", "--max-lora-rank")) from None
 
 
 @contextlib.contextmanager

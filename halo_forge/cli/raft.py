@@ -24,6 +24,7 @@ from halo_forge.cli.flags import add_struct_flags, given, spellings
 from halo_forge.cli.parser import add_group
 from halo_forge.config import section_type
 from halo_forge.errors import HaloError
+from halo_forge.generate.base import VLLMConfig
 
 # (section, its Struct's fields given as flags, other spellings): the flags come from the
 # pipeline.toml sections themselves, so their defaults and help are the file's.
@@ -66,6 +67,7 @@ def register(subparsers) -> None:
                          types_={"concurrency": positive_int}, dest_prefix=f"{section}.")
     p.add_argument("--backend", choices=_BACKENDS, default=None,
                    help="generation backend (default transformers; vllm on GPUs)")
+    add_struct_flags(p, VLLMConfig, only=("max_lora_rank",), dest_prefix="engine.")
     p.add_argument("--benchmark", action="store_true",
                    help="run the benchmark stage after the cycles (needs a held-out split, so a "
                         "--config with a dataset rather than --prompts)")
@@ -122,7 +124,13 @@ def _base_only(base: str, model: str | None) -> tuple[str, str]:
 
 def build_config(args: argparse.Namespace) -> tuple[Any, str]:
     """(PipelineConfig, text of --config or "") from the parsed flags."""
-    from halo_forge.config import PipelineConfig, explain, load_config
+    from halo_forge.config import (
+        PipelineConfig,
+        adapter_lora_rank,
+        check_lora_rank,
+        explain,
+        load_config,
+    )
 
     text = ""
     if args.config:
@@ -169,6 +177,12 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str]:
             # Another backend's keys do not carry over; its defaults apply.
             data["generation"]["engine"] = {"backend": args.backend}
         flags["generation.engine"] = "--backend"
+    if args.__dict__.get("engine.max_lora_rank") is not None:
+        engine = data.setdefault("generation", {}).setdefault("engine", {})
+        if engine.get("backend", "transformers") != "vllm":
+            raise HaloError("--max-lora-rank is a vllm setting: add --backend vllm")
+        engine["max_lora_rank"] = args.__dict__["engine.max_lora_rank"]
+        flags["generation.engine"] = "--max-lora-rank"
     try:
         config = msgspec.convert(data, PipelineConfig)
     except msgspec.ValidationError as exc:
@@ -178,6 +192,14 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str]:
             message = re.sub(rf"(?<![\w.]){re.escape(key)}(?![\w])", f"{flag} ({key})", message,
                              count=1)
         raise HaloError(message) from None
+    if config.sft.adapter:
+        # RAFT continues the checkpoint's adapter, so its own rank is what vLLM must serve.
+        try:
+            check_lora_rank(adapter_lora_rank(config.sft.adapter), config.generation.engine,
+                            key=f"--checkpoint {config.sft.adapter}: the adapter's rank")
+        except ValueError as exc:
+            raise HaloError(f"raft train: {exc}".replace("generation.engine.max_lora_rank",
+                                                         "--max-lora-rank")) from None
     if config.data.prompts:
         check_prompts(config)
     return config, text

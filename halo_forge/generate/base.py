@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Annotated, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -60,11 +60,17 @@ class TransformersConfig(_Common, tag="transformers", tag_field="backend"):
             raise ValueError("batch_size must be at least 1")
 
 
+# The ranks vLLM's engine accepts as max_lora_rank; it refuses any other value when it starts.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
 class VLLMConfig(_Common, tag="vllm", tag_field="backend"):
     batch_size: int = 256  # prompts per LLM.generate() call; vLLM schedules within it
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85
-    max_lora_rank: int = 64  # must be >= the adapters' rank
+    max_lora_rank: Annotated[int, msgspec.Meta(description=(
+        "vllm: the largest LoRA rank the engine serves, >= the adapter's rank; one of "
+        + ", ".join(map(str, VLLM_LORA_RANKS))))] = 64
     max_model_len: int | None = None
     dtype: str = "auto"
     enable_sleep_mode: bool = True
@@ -79,6 +85,9 @@ class VLLMConfig(_Common, tag="vllm", tag_field="backend"):
             raise ValueError("batch_size and tensor_parallel_size must be at least 1")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError("gpu_memory_utilization must be in (0, 1]")
+        if self.max_lora_rank not in VLLM_LORA_RANKS:
+            raise ValueError(f"max_lora_rank must be one of vLLM's {list(VLLM_LORA_RANKS)}, "
+                             f"got {self.max_lora_rank}")
 
 
 class OpenAIConfig(_Common, tag="openai", tag_field="backend"):

@@ -16,6 +16,9 @@ from halo_forge.cli import main
         (["verfy"], "did you mean 'verify'?"),
         (["data", "prepare", "--datset", "mbpp"], "did you mean '--dataset'?"),
         (["sft", "trian"], "did you mean 'train'?"),
+        # The flag whose help names what was typed, not the nearest spelling (`--k`).
+        (["benchmark", "run", "--n", "10"], "did you mean '--samples'?"),
+        (["benchmark", "run", "--sampels", "10"], "did you mean '--samples'?"),
     ],
 )
 def test_typos_get_a_one_line_hint(argv, hint, capsys) -> None:
@@ -23,6 +26,15 @@ def test_typos_get_a_one_line_hint(argv, hint, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("halo-forge: error: ") and hint in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", ["--model", "--model=x"])
+def test_a_group_given_options_without_its_command_names_the_missing_command(flag, capsys):
+    argv = ["benchmark", flag] + (["x"] if "=" not in flag else ["--samples", "3"])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "command is missing" in err and "`halo-forge benchmark run --model" in err
+    assert "invalid choice" not in err and err.count("\n") == 1
 
 
 def test_no_command_prints_help_and_fails(capsys) -> None:

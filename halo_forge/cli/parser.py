@@ -13,20 +13,66 @@ from halo_forge.errors import HaloError
 class Parser(argparse.ArgumentParser):
     """argparse that reports bad usage as a one-line HaloError (exit 2) instead of exiting."""
 
+    _seen: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: D401 - argparse API
+        # Kept so that error() can tell a missing command from a mistyped one.
+        self._seen = list(args or [])
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):  # noqa: D401 - argparse API
+        missing = _missing_command(message, self)
+        if missing:
+            raise HaloError(missing)
         hint = _did_you_mean(message, self)
         raise HaloError(f"{message}{hint} (see `{self.prog} --help`)")
 
 
-def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
-    """Every --option of a parser and of all its subcommands."""
-    found: set[str] = set()
+def _options(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """--option -> its help, for a parser and all its subcommands."""
+    found: dict[str, str] = {}
     for action in parser._actions:
-        found.update(s for s in action.option_strings if s.startswith("--"))
+        for s in action.option_strings:
+            if s.startswith("--"):
+                found.setdefault(s, action.help or "")
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
-                found |= _option_strings(sub)
+                for s, text in _options(sub).items():
+                    found.setdefault(s, text)
     return found
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+
+def _missing_command(message: str, parser: "Parser") -> str:
+    """`halo-forge benchmark --model x`: argparse takes `x` for the command; the mistake is the
+    command left out, so name it (the command that has the option given first)."""
+    m = re.search(r"invalid choice: '?([^' ]*)'? \(choose from", message)
+    sub = _subparsers(parser)
+    if not m or sub is None or m.group(1) not in parser._seen:
+        return ""
+    before = parser._seen[: parser._seen.index(m.group(1))]
+    flags = [a.split("=")[0] for a in before if a.startswith("--")]
+    if not flags:
+        return ""
+    fits = [name for name, p in sub.choices.items() if flags[0] in _options(p)]
+    example = f" (`{parser.prog} {fits[0]} {' '.join(parser._seen)}`)" if fits else ""
+    return (f"{parser.prog}: the command is missing before {flags[0]}: one of "
+            f"{', '.join(sub.choices)}{example}")
+
+
+def _invoked(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The (sub)command the arguments named: `benchmark run --n 10` -> benchmark run's parser,
+    whose options are the ones the user can have meant."""
+    seen = getattr(parser, "_seen", [])
+    while (sub := _subparsers(parser)) is not None:
+        name = next((a for a in seen if a in sub.choices), None)
+        if name is None:
+            break
+        parser, seen = sub.choices[name], seen[seen.index(name) + 1:]
+    return parser
 
 
 def _did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
@@ -34,12 +80,19 @@ def _did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
     m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
     if m:
         wrong, choices = m.group(1), re.findall(r"'?([\w-]+)'?", m.group(2))
-    else:
-        m = re.search(r"unrecognized arguments: (--[\w-]+)", message)
-        if not m:
-            return ""
-        wrong, choices = m.group(1), sorted(_option_strings(parser))
-    close = difflib.get_close_matches(wrong, choices, n=1)
+        close = difflib.get_close_matches(wrong, choices, n=1)
+        return f"; did you mean '{close[0]}'?" if close else ""
+    m = re.search(r"unrecognized arguments: (--[\w-]+)", message)
+    if not m:
+        return ""
+    wrong, options = m.group(1), _options(_invoked(parser))
+    # A flag whose help names the word typed (`--n` -> `--samples`, "n: samples per problem")
+    # is what the user meant, however far its spelling is from theirs.
+    word = re.escape(wrong[2:])
+    named = sorted(o for o, text in options.items()
+                   if re.search(rf"(?<![\w-]){word}(?![\w-])", text.split(".")[0][:60]))
+    close = difflib.get_close_matches(wrong, named or sorted(options), n=1, cutoff=0 if named
+                                      else 0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 

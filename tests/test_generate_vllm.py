@@ -66,8 +66,10 @@ class LLM:
     def get_tokenizer(self):
         return types.SimpleNamespace(chat_template=None)  # the adapter falls back to ChatML
 
-    def generate(self, prompts, sampling_params, *, lora_request=None, use_tqdm=True):
+    def generate(self, prompts, sampling_params, *, lora_request=None, use_tqdm=True,
+                 tokenization_kwargs=None):
         assert isinstance(prompts, list) and isinstance(sampling_params, SamplingParams)
+        assert tokenization_kwargs == {"add_special_tokens": False}  # the ids training sees
         self.calls.append(("generate", len(prompts), sampling_params, lora_request))
         weights = "base"
         if lora_request is not None and not LLM.ignore_lora:

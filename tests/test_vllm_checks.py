@@ -89,3 +89,82 @@ def test_benchmark_run_checks_the_adapter_rank(tmp_path):
         _backend_config(build_parser().parse_args(base))
     config = _backend_config(build_parser().parse_args([*base, "--max-lora-rank", "128"]))
     assert config.max_lora_rank == 128
+
+
+# --- 3: the ids sent to the engine ---------------------------------------------------------
+
+class _BosTokenizer:
+    """A character tokenizer that, like Llama 3's, adds BOS unless told not to, and whose chat
+    template writes BOS itself."""
+
+    bos = "<s>"
+    chat_template = "{{ bos_token }}..."  # present: apply_chat_template is used
+
+    def apply_chat_template(self, messages, *, tokenize, add_generation_prompt):
+        assert tokenize is False
+        text = self.bos + "".join(f"[{m['role']}]{m['content']}" for m in messages)
+        return text + ("[assistant]" if add_generation_prompt else "")
+
+    def encode(self, text: str) -> list[int]:
+        ids, i = [], 0
+        while i < len(text):
+            if text.startswith(self.bos, i):
+                ids.append(1)
+                i += len(self.bos)
+            else:
+                ids.append(3 + ord(text[i]))
+                i += 1
+        return ids
+
+    def __call__(self, text: str, add_special_tokens: bool = True):
+        return {"input_ids": ([1] if add_special_tokens else []) + self.encode(text)}
+
+
+def test_engine_gets_the_prompt_ids_training_sees(monkeypatch):
+    """vLLM tokenizes a text prompt itself (BOS added unless tokenization_kwargs say not to);
+    the fake engine does the same and records what it would feed the model."""
+    import anyio
+
+    from halo_forge.data.chat import generation_prompt
+    from halo_forge.data.registry import load_problems
+    from halo_forge.generate import SamplingSettings, vllm_backend
+
+    tokenizer = _BosTokenizer()
+    seen: list[list[int]] = []
+
+    class Out:
+        def __init__(self, ids):
+            self.prompt_token_ids = ids
+            self.outputs = [type("C", (), {"text": "x", "token_ids": [5]})()]
+
+    class LLM:
+        def __init__(self, **kwargs):
+            pass
+
+        def get_tokenizer(self):
+            return tokenizer
+
+        def generate(self, prompts, params, *, lora_request=None, use_tqdm=True,
+                     tokenization_kwargs=None):
+            outs = []
+            for p in prompts:
+                ids = tokenizer(p, **(tokenization_kwargs or {}))["input_ids"]
+                seen.append(ids)
+                outs.append(Out(ids))
+            return outs
+
+    monkeypatch.setattr(vllm_backend, "_import_vllm",
+                        lambda: (LLM, lambda **kw: kw, lambda *a: a))
+    backend = vllm_backend.VLLMBackend(VLLMConfig(model="m", probe="off"))
+    problem = load_problems("builtin")[0]
+
+    async def go():
+        return [b async for b in backend.stream([problem], samples_per_prompt=1,
+                                                 params=SamplingSettings())]
+
+    anyio.run(go)
+    # Training tokenizes the chat-templated text with add_special_tokens=False (train.py).
+    text = generation_prompt(problem, tokenizer=tokenizer, system=backend.system)
+    training = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert seen == [training]
+    assert seen[0].count(1) == 1  # one BOS, the template's

@@ -45,6 +45,12 @@ PROBE_MESSAGES = [
 ]
 
 
+# The chat template already wrote every special token the model expects (Llama 3 and Gemma
+# templates emit BOS); vLLM would add another by default. Training tokenizes the same text with
+# add_special_tokens=False, and generation must see the same ids.
+TOKENIZATION = {"add_special_tokens": False}
+
+
 def _import_vllm() -> tuple[Any, Any, Any]:
     try:
         from vllm import LLM, SamplingParams
@@ -89,7 +95,8 @@ class VLLMBackend:
                                       max_tokens=self.config.probe_tokens, seed=0, logprobs=1)
         prompt = apply_chat_template(PROBE_MESSAGES, tokenizer=self.tokenizer,
                                      add_generation_prompt=True)
-        out = self.llm.generate([prompt], params, lora_request=lora, use_tqdm=False)[0].outputs[0]
+        out = self.llm.generate([prompt], params, lora_request=lora, use_tqdm=False,
+                                tokenization_kwargs=TOKENIZATION)[0].outputs[0]
         # The log-probability moves with any change in the weights, even when the greedy text
         # does not.
         logprob = out.cumulative_logprob
@@ -155,7 +162,8 @@ class VLLMBackend:
                 completion_tokens=sum(s.completion_tokens for s in samples), wall_s=wall))
 
     def _generate(self, prompts: list[str], sp: Any, lora: Any) -> list[Any]:
-        return self.llm.generate(prompts, sp, lora_request=lora, use_tqdm=False)
+        return self.llm.generate(prompts, sp, lora_request=lora, use_tqdm=False,
+                                 tokenization_kwargs=TOKENIZATION)
 
     # --- accelerator memory --------------------------------------------------------------
 

@@ -22,7 +22,8 @@ def rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_list_shows_every_dataset_with_language_tests_and_origin(capsys) -> None:
+def test_list_shows_every_dataset_with_language_tests_and_origin(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # wide enough for the table
     assert main(["data", "prepare", "--list"]) == 0
     out = capsys.readouterr().out
     for name in ("builtin", "mbpp", "humaneval", "codeforces_cpp", "codeforces_rust",
@@ -30,6 +31,36 @@ def test_list_shows_every_dataset_with_language_tests_and_origin(capsys) -> None
         line = next(ln for ln in out.splitlines() if ln.startswith(name + " "))
         spec = registry.DATASETS[name]
         assert spec.language in line and spec.origin in line and spec.tests in line
+
+
+@pytest.mark.parametrize("columns", [60, 100])
+def test_list_fits_the_terminal_width(columns, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(["data", "prepare", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= columns
+    for name, spec in registry.DATASETS.items():  # nothing is cut off, only wrapped
+        assert name in out and spec.language in " ".join(out.split())
+
+
+def test_language_chooses_among_the_builtin_problems(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "p.jsonl"
+    assert main(["data", "prepare", "--dataset", "builtin", "--split", "all",
+                 "--language", "rust", "--prompts", str(out)]) == 0
+    langs = [r["language"] for r in rows(out)]
+    assert langs and set(langs) == {"rust"}
+    capsys.readouterr()
+    assert main(["data", "prepare", "--dataset", "builtin", "--split", "all",
+                 "--language", "cobol", "--prompts", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--language cobol" in err and "python" in err and err.count("\n") == 1
+
+
+def test_split_has_help(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["data", "prepare", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--split {train,test,all} which problems" in help_text
 
 
 def test_mbpp_full_schema_to_sft_prompts_and_shards(tmp_path: Path) -> None:

@@ -45,7 +45,9 @@ def register(subparsers) -> None:
     p.add_argument("--output", type=Path, help='SFT JSONL to write ({"text": ...} per line)')
     p.add_argument("--prompts", type=Path, help="prompts JSONL to write (for RAFT, benchmarks)")
     p.add_argument("--shards", type=Path, help="folder for Problem and Example shards")
-    p.add_argument("--split", choices=("train", "test", "all"), default="train")
+    p.add_argument("--split", choices=("train", "test", "all"), default="train",
+                   help="which problems: train, the held-out test, or all (default train; the "
+                   "official split where the dataset has one, else --test-fraction by --seed)")
     p.add_argument("--test-fraction", type=float, default=0.1,
                    help="share of problems held out as test (datasets without an official split)")
     p.add_argument("--limit", type=int, default=None, help="at most N problems")
@@ -56,7 +58,8 @@ def register(subparsers) -> None:
     p.add_argument("--field", action="append", metavar="FIELD=COLUMN",
                    help="local: which column holds a field (id, language, prompt, reference, "
                    "io_tests, test_code, title, difficulty)")
-    p.add_argument("--language", help="local: the language when no column says")
+    p.add_argument("--language", help="keep only problems in this language (local: the "
+                   "language when no column says)")
     p.add_argument("--tokenizer", help="render SFT text with this local tokenizer's chat "
                    "template (default: ChatML)")
     p.add_argument("--system", default=None, help="system prompt ('' for none)")
@@ -188,15 +191,30 @@ def _prepare(args) -> int:
     return 0
 
 
-def _print_datasets(datasets) -> None:
+def _print_datasets(datasets, width: int | None = None) -> None:
+    """The datasets as a table when it fits the terminal, else one block per dataset with its
+    lines wrapped to the width (a 230-column table is unreadable in a normal terminal)."""
+    import shutil
+    import textwrap
+
+    width = width or shutil.get_terminal_size().columns
     rows = [("NAME", "LANGUAGE", "SIZE", "TESTS", "SOURCE")]
     rows += [(s.name, s.language, s.size, s.tests, s.origin) for s in datasets.values()]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    if sum(widths) + 2 * 4 <= width:
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+    else:
+        for s in datasets.values():
+            print(s.name)
+            for label, value in (("language", s.language), ("size", s.size),
+                                 ("tests", s.tests), ("source", s.origin)):
+                print(textwrap.fill(f"{label}: {value}", width, initial_indent="  ",
+                                    subsequent_indent="    "))
     for s in datasets.values():
         if s.notes:
-            print(f"  {s.name}: {s.notes}")
+            print(textwrap.fill(f"{s.name}: {s.notes}", width, initial_indent="  ",
+                                subsequent_indent="    "))
 
 
 def _generate(args) -> int:

@@ -117,6 +117,13 @@ def prepare(
     problems = registry.load_problems(
         dataset, from_paths=from_paths, mapping=mapping, language=language, stats=stats
     )
+    if language and dataset != "local":
+        # Elsewhere each problem names its language, so --language chooses among them.
+        found = sorted({p.language for p in problems})
+        problems = [p for p in problems if p.language == language]
+        if not problems:
+            raise HaloError(f"--language {language}: {dataset} has no such problems; its "
+                            f"languages: {', '.join(found)}")
     report = PrepareReport(dataset=dataset, split=which, rows=stats.rows,
                            problems=stats.problems, skipped_rows=stats.skipped)
     chosen = select(problems, spec=spec, which=which, seed=seed, test_fraction=test_fraction,

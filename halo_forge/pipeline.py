@@ -36,6 +36,8 @@ from halo_forge.atomic import write_atomic
 from halo_forge.config import PipelineConfig, flatten
 from halo_forge.errors import HaloError, first_error, leaves
 from halo_forge.filter import FilterConfig
+from halo_forge.generate.base import VLLMConfig
+from halo_forge.generate.vllm_preflight import check_launch, check_memory_plan, visible_gpus
 from halo_forge.metrics import METRICS, PLOT, CycleMetrics, TensorBoard, plot, write_metrics
 from halo_forge.oserrors import user_error
 from halo_forge.paths import check_output_dir
@@ -118,6 +120,9 @@ class Pipeline:
                 raise HaloError(f"--force-stage {name}: not a stage (stages: "
                                 f"{', '.join(STAGES)})")
         self._force_stages = tuple(force)
+        if isinstance(config.generation.engine, VLLMConfig):
+            check_launch(config.generation.engine)
+            check_memory_plan(config.generation.engine, gpus=visible_gpus())
         self.states: StateStore = None  # type: ignore[assignment]  # set by open()
         self._lock = RunLock(self.out)
         self._backend: Any = None
@@ -331,6 +336,11 @@ class Pipeline:
             self._verifier = verifier
         return self._verifier
 
+    async def _backend_ready(self, model: str, adapter: str) -> Any:
+        """_backend_for in a worker thread: building an engine and probing an adapter take
+        minutes, and progress, signals and the verifier keep running meanwhile."""
+        return await anyio.to_thread.run_sync(self._backend_for, model, adapter)
+
     def _backend_for(self, model: str, adapter: str) -> Any:
         """The generation backend on the adapter's own base model, with `adapter` applied."""
         from halo_forge.generate import make_backend
@@ -435,7 +445,7 @@ class Pipeline:
             state.result["adapter_in"] = adapter_in
             self.states.save(state)
             faults.point("raft.cycle.generating")
-            backend = self._backend_for(model, adapter_in)
+            backend = await self._backend_ready(model, adapter_in)
             verifier = await self._verifier_ready()
             total = len(train) * r.samples_per_prompt
             # A resumed cycle's bar starts at the verdicts it already has.
@@ -552,7 +562,7 @@ class Pipeline:
                         temperature: float | None) -> Any:
         from halo_forge.benchmark_eval import evaluate
 
-        backend = self._backend_for(model, adapter)
+        backend = await self._backend_ready(model, adapter)
         verifier = await self._verifier_ready()
         result = None
         with self.progress.task(f"evaluate {folder.relative_to(self.out)}",

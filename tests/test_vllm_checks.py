@@ -168,3 +168,96 @@ def test_engine_gets_the_prompt_ids_training_sees(monkeypatch):
     training = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert seen == [training]
     assert seen[0].count(1) == 1  # one BOS, the template's
+
+
+# --- 5: the engine is built off the event loop ---------------------------------------------
+
+@pytest.mark.anyio
+async def test_backend_is_built_while_other_tasks_keep_running(tmp_path, monkeypatch):
+    """A constructor that returns only once a concurrently running task has ticked three
+    times: on the event loop's own thread it would wait for ticks that never come."""
+    import threading
+
+    import anyio
+
+    from halo_forge import generate
+    from halo_forge.pipeline import Pipeline
+
+    ticked = threading.Event()
+    built_on: list[int] = []
+
+    def slow_make_backend(engine):
+        built_on.append(threading.get_ident())
+        assert ticked.wait(timeout=30), "the event loop did not run while the engine built"
+        return type("B", (), {"model": engine.model, "adapter": "", "close": lambda s: None})()
+
+    monkeypatch.setattr(generate, "make_backend", slow_make_backend)
+    pipe = Pipeline(parse_config(_pipeline(f'[output]\ndir = "{tmp_path}"\n')))
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while ticks < 3:
+            ticks += 1
+            await anyio.sleep(0)
+        ticked.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        backend = await pipe._backend_ready("some/model", "")
+    assert backend.model == "some/model" and ticks == 3
+    assert built_on and built_on[0] != threading.get_ident()
+
+
+# --- 6 and 8: launches and memory plans vLLM cannot serve -------------------------------------
+
+def test_a_multi_process_launch_is_refused_naming_the_right_command():
+    from halo_forge.generate.vllm_preflight import check_launch
+
+    with pytest.raises(HaloError) as err:
+        check_launch(VLLMConfig(), env={"WORLD_SIZE": "4", "RANK": "1"})
+    message = str(err.value)
+    assert "\n" not in message
+    assert "python -m halo_forge run" in message and "tensor_parallel_size = 4" in message
+    check_launch(VLLMConfig(), env={"WORLD_SIZE": "1"})  # one process: fine
+    from halo_forge.generate.base import TransformersConfig
+
+    check_launch(TransformersConfig(), env={"WORLD_SIZE": "4"})  # not an engine per rank
+
+
+def test_pipeline_refuses_a_launcher_before_touching_the_output(tmp_path, monkeypatch):
+    from halo_forge.pipeline import Pipeline
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "run"
+    with pytest.raises(HaloError, match="tensor_parallel_size = 2"):
+        Pipeline(parse_config(_pipeline(f'[output]\ndir = "{out}"\n' + VLLM)))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("engine, gpus, env, expected", [
+    ({"enable_sleep_mode": False}, 1, {}, "enable_sleep_mode = false leaves training no GPU"),
+    ({}, 1, {"PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:64, expandable_segments:True"},
+     "expandable_segments:True, which vLLM's sleep mode refuses"),
+    ({"tensor_parallel_size": 4}, 2, {}, "tensor_parallel_size = 4 but 2 GPU"),
+])
+def test_memory_plans_that_fail_later_are_refused(engine, gpus, env, expected):
+    from halo_forge.generate.vllm_preflight import check_memory_plan
+
+    with pytest.raises(HaloError, match=expected.replace("(", r"\(")) as err:
+        check_memory_plan(VLLMConfig(**engine), gpus=gpus, env=env)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("engine, gpus, env", [
+    ({}, 1, {}),  # sleep mode on one GPU: the plan the GPU recipe uses
+    ({"enable_sleep_mode": False}, 2, {}),  # training has the second GPU
+    ({"enable_sleep_mode": False}, 0, {}),  # the CPU engine: no sleep mode there
+    # Without sleep mode, vLLM has nothing against expandable segments.
+    ({"enable_sleep_mode": False}, 2, {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}),
+    ({}, 1, {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:False"}),
+])
+def test_memory_plans_that_work_pass(engine, gpus, env):
+    from halo_forge.generate.vllm_preflight import check_memory_plan
+
+    check_memory_plan(VLLMConfig(**engine), gpus=gpus, env=env)

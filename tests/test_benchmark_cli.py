@@ -141,3 +141,14 @@ def test_model_that_does_not_exist_is_a_one_line_error(tmp_path, prompts_file, c
     rc, _, err = bench(capsys, "run", "--model", str(tmp_path / "missing-model"), "--prompts",
                        str(prompts_file), "--samples", "1", "--k", "1")
     assert rc == 2 and "cannot load" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("samples", "expected"), [(4, "k in 1 "), (5, "k in 1,5 "),
+                                                   (12, "k in 1,5,10 ")])
+def test_samples_without_k_uses_the_default_ks_that_fit_and_says_which(samples, expected,
+                                                                       capsys):
+    # Stops at the missing prompts file, after the ks are chosen and checked.
+    rc, _, err = bench(capsys, "run", "--model", "x", "--prompts", "/nonexistent/p.jsonl",
+                       "--samples", str(samples))
+    assert rc == 2 and "no such file" in err and "needs at least" not in err
+    assert "no --k given" in err and expected in err

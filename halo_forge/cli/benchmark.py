@@ -28,6 +28,19 @@ def parse_ks(text: str) -> list[int]:
     return ks
 
 
+DEFAULT_KS = (1, 5, 10)
+
+
+def choose_ks(text: str | None, samples: int) -> tuple[list[int], str]:
+    """(ks, a note saying which were chosen, or "" when --k was given): with no --k, the
+    default ks that --samples can estimate, so `--samples 4` alone works."""
+    if text is not None:
+        return parse_ks(text), ""
+    ks = [k for k in DEFAULT_KS if k <= samples]
+    return ks, (f"benchmark: no --k given: pass@k for k in {','.join(map(str, ks))} (the "
+                f"defaults {','.join(map(str, DEFAULT_KS))} that --samples {samples} allows)")
+
+
 def register(subparsers) -> None:
     sub = add_group(subparsers, "benchmark", help="pass@k and compile@k of a model")
 
@@ -56,8 +69,8 @@ def register(subparsers) -> None:
     src.add_argument("--limit", type=positive_int, default=None, help="at most N problems")
     add_verifier_flags(p)
     p.add_argument("--samples", type=positive_int, default=10, help="n: samples per problem")
-    p.add_argument("--k", default="1,5,10", help="comma-separated ks, each <= --samples "
-                   "(default 1,5,10)")
+    p.add_argument("--k", default=None, help="comma-separated ks, each <= --samples "
+                   "(default: those of 1,5,10 that are <= --samples)")
     p.add_argument("--output", type=Path, default=None, help="folder for the report files")
     gen = p.add_argument_group("generation")
     gen.add_argument("--backend", choices=("transformers", "vllm", "openai"),
@@ -183,7 +196,10 @@ def _run(args) -> int:
     from halo_forge.generate import SamplingSettings, make_backend
     from halo_forge.verify.config import VerifierConfig
 
-    ks = check_ks(parse_ks(args.k), args.samples)  # before loading anything
+    ks, note = choose_ks(args.k, args.samples)
+    ks = check_ks(ks, args.samples)  # before loading anything
+    if note and not args.quiet:
+        print(note, file=sys.stderr)
     if args.output is not None:
         check_output_dir(args.output, what="benchmark run --output")
     if not args.model and not args.adapter:

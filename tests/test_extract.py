@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from halo_forge.verify.extract import extract_code, find_blocks, guess_language, strip_reasoning
+from halo_forge.verify.extract import (
+    extract_code,
+    find_blocks,
+    guess_language,
+    strip_reasoning,
+    why_no_code,
+)
 
 CPP = "#include <bits/stdc++.h>\nusing namespace std;\nint main() {\n    cout << 1 << endl;\n}\n"
 RUST = 'fn main() {\n    let x = 2;\n    println!("{}", x);\n}\n'
@@ -52,6 +58,16 @@ def test_output_blocks_are_not_code():
 
 def test_block_in_other_language_is_no_code():
     assert extract_code(f"```python\n{PY}```", language="rust") is None
+
+
+@pytest.mark.parametrize("fenced", [True, False])
+def test_no_code_in_the_wanted_language_names_the_one_found(fenced):
+    text = f"```python\n{PY}```" if fenced else PY
+    why = why_no_code(text, language="rust")
+    assert "python" in why and "rust" in why
+    # Prose alone, or no wanted language, keeps the plain message.
+    assert why_no_code("I cannot solve this.", language="rust") == "no code found in the completion"
+    assert "python" not in why_no_code("sorry", language=None)
 
 
 def test_tilde_fences_and_longer_fences():
@@ -116,3 +132,18 @@ def test_guess_language():
     assert guess_language(CPP) == "cpp"
     assert guess_language(C) == "c"
     assert guess_language("just words here") is None
+
+
+def test_a_verdict_for_code_in_the_wrong_language_says_which_was_found_and_wanted():
+    import msgspec
+
+    from halo_forge.verify.config import VerifierConfig
+    from halo_forge.verify.runner import verify_many
+    from halo_forge.verify.types import VerifySample
+
+    samples = [msgspec.convert({"id": i, "completion": text, "language": "rust"}, VerifySample)
+               for i, text in (("py", f"```python\n{PY}```"), ("prose", "No idea."))]
+    got = {v.id: v for v in verify_many(samples, config=VerifierConfig(pch=False))}
+    assert got["py"].status == "no_code" and got["prose"].status == "no_code"
+    assert "python" in got["py"].output and "rust" in got["py"].output
+    assert got["prose"].output == "no code found in the completion"

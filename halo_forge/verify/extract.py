@@ -186,3 +186,22 @@ def extract_code(completion: str, *, language: str | None = None) -> Extraction 
     if lang is None or not looks_like_code(text, lang):
         return None
     return Extraction(code=text.strip() + "\n", language=lang, source="unfenced")
+
+
+def why_no_code(completion: str, *, language: str | None = None) -> str:
+    """Why extract_code found nothing, for the verdict's output: when the completion holds code
+    in another language than the one wanted, say both (the model answered in the wrong
+    language, which "no code found" hides)."""
+    text = strip_reasoning(completion)
+    blocks = find_blocks(text)
+    found = {b.language or (guess_language(b.code) if b.tag not in _NOT_CODE_TAGS else None)
+             for b in blocks}
+    if not blocks:
+        guess = guess_language(text)
+        if guess is not None and looks_like_code(text, guess):
+            found.add(guess)
+    found.discard(None)
+    if language is not None and found and language not in found:
+        return (f"no {language} code found in the completion: it holds "
+                f"{', '.join(sorted(found))} code, and the problem wants {language}")
+    return "no code found in the completion"

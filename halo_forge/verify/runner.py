@@ -31,7 +31,7 @@ from halo_forge.verify import native
 from halo_forge.verify.cache import VerdictCache, cache_key
 from halo_forge.verify.compare import outputs_match
 from halo_forge.verify.config import VerifierConfig
-from halo_forge.verify.extract import extract_code, guess_language
+from halo_forge.verify.extract import extract_code, guess_language, why_no_code
 from halo_forge.verify.guards import static_guard
 from halo_forge.verify.pch import PchCache, wants_pch
 from halo_forge.verify.pyjudge import JUDGE_VERSION, python_test_run, read_verdict
@@ -202,7 +202,8 @@ class Verifier:
             code, language = (found.code, found.language) if found else ("", None)
         why = ""
         if not code:
-            why = "no code found in the completion"
+            why = (why_no_code(sample.completion or "", language=requested)
+                   if sample.code is None else "no code found in the completion")
         elif language is None:
             why = "cannot tell the code's language: set the sample's `language`"
         elif language not in handled:

@@ -50,6 +50,9 @@ class ModelSection(_Section):
     tiny_seed: int = 0
     tiny_layers: int = 2
     tiny_hidden: int = 64
+    # Attention heads: each is tiny_hidden / tiny_heads wide. vLLM's CPU engine needs 64-wide
+    # heads (tiny_heads = 1 with tiny_hidden = 64); 4 (16 wide) is faster with transformers.
+    tiny_heads: int = 4
 
     def __post_init__(self) -> None:
         if self.tiny and self.name:
@@ -58,6 +61,9 @@ class ModelSection(_Section):
             raise ValueError("model.name is empty: name a model (or set model.tiny = true)")
         if self.tiny_layers < 1 or self.tiny_hidden < 8:
             raise ValueError("model.tiny_layers must be >= 1 and model.tiny_hidden >= 8")
+        if self.tiny_heads < 1 or self.tiny_hidden % self.tiny_heads:
+            raise ValueError(f"model.tiny_hidden ({self.tiny_hidden}) must be a multiple of "
+                             f"model.tiny_heads ({self.tiny_heads})")
 
 
 class DataSection(_Section):

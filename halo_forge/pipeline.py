@@ -238,7 +238,8 @@ class Pipeline:
         # problems into the base the benchmark scores.
         corpus = default_corpus(split_seed=d.split_seed, test_fraction=d.test_fraction)
         return str(build_tiny_model(path, corpus=corpus, seed=m.tiny_seed,
-                                    layers=m.tiny_layers, hidden=m.tiny_hidden))
+                                    layers=m.tiny_layers, hidden=m.tiny_hidden,
+                                    heads=m.tiny_heads))
 
     def _data(self, model: str) -> tuple[list[Problem], list[Problem]]:
         from halo_forge.shards import write_shard

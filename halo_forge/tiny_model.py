@@ -156,7 +156,7 @@ def build_tiny_model(
     layers: int = 2,
     hidden: int = 64,
     heads: int = 4,
-    kv_heads: int = 2,
+    kv_heads: int | None = None,
     intermediate: int = 128,
     vocab_size: int = 512,
     max_positions: int = 2048,
@@ -169,8 +169,18 @@ def build_tiny_model(
 
     `pretrain_steps` full-parameter AdamW steps on `corpus` (0: random weights) make it a
     "pretrained base"; the run is seeded and deterministic on CPU, and a rerun with the same
-    settings and corpus reuses the folder."""
+    settings and corpus reuses the folder.
+
+    Each attention head is `hidden // heads` wide: the default (64 / 4 = 16) is the fastest on
+    CPU, and `heads=1` (64 wide) is the shape vLLM's CPU attention accepts (it refuses 16).
+    `kv_heads` defaults to min(2, heads)."""
     out = Path(out_dir)
+    if kv_heads is None:
+        kv_heads = min(2, heads)
+    if heads < 1 or kv_heads < 1 or hidden % heads or heads % kv_heads:
+        raise HaloError(f"build_tiny_model: hidden ({hidden}) must be a multiple of heads "
+                        f"({heads}), and heads a multiple of kv_heads ({kv_heads}); e.g. "
+                        "heads = 1 for 64-wide heads")
     texts = list(corpus) if corpus is not None else default_corpus()
     if not texts:
         raise HaloError("build_tiny_model needs a non-empty corpus to train its tokenizer on")

@@ -197,3 +197,21 @@ def test_the_build_holds_the_folder_lock(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(tiny_model, "_train_tokenizer", check_lock)
     build_tiny_model(tmp_path / "m", corpus=CORPUS, vocab_size=300, pretrain_steps=0)
     assert seen == ["held"]
+
+
+def test_heads_option_gives_wide_heads_and_the_default_shape_is_unchanged(tmp_path) -> None:
+    import json
+
+    wide = build_tiny_model(tmp_path / "wide", corpus=CORPUS, vocab_size=300, pretrain_steps=0,
+                            heads=1)
+    cfg = json.loads((wide / "config.json").read_text())
+    # vLLM's CPU attention needs 64-wide heads; kv heads follow (a group cannot exceed heads).
+    assert cfg["hidden_size"] // cfg["num_attention_heads"] == 64
+    assert cfg["num_key_value_heads"] == 1
+    narrow = build_tiny_model(tmp_path / "narrow", corpus=CORPUS, vocab_size=300,
+                              pretrain_steps=0)
+    cfg = json.loads((narrow / "config.json").read_text())
+    assert (cfg["num_attention_heads"], cfg["num_key_value_heads"]) == (4, 2)
+    with pytest.raises(HaloError, match="multiple of heads"):
+        build_tiny_model(tmp_path / "bad", corpus=CORPUS, vocab_size=300, pretrain_steps=0,
+                         heads=3)

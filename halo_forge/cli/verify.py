@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import signal
 import sys
 import threading
@@ -17,6 +18,10 @@ from halo_forge.argtypes import positive_int
 from halo_forge.cli.flags import add_struct_flags
 from halo_forge.errors import HaloError
 from halo_forge.verify.config import VerifierConfig
+
+# How far ahead of the oldest unwritten verdict the input may run, per worker: enough that a
+# slow sample does not idle the others for long, little enough to bound what is held.
+_REORDER_PER_WORKER = 8
 
 
 def add_verifier_flags(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +68,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from halo_forge.paths import check_output_file
     from halo_forge.progress import Progress
     from halo_forge.verify.cache import VerdictCache
+    from halo_forge.verify.in_order import InOrder
     from halo_forge.verify.partial import PartialVerdicts, resume_key
     from halo_forge.verify.runner import Verifier, verify_indexed
 
@@ -91,26 +97,30 @@ def run_verify(args: argparse.Namespace) -> int:
                             f"{config.verifier} handles {', '.join(config.languages)}: use --verifier auto")
     total = len(first_line)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = PartialVerdicts(out, resume_key(source, config), set(first_line))
+    # Verdicts are written in input order, so the partial file is always the verdicts of the
+    # input's first lines and a rerun skips exactly that many samples.
+    partial = PartialVerdicts(out, resume_key(source, config), list(first_line))
     del first_line
     encoder = msgspec.json.Encoder()
     counts: Counter[str] = Counter(v.status for v in partial.resumed)
     rewards = sum(v.reward for v in partial.resumed)
-    done_ids = {v.id for v in partial.resumed}
-    resumed = len(done_ids)
+    resumed = len(partial.resumed)
     cache = VerdictCache(config.cache_path) if config.cache else None
     started = time.perf_counter()
 
     async def main(bar: Any) -> None:
         nonlocal rewards
-        samples = (s for _, s in read_samples(source) if s.id not in done_ids)  # type: ignore[attr-defined]
-        async with (Verifier(config, cache=cache) as verifier,
-                    verify_indexed(samples, verifier=verifier) as pairs):
-            async for _, verdict in pairs:
-                partial.append(encoder.encode(verdict) + b"\n")
-                counts[verdict.status] += 1
-                rewards += verdict.reward
-                bar.advance(1, status=f"{counts['passed']} passed")
+        samples = itertools.islice((s for _, s in read_samples(source)), resumed, None)
+        async with Verifier(config, cache=cache) as verifier:
+            order: InOrder[Any, Any] = InOrder(window=_REORDER_PER_WORKER * config.workers())
+            async with verify_indexed(order.gate(samples), verifier=verifier) as pairs:
+                async for index, verdict in pairs:
+                    # Counted when written, so an interrupted run reports what it kept.
+                    for due in order.put(index, verdict):
+                        partial.append(encoder.encode(due) + b"\n")
+                        counts[due.status] += 1
+                        rewards += due.reward
+                    bar.advance(1, status=f"{counts['passed']} passed")
 
     if resumed:
         print(f"verify: resuming: {resumed} of {total} verdicts kept from an interrupted run",

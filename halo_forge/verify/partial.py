@@ -20,6 +20,7 @@ import errno
 import fcntl
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -62,7 +63,7 @@ def _try_lock(fd: int) -> bool:
 class PartialVerdicts:
     """The locked partial file of one `verify` run: the verdicts it resumed, and appends."""
 
-    def __init__(self, out: Path, key: str, ids: set[str]) -> None:
+    def __init__(self, out: Path, key: str, ids: Sequence[str]) -> None:
         self.out = out
         self.path = partial_path(out, key)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -101,25 +102,23 @@ class PartialVerdicts:
             finally:
                 os.close(fd)
 
-    def _read(self, ids: set[str]) -> list[Verdict]:
-        """The complete verdicts already in the file; a torn last line (a kill mid-write) is cut
-        off. A file that holds anything but verdicts of distinct input ids is started over."""
+    def _read(self, ids: Sequence[str]) -> list[Verdict]:
+        """The verdicts already in the file, which answer the input's first lines in order
+        (`ids` is the input's ids in order): the file is cut after the last line that does, so
+        a torn last line (a kill mid-write), or lines of another order, are verified again."""
         decoder = msgspec.json.Decoder(Verdict)
         kept: list[Verdict] = []
-        seen: set[str] = set()
         good = 0
         self._file.seek(0)
         for line in self._file:
-            if not line.endswith(b"\n"):
+            if not line.endswith(b"\n") or len(kept) >= len(ids):
                 break
             try:
                 verdict = decoder.decode(line)
             except msgspec.DecodeError:
                 break
-            if verdict.id not in ids or verdict.id in seen:
-                kept, good = [], 0
+            if verdict.id != ids[len(kept)]:
                 break
-            seen.add(verdict.id)
             kept.append(verdict)
             good += len(line)
         self._file.truncate(good)

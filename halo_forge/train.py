@@ -20,11 +20,13 @@ Choices that matter:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
 import os
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -346,6 +348,17 @@ def _make_trainer_class(config: SFTConfig) -> type:
     return SFTTrainer
 
 
+@contextlib.contextmanager
+def quiet_checkpointing_alias() -> Iterator[None]:
+    """peft reads `model.is_gradient_checkpointing` whenever it wraps a model (each run, each
+    RAFT cycle), and transformers 5 warns that the name is deprecated: noise about peft's code
+    that the user can do nothing about. Only that message is silenced, only around the wrap."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        yield
+
+
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -417,16 +430,17 @@ def train(
     if config.gradient_checkpointing:
         model.config.use_cache = False
         model.enable_input_require_grads()  # frozen embeddings + checkpointing need this
-    if init:
-        model = PeftModel.from_pretrained(model, init, is_trainable=True)
-        lora_cfg = model.peft_config[model.active_adapter]
-        rank, alpha, targets = lora_cfg.r, lora_cfg.lora_alpha, lora_cfg.target_modules
-    else:
-        targets = _target_modules(config, model)
-        rank, alpha = config.lora_rank, config.lora_alpha
-        model = get_peft_model(model, LoraConfig(
-            r=rank, lora_alpha=alpha, lora_dropout=config.lora_dropout,
-            target_modules=targets, task_type="CAUSAL_LM", bias="none"))
+    with quiet_checkpointing_alias():
+        if init:
+            model = PeftModel.from_pretrained(model, init, is_trainable=True)
+            lora_cfg = model.peft_config[model.active_adapter]
+            rank, alpha, targets = lora_cfg.r, lora_cfg.lora_alpha, lora_cfg.target_modules
+        else:
+            targets = _target_modules(config, model)
+            rank, alpha = config.lora_rank, config.lora_alpha
+            model = get_peft_model(model, LoraConfig(
+                r=rank, lora_alpha=alpha, lora_dropout=config.lora_dropout,
+                target_modules=targets, task_type="CAUSAL_LM", bias="none"))
 
     args = _training_args(config, out, has_eval=bool(eval_rows), dtype=dtype, learning_rate=lr)
     trainer = _make_trainer_class(config)(

@@ -45,14 +45,14 @@ _json = msgspec.json.Encoder()
 class _Tally:
     """Counts for one problem, updated verdict by verdict (no samples kept)."""
 
-    __slots__ = ("best_reward", "compiled", "n", "passed", "problem", "requested", "reward_sum",
-                 "status_counts")
+    __slots__ = ("best_reward", "compiled", "n", "passed", "problem", "ran", "requested",
+                 "reward_sum", "status_counts")
 
     def __init__(self, problem: Problem, requested: int) -> None:
         self.problem = problem
         self.requested = requested
         self.status_counts: dict[str, int] = {}
-        self.passed = self.compiled = self.n = 0
+        self.passed = self.compiled = self.ran = self.n = 0
         self.reward_sum = self.best_reward = 0.0
 
     def add(self, verdict: Verdict) -> None:
@@ -61,6 +61,7 @@ class _Tally:
             return
         self.n += 1
         self.passed += verdict.status == "passed"
+        self.ran += verdict.status == "ran"
         self.compiled += bool(verdict.compiled)
         self.reward_sum += verdict.reward
         self.best_reward = max(self.best_reward, verdict.reward)
@@ -71,28 +72,38 @@ class _Tally:
         return ProblemResult(
             id=p.id, language=p.language, source=p.source, difficulty=p.difficulty,
             tests=p.tests_kind, requested=self.requested, n=self.n, passed=self.passed,
-            compiled=self.compiled,
+            compiled=self.compiled, ran=self.ran,
             status_counts={s: self.status_counts[s] for s in STATUSES if s in self.status_counts},
             best_reward=round(self.best_reward, 6),
             mean_reward=round(self.reward_sum / self.n, 6) if self.n else 0.0,
             pass_at_k={k: pass_at_k(self.n, self.passed, k) for k in scored},
             compile_at_k={k: pass_at_k(self.n, self.compiled, k) for k in scored},
+            run_at_k=({k: pass_at_k(self.n, self.ran, k) for k in scored}
+                      if p.tests_kind == "none" else {}),
         )
 
 
 def rates(results: Sequence[ProblemResult], ks: Sequence[int]) -> Rates:
     """pass@k and compile@k averaged over `results`; per k, over the problems with >= k scored
-    samples (all of them unless sandbox errors or failed requests thinned some out)."""
-    out = Rates(problems=len(results), samples=sum(r.n for r in results))
+    samples (all of them unless sandbox errors or failed requests thinned some out). run@k is
+    over the problems without tests alone; pass@k is left empty when no problem has tests."""
+    untested = np.array([r.tests == "none" for r in results], dtype=bool)
+    out = Rates(problems=len(results), samples=sum(r.n for r in results),
+                untested_problems=int(untested.sum()))
     n = np.array([r.n for r in results], dtype=np.int64)
     passed = np.array([r.passed for r in results], dtype=np.int64)
     compiled = np.array([r.compiled for r in results], dtype=np.int64)
+    ran = np.array([r.ran for r in results], dtype=np.int64)
     for k in ks:
         mask = n >= k
         out.scored_problems[k] = int(mask.sum())
         if mask.any():
-            out.pass_at_k[k] = float(pass_at_k_array(n[mask], passed[mask], k).mean())
+            if not untested.all():
+                out.pass_at_k[k] = float(pass_at_k_array(n[mask], passed[mask], k).mean())
             out.compile_at_k[k] = float(pass_at_k_array(n[mask], compiled[mask], k).mean())
+        run_mask = mask & untested
+        if run_mask.any():
+            out.run_at_k[k] = float(pass_at_k_array(n[run_mask], ran[run_mask], k).mean())
     return out
 
 
@@ -245,6 +256,7 @@ async def evaluate(
         verifier=config.verifier, sampling=settings, n=samples, ks=ks, problems=len(problems),
         pass_at_k=overall.pass_at_k, compile_at_k=overall.compile_at_k,
         scored_problems=overall.scored_problems,
+        untested_problems=overall.untested_problems, run_at_k=overall.run_at_k,
         by_language=_grouped(results, ks, lambda r: r.language),
         by_difficulty=_grouped(results, ks, lambda r: difficulty_bucket(r.difficulty)),
         status_counts={s: status_counts[s] for s in STATUSES if s in status_counts},

@@ -32,9 +32,13 @@ class Rates(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     problems: int = 0
     samples: int = 0  # scored samples (sandbox errors and missing samples left out)
+    # Over every problem, untested ones counting as unsolved; {} when none has tests, so that
+    # a run rate is never shown as pass@k.
     pass_at_k: dict[int, float] = {}
     compile_at_k: dict[int, float] = {}
     scored_problems: dict[int, int] = {}  # per k: problems with at least k scored samples
+    untested_problems: int = 0  # problems with no tests: run@k is over these alone
+    run_at_k: dict[int, float] = {}  # untested problems: a sample ran and exited 0
 
 
 class ProblemResult(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -47,13 +51,15 @@ class ProblemResult(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     tests: str = ""  # Problem.tests_kind: "io", "test_code", "io+test_code" or "none"
     requested: int = 0  # samples asked for
     n: int = 0  # scored samples: verified, not sandbox_error
-    passed: int = 0  # c for pass@k
+    passed: int = 0  # c for pass@k: every test passed (0 for a problem with no tests)
     compiled: int = 0  # c for compile@k
+    ran: int = 0  # c for run@k: a problem with no tests, the program ran and exited 0
     status_counts: dict[str, int] = {}
     best_reward: float = 0.0
     mean_reward: float = 0.0
     pass_at_k: dict[int, float] = {}
     compile_at_k: dict[int, float] = {}
+    run_at_k: dict[int, float] = {}
 
     @property
     def solved(self) -> bool:
@@ -91,6 +97,8 @@ class BenchmarkSummary(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     pass_at_k: dict[int, float] = {}
     compile_at_k: dict[int, float] = {}
     scored_problems: dict[int, int] = {}  # per k: how many problems pass@k was averaged over
+    untested_problems: int = 0  # problems with no tests (pass@k is {} when all are)
+    run_at_k: dict[int, float] = {}  # over the untested problems: ran and exited 0
     by_language: dict[str, Rates] = {}
     by_difficulty: dict[str, Rates] = {}
     status_counts: dict[str, int] = {}

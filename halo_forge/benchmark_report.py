@@ -64,12 +64,28 @@ def markdown_report(summary: BenchmarkSummary, results: Sequence[ProblemResult])
         "compile@k: the chance that at least one of k samples compiles (it may still be wrong). "
         "Both use the unbiased estimator 1 - C(n-c, k) / C(n, k), averaged over problems."),
         "",
-        "## pass@k (all tests passed)", "",
-        "| k | pass@k | problems scored |", "|---|---|---|",
-        *(f"| {k} | {_pct(s.pass_at_k.get(k))} | {s.scored_problems.get(k, 0)} |" for k in ks),
-        "",
-        f"Problems solved by at least one sample: {s.solved} of {s.problems}.",
-        "",
+    ]
+    if s.untested_problems >= s.problems:
+        lines += [("**No problem has tests**, so there is no pass@k: run@k below is the chance "
+                   "that one of k samples compiles, runs and exits 0, which says nothing of "
+                   "whether its answer is right."), ""]
+    else:
+        lines += [
+            "## pass@k (all tests passed)", "",
+            "| k | pass@k | problems scored |", "|---|---|---|",
+            *(f"| {k} | {_pct(s.pass_at_k.get(k))} | {s.scored_problems.get(k, 0)} |" for k in ks),
+            "",
+            f"Problems solved by at least one sample: {s.solved} of {s.problems}.",
+            "",
+        ]
+    if s.untested_problems:
+        lines += [
+            f"## run@k (ran and exited 0; {s.untested_problems} problems without tests)", "",
+            "| k | run@k |", "|---|---|",
+            *(f"| {k} | {_pct(s.run_at_k.get(k))} |" for k in ks),
+            "",
+        ]
+    lines += [
         "## compile@k (compiled; tests not considered)", "",
         "| k | compile@k | problems scored |", "|---|---|---|",
         *(f"| {k} | {_pct(s.compile_at_k.get(k))} | {s.scored_problems.get(k, 0)} |" for k in ks),
@@ -90,9 +106,9 @@ def markdown_report(summary: BenchmarkSummary, results: Sequence[ProblemResult])
                   "did not produce. A problem with fewer than k scored samples is left out of "
                   "pass@k for that k (see 'problems scored')."), ""]
     untested = sum(r.tests == "none" for r in results)
-    if untested:
-        lines += [(f"Note: {untested} problems have no tests; for them 'passed' means the program "
-                  "ran and exited 0."), ""]
+    if untested and untested < s.problems:
+        lines += [(f"Note: {untested} problems have no tests: they count as unsolved in pass@k "
+                  "and have their own run@k."), ""]
     lines += [
         "## Throughput", "",
         f"- wall time {s.wall_s:.1f} s; {s.samples_per_s:.2f} samples/s verified end to end",
@@ -120,9 +136,11 @@ def write_chart(path: Path, summary: BenchmarkSummary) -> None:
     import numpy as np
 
     ks = summary.ks
-    series = {"all": summary.pass_at_k}
+    # With no tests anywhere the chart shows run@k, labelled as such, never as pass@k.
+    metric, field = ("pass", "pass_at_k") if summary.pass_at_k else ("run", "run_at_k")
+    series = {"all": getattr(summary, field)}
     if len(summary.by_language) > 1:
-        series.update({lang: r.pass_at_k for lang, r in summary.by_language.items()})
+        series.update({lang: getattr(r, field) for lang, r in summary.by_language.items()})
     x = np.arange(len(ks))
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(ks) * len(series) ** 0.5 + 2), 3.6), dpi=110)
@@ -131,9 +149,10 @@ def write_chart(path: Path, summary: BenchmarkSummary) -> None:
             heights = [100 * values.get(k, 0.0) for k in ks]
             bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, label=name)
             ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
-        ax.set_xticks(x, [f"pass@{k}" for k in ks])
+        ax.set_xticks(x, [f"{metric}@{k}" for k in ks])
         ax.set_ylim(0, 105)
-        ax.set_ylabel("% of problems (all tests passed)")
+        ax.set_ylabel("% of problems (all tests passed)" if metric == "pass"
+                      else "% of problems (ran and exited 0; no tests)")
         name = "/".join(summary.model.rstrip("/").split("/")[-2:])  # an HF id, or a folder's tail
         name += " + adapter" if summary.adapter else ""
         ax.set_title(f"{name}: {summary.dataset or 'benchmark'}, n={summary.n}", fontsize=9)

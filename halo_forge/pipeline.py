@@ -54,7 +54,7 @@ from halo_forge.raft import (
     generate_and_verify,
     stop_callback,
 )
-from halo_forge.records import Example, Problem, Verdict
+from halo_forge.records import Example, Problem, Verdict, untested_warning
 from halo_forge.run_lock import RunLock
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ class Pipeline:
         self._lock = RunLock(self.out)
         self._backend: Any = None
         self._verifier: Any = None
+        self._too_long = 0  # prompts dropped for not fitting the context
         self.summary = RunSummary(output_dir=str(self.out))
 
     # --- bookkeeping ---------------------------------------------------------------------
@@ -252,6 +253,9 @@ class Pipeline:
             return _read_problems(folder / "train.shard"), _read_problems(folder / "test.shard")
         if d.prompts:
             train, test = load_prompts(d.prompts), []
+            warning = untested_warning(train, d.prompts)
+            if warning:
+                self.progress.log(warning)
         else:
             from halo_forge.data import registry
             from halo_forge.data.split import sample_order, split_problems
@@ -267,6 +271,7 @@ class Pipeline:
         if d.languages:
             train = [p for p in train if p.language in d.languages]
             test = [p for p in test if p.language in d.languages]
+        train, test = self._fitting(model, train, test)
         check_problems(train)
         from halo_forge.train import example_from_problem
 
@@ -277,8 +282,39 @@ class Pipeline:
         faults.point("data.written")
         self.progress.log(f"data: {len(train)} training prompts ({len(examples)} with a "
                           f"reference for SFT), {len(test)} held out")
-        self._finish(state, {"train": len(train), "test": len(test), "sft_examples": len(examples)})
+        self._finish(state, {"train": len(train), "test": len(test), "sft_examples": len(examples),
+                             "too_long": self._too_long})
         return train, test
+
+    def _fitting(self, model: str, train: list[Problem],
+                 test: list[Problem]) -> tuple[list[Problem], list[Problem]]:
+        """The problems whose prompts fit the context with max_new_tokens; the rest are
+        dropped and reported here, before an engine refuses a whole batch for one of them."""
+        from halo_forge.prompt_fit import context_length, describe_dropped, fit_prompts
+
+        limit = context_length(model, self.config.generation.engine)
+        if limit is None:
+            return train, test
+        from halo_forge.data.chat import DEFAULT_SYSTEM, load_tokenizer
+
+        g = self.config.generation
+        try:
+            tokenizer = load_tokenizer(model)
+        except HaloError:  # a hub model not yet downloaded: the engine loads it later
+            self.progress.log(f"data: prompt lengths not checked ({model}'s tokenizer is not "
+                              "on this machine yet)")
+            return train, test
+        system = DEFAULT_SYSTEM if g.system is None else (g.system or None)
+        fitted = []
+        for problems in (train, test):
+            kept, dropped = fit_prompts(problems, tokenizer=tokenizer, system=system,
+                                        max_new_tokens=g.max_new_tokens, limit=limit)
+            self._too_long += len(dropped)
+            if dropped:
+                self.progress.log("data: " + describe_dropped(
+                    dropped, max_new_tokens=g.max_new_tokens, limit=limit))
+            fitted.append(kept)
+        return fitted[0], fitted[1]
 
     def _sft_config(self, model: str, **overrides: Any) -> Any:
         from halo_forge.train import SFTConfig

@@ -23,6 +23,8 @@ LANGUAGES: tuple[str, ...] = Language.__args__  # type: ignore[attr-defined]
 
 Status = Literal[
     "passed",
+    # Compiled, ran and exited 0, but the problem has no tests: never "passed", never in pass@k.
+    "ran",
     "wrong_answer",
     "runtime_error",
     "timeout",
@@ -156,4 +158,18 @@ __all__ = [
     "STATUSES",
     "Verdict",
     "RECORD_TYPES",
+    "untested_warning",
 ]
+
+
+def untested_warning(problems: list[Problem], source: str) -> str | None:
+    """The one-line warning shown before work starts when some of `problems` have no tests
+    (None when all have): their samples can only be `ran`, never `passed`."""
+    untested = sum(p.tests_kind == "none" for p in problems)
+    if not untested:
+        return None
+    if untested == len(problems):
+        return (f"warning: none of the {untested} problems in {source} has tests: samples that "
+                "run are `ran`, not `passed`; reporting run@k and compile@k, no pass@k")
+    return (f"warning: {untested} of {len(problems)} problems in {source} have no tests: their "
+            "samples that run are `ran`, never `passed`, and count as unsolved in pass@k")

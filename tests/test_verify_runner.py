@@ -131,9 +131,10 @@ def test_warnings_ran_and_no_tests_ladder():
                "printf(\"%ld\\n\",a+b);}\n", language="c", io_tests=AB),
         sample("fails", "import sys\nsys.exit(3)\n", language="python"),
     ])
-    assert (got["clean"].status, got["clean"].reward, got["clean"].warnings) == ("passed", 0.7, False)
+    # no tests: it ran, which is never "passed" (#14)
+    assert (got["clean"].status, got["clean"].reward, got["clean"].warnings) == ("ran", 0.7, False)
     # warnings lower the compile step's worth; a program that runs is worth more than either
-    assert (got["warn"].status, got["warn"].reward, got["warn"].warnings) == ("passed", 0.7, True)
+    assert (got["warn"].status, got["warn"].reward, got["warn"].warnings) == ("ran", 0.7, True)
     assert "unused" in got["warn"].output
     assert (got["warn_fails"].status, got["warn_fails"].reward) == ("runtime_error", 0.3)
     assert got["warn_tests"].reward == 1.0 and got["warn_tests"].warnings
@@ -257,7 +258,7 @@ def test_language_outside_the_verifier_is_a_clear_error():
 def test_c_is_compiled_as_c_not_cpp():
     # valid C, invalid C++ (implicit void* conversion, `new` as a name)
     code = "#include <stdlib.h>\nint main(void){ int *new = malloc(4); free(new); return 0; }\n"
-    assert run([sample("c", code, language="c")])["c"].status == "passed"
+    assert run([sample("c", code, language="c")])["c"].status == "ran"  # no tests: ran, not passed
     assert run([sample("cpp", code, language="cpp")])["cpp"].status == "compile_error"
 
 

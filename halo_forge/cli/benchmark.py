@@ -194,6 +194,7 @@ def _run(args) -> int:
 
     from halo_forge.benchmark_eval import check_ks, evaluate
     from halo_forge.generate import SamplingSettings, make_backend
+    from halo_forge.records import untested_warning
     from halo_forge.verify.config import VerifierConfig
 
     ks, note = choose_ks(args.k, args.samples)
@@ -216,10 +217,9 @@ def _run(args) -> int:
     if bad:
         raise HaloError(f"{label} has {', '.join(bad)} problems but --verifier {args.verifier} "
                         f"handles {', '.join(verifier.languages)}: use --verifier auto")
-    untested = sum(p.tests_kind == "none" for p in problems)
-    if untested:
-        print(f"benchmark: warning: {untested} of {len(problems)} problems have no tests; for "
-              "them 'passed' only means the program ran and exited 0", file=sys.stderr)
+    warning = untested_warning(problems, label)
+    if warning:
+        print(f"benchmark: {warning}", file=sys.stderr)
     if not args.quiet:
         print(f"benchmark: {len(problems)} problems from {label}, {args.samples} samples each, "
               f"pass@k for k in {ks}", file=sys.stderr)
@@ -247,9 +247,11 @@ def format_summary(summary) -> str:
     who = summary.model + (f" + {summary.adapter}" if summary.adapter else "")
     lines = [(f"{who} on {summary.dataset} ({summary.problems} problems, n={summary.n}, "
              f"verifier {summary.verifier})"),
-             f"{'k':>4}  {'pass@k':>8}  {'compile@k':>9}"]
+             f"{'k':>4}  {'pass@k' if summary.pass_at_k else 'run@k':>8}  {'compile@k':>9}"]
+    # No tests anywhere: the first column is run@k (ran, exit 0), labelled so, never pass@k.
+    first = summary.pass_at_k or summary.run_at_k
     for k in summary.ks:
-        p, c = summary.pass_at_k.get(k), summary.compile_at_k.get(k)
+        p, c = first.get(k), summary.compile_at_k.get(k)
         lines.append(f"{k:>4}  {'n/a' if p is None else f'{100 * p:.1f}%':>8}  "
                      f"{'n/a' if c is None else f'{100 * c:.1f}%':>9}")
     lines.append(f"solved {summary.solved}/{summary.problems}; {summary.samples_per_s:.2f} "

@@ -33,4 +33,4 @@ def failing_references(problems: Sequence[Problem]) -> dict[str, str]:
     """problem id -> status, for each reference that did not pass. `sandbox_error` counts as
     failing here too: an unverified reference must not be trained on as if it were known good."""
     return {pid: v.status for pid, v in reference_verdicts(problems).items()
-            if v.status != "passed"}
+            if v.status not in ("passed", "ran")}  # "ran": the problem has no tests

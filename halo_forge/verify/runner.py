@@ -50,6 +50,9 @@ if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport t
 log = logging.getLogger(__name__)
 
 _RUST_RUNNING = re.compile(rb"^running (\d+) tests?$", re.MULTILINE)
+# In every cache key: bumped when a status is added or changes meaning, so that a cache written
+# before cannot hand back a verdict the verifier no longer gives (2: "ran" for untested runs).
+_VERDICT_FORMAT = 2
 _RUST_RESULT = re.compile(rb"^test result: (ok|FAILED)\. (\d+) passed; (\d+) failed", re.MULTILINE)
 
 
@@ -237,7 +240,7 @@ class Verifier:
             [(t.stdin, t.stdout) for t in p.io_tests], p.rust_test, c.compile_limits, c.run_limits,
             c.compare, c.float_tolerance, c.max_timeouts, c.ladder, c.output_tail,
             p.test_code, JUDGE_VERSION, p.native, native.NATIVE_JUDGE_VERSION,
-            sorted(p.native_disabled),
+            sorted(p.native_disabled), _VERDICT_FORMAT,
         )
 
     async def verify(self, sample: VerifySample) -> Verdict:
@@ -314,8 +317,8 @@ class Verifier:
             has_tests = bool(p.io_tests or p.test_code)
             passed = sum(r.passed for r in results) if has_tests else 0
             total = sum(r.total for r in results) if has_tests else 0
-            status = failed.status if failed is not None else "passed"
-            if guard and status == "passed":
+            status = failed.status if failed is not None else "passed" if has_tests else "ran"
+            if guard and status in ("passed", "ran"):
                 status, passed = "wrong_answer", 0  # never reported as a pass
             output = failed.detail if failed is not None else (compile_log if warnings else "")
             if guard:

@@ -161,3 +161,21 @@ def test_run_flags_override_only_the_keys_they_name(tmp_path, monkeypatch):
     (as_written, overridden) = seen
     assert (as_written.raft.cycles, as_written.output.progress) == (7, "rich")
     assert (overridden.raft.cycles, overridden.output.progress) == (2, "plain")
+
+
+def test_an_interrupted_run_says_so_once(tmp_path, monkeypatch, capsys):
+    import types
+
+    import halo_forge.pipeline as pipeline
+    from halo_forge.cli.run import run_config
+
+    def interrupted(config, *, config_text, force, progress):
+        progress.log(f"halo-forge: {pipeline.INTERRUPTED}")  # what run_pipeline reports
+        return 130, None
+
+    monkeypatch.setattr(pipeline, "run_pipeline", interrupted)
+    config = types.SimpleNamespace(output=types.SimpleNamespace(dir=str(tmp_path / "o"),
+                                                                progress="plain"))
+    assert run_config(config) == 130
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).count("halo-forge: interrupted") == 1

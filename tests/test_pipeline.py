@@ -94,7 +94,7 @@ def test_sigterm_stops_at_safe_point_and_leaves_nothing_running(tmp_path: Path):
     text = p.communicate(timeout=60)[0].decode()
     assert time.monotonic() - sent < 30
     assert p.returncode == 128 + signal.SIGTERM, text[-3000:]
-    assert "interrupted; rerun the same command to resume" in text
+    assert text.count("interrupted; rerun the same command to resume") == 1
     time.sleep(1.0)
     assert not [c for c in children if _alive(c)]
     # The stopped cycle's verdicts are a readable, complete-frame prefix; the rerun finishes.

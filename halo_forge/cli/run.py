@@ -70,8 +70,7 @@ def run_config(config, *, config_text: str = "", force=()) -> int:
     progress.log(f"output: {config.output.dir}")
     code, summary = run_pipeline(config, config_text=config_text, force=force,
                                  progress=progress)
-    if summary is None:
-        print("halo-forge: interrupted; rerun the same command to resume", file=sys.stderr)
+    if summary is None:  # interrupted: run_pipeline has said so and how to resume
         return code
     for m in summary.metrics:
         progress.log(f"cycle {m.cycle}: pass {m.pass_rate:.1%} compile {m.compile_rate:.1%} "

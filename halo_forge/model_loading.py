@@ -43,8 +43,19 @@ def is_adapter_dir(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
+def portable_model_name(name: str) -> str:
+    """A local folder as an absolute path, so that whoever reads it, from whatever working
+    directory, finds it; a hub id (not a folder here) unchanged."""
+    if name and Path(name).exists():
+        return str(Path(name).resolve())
+    return name
+
+
 def write_adapter_meta(adapter_dir: Path, meta: AdapterMeta) -> None:
     meta.created_unix = meta.created_unix or time.time()
+    # The path as typed (`../runs/x/model`) only works from where it was typed.
+    meta.base_model = portable_model_name(meta.base_model)
+    meta.parent_adapter = portable_model_name(meta.parent_adapter)
     write_atomic(adapter_dir / ADAPTER_META, msgspec.json.format(msgspec.json.encode(meta)))
 
 
@@ -89,22 +100,73 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
 
 
+def _offline() -> bool:
+    return bool(os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE"))
+
+
+def _download_hint(name: str) -> str:
+    # `hf` is the command huggingface_hub ships now; `huggingface-cli` is gone from it.
+    return f"download it first (`hf download {name}`) or pass a local model folder"
+
+
+_reachable: dict[str, bool] = {}
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub's endpoint opens within `timeout_s` (once per
+    process): offline, transformers would otherwise retry for about a minute before failing."""
+    import socket
+    from urllib.parse import urlsplit
+
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    if endpoint not in _reachable:
+        url = urlsplit(endpoint)
+        port = url.port or (80 if url.scheme == "http" else 443)
+        try:
+            socket.create_connection((url.hostname or "", port), timeout=timeout_s).close()
+            _reachable[endpoint] = True
+        except OSError:
+            _reachable[endpoint] = False
+    return _reachable[endpoint]
+
+
+def _in_hub_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # noqa: BLE001 - not a valid repo id: certainly not cached
+        return False
+
+
+def _hub_kwargs(kind: str, name: str) -> dict[str, Any]:
+    """from_pretrained's extra arguments for `name`; fails at once for a hub id that is
+    neither cached nor reachable, and reads a cached one without asking the hub."""
+    if Path(name).exists() or _offline():
+        return {}
+    if hub_reachable():
+        return {}
+    if _in_hub_cache(name):
+        return {"local_files_only": True}
+    raise HaloError(f"cannot load {kind} {name!r}: it is not a local folder, not in the local "
+                    "cache, and the hub is unreachable (no network?); " + _download_hint(name))
+
+
 def _load_error(kind: str, name: str, exc: BaseException) -> HaloError:
     if Path(name).exists():
         return HaloError(f"cannot load {kind} from {name} ({_short(exc)}); is it a complete "
                          "Hugging Face model folder?")
-    offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
-    how = ("HF_HUB_OFFLINE is set, so only the local cache is searched" if offline else
+    how = ("HF_HUB_OFFLINE is set, so only the local cache is searched" if _offline() else
            "it is not a local folder and could not be fetched from the hub")
-    return HaloError(f"cannot load {kind} {name!r}: {how} ({_short(exc)}); download it first "
-                     "(`huggingface-cli download ID`) or pass a local model folder")
+    return HaloError(f"cannot load {kind} {name!r}: {how} ({_short(exc)}); " + _download_hint(name))
 
 
 def load_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
+    kwargs = _hub_kwargs("tokenizer", name)
     try:
-        tok = AutoTokenizer.from_pretrained(name)
+        tok = AutoTokenizer.from_pretrained(name, **kwargs)
     except Exception as exc:  # noqa: BLE001 - transformers raises many types for "not found"
         raise _load_error("tokenizer", name, exc) from None
     if tok.pad_token is None:  # many base models ship without one; padding is masked anyway
@@ -137,7 +199,8 @@ def pick_dtype(setting: str, *, training: bool) -> Any:
 def load_causal_lm(name: str, *, dtype: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
+    kwargs = _hub_kwargs("model", name)
     try:
-        return AutoModelForCausalLM.from_pretrained(name, **{_dtype_kw(): dtype})
+        return AutoModelForCausalLM.from_pretrained(name, **{_dtype_kw(): dtype}, **kwargs)
     except Exception as exc:  # noqa: BLE001
         raise _load_error("model", name, exc) from None

@@ -261,3 +261,59 @@ def test_memory_plans_that_work_pass(engine, gpus, env):
     from halo_forge.generate.vllm_preflight import check_memory_plan
 
     check_memory_plan(VLLMConfig(**engine), gpus=gpus, env=env)
+
+
+# --- 4: prompts that cannot fit the context -------------------------------------------------
+
+def test_prompts_that_cannot_fit_are_dropped_counted_and_named(tiny_model):
+    from halo_forge.data.chat import DEFAULT_SYSTEM, generation_prompt, load_tokenizer
+    from halo_forge.data.registry import load_problems
+    from halo_forge.prompt_fit import describe_dropped, fit_prompts
+
+    tokenizer = load_tokenizer(str(tiny_model))
+    problems = load_problems("builtin")[:4]
+    long = msgspec_replace(problems[0], id="long", prompt=problems[0].prompt * 40)
+    lengths = {p.id: len(tokenizer(generation_prompt(p, tokenizer=tokenizer,
+                                                     system=DEFAULT_SYSTEM),
+                                   add_special_tokens=False)["input_ids"])
+               for p in [*problems, long]}
+    limit = max(lengths[p.id] for p in problems) + 64
+    assert lengths["long"] + 64 > limit
+    kept, dropped = fit_prompts([*problems, long], tokenizer=tokenizer, system=DEFAULT_SYSTEM,
+                                max_new_tokens=64, limit=limit)
+    assert [p.id for p in kept] == [p.id for p in problems]  # the boundary one fits exactly
+    assert dropped == [("long", lengths["long"])]
+    message = describe_dropped(dropped, max_new_tokens=64, limit=limit)
+    assert "dropped 1 prompt(s)" in message and "long" in message and "\n" not in message
+
+
+def msgspec_replace(struct, **changes):
+    import msgspec
+
+    return msgspec.structs.replace(struct, **changes)
+
+
+def test_pipeline_drops_over_long_prompts_when_data_is_loaded(tiny_model, tmp_path):
+    from halo_forge.pipeline import Pipeline
+
+    config = parse_config(_pipeline(
+        f'[output]\ndir = "{tmp_path / "run"}"\nprogress = "plain"\n'
+        '[data]\nlanguages = ["python"]\n'
+        "[generation]\nmax_new_tokens = 64\n"))
+    from halo_forge.prompt_fit import context_length
+
+    assert context_length(str(tiny_model), config.generation.engine) == 2048
+    pipe = Pipeline(config)
+    pipe.open()
+    try:
+        train, test = pipe._data(str(tiny_model))
+        assert pipe.states.load("data").result["too_long"] == 0
+    finally:
+        pipe._lock.release()
+    # The same problems against a context too small for any of them: all dropped, counted.
+    small = Pipeline(parse_config(_pipeline(
+        f'[output]\ndir = "{tmp_path / "run2"}"\nprogress = "plain"\n'
+        '[data]\nlanguages = ["python"]\n[generation]\nmax_new_tokens = 64\n'
+        '[generation.engine]\nbackend = "vllm"\nmax_model_len = 80\n')))
+    kept, kept_test = small._fitting(str(tiny_model), train, test)
+    assert kept == [] and kept_test == [] and small._too_long == len(train) + len(test)

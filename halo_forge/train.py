@@ -359,6 +359,21 @@ def quiet_checkpointing_alias() -> Iterator[None]:
         yield
 
 
+def _log_last_step() -> Any:
+    """A callback that logs the last step whatever logging_steps says: with logging_steps
+    above the step count only step 1 was logged, and the summary's loss went from it to
+    itself (logging_first_step covers the other end)."""
+    from transformers import TrainerCallback
+
+    class LogLastStep(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.max_steps > 0 and state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
+
+    return LogLastStep()
+
+
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -447,7 +462,7 @@ def train(
         model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows or None,
         data_collator=Collator(tokenizer.pad_token_id,
                                multiple_of=8 if torch.cuda.is_available() else None),
-        processing_class=tokenizer, callbacks=list(callbacks),
+        processing_class=tokenizer, callbacks=[_log_last_step(), *callbacks],
     )
     output = trainer.train(resume_from_checkpoint=last if resume and last else None)
     eval_loss = None

@@ -203,3 +203,17 @@ def test_bad_settings_and_missing_models_are_one_line_errors(tmp_path, sft_examp
         train(SFTConfig(), data=sft_examples, output_dir=tmp_path / "x")
     with pytest.raises(HaloError, match=r"cannot load tokenizer 'no-such/model'.*download"):
         train(SFTConfig(model="no-such/model"), data=sft_examples, output_dir=tmp_path / "y")
+
+
+@pytest.mark.slow
+def test_first_and_last_steps_are_logged_when_logging_steps_exceeds_them(
+        tiny_model, sft_examples, tmp_path) -> None:
+    # logging_steps 50 over a 3-step run: before the fix only step 1 was logged, and the
+    # summary's "first -> last" loss was one step compared with itself.
+    config = SFTConfig(model=str(tiny_model), max_steps=3, batch_size=2, grad_accum=1,
+                       logging_steps=50, eval_fraction=0, progress=False, learning_rate=1e-3)
+    result = train(config, data=sft_examples[:6], output_dir=tmp_path / "run")
+    assert result.global_step == 3
+    assert len(result.learning_rates) == 2  # one entry per logged step: 1 and 3
+    assert result.first_loss is not None and result.last_loss is not None
+    assert result.first_loss != result.last_loss

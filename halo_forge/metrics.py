@@ -1,4 +1,4 @@
-"""Per-cycle metrics: one JSON line per cycle, a PNG plot of the rates next to it, and
+"""Per-cycle metrics: one JSON line per cycle, a PNG plot of the rates and loss next to it, and
 TensorBoard scalars when the tensorboard package is installed and asked for.
 
 The JSONL is rewritten (atomically) from the finished cycles' records on every update, so a
@@ -71,16 +71,20 @@ def read_metrics(path: Path) -> list[CycleMetrics]:
     return [decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
-def plot(rows: Sequence[CycleMetrics], path: Path) -> bool:
-    """The per-cycle rates as a PNG; False (and a log line) when matplotlib is missing."""
-    try:
-        import matplotlib
+# One style per series, all different: when two series are equal (a pass rate that is the
+# compile rate, say) the later line is drawn over the earlier, so each keeps its own marker,
+# dash pattern and size, and the larger hollow markers beneath stay visible round the smaller.
+_STYLES = [
+    {"marker": "o", "linestyle": "-", "markersize": 11, "markerfacecolor": "none", "linewidth": 3.0},
+    {"marker": "s", "linestyle": "--", "markersize": 8, "markerfacecolor": "none", "linewidth": 2.2},
+    {"marker": "^", "linestyle": "-.", "markersize": 6, "linewidth": 1.6},
+    {"marker": "x", "linestyle": ":", "markersize": 6, "linewidth": 1.4},
+]
+_LOSS_STYLE = {"marker": "D", "linestyle": (0, (5, 2, 1, 2)), "markersize": 5, "linewidth": 1.4,
+               "color": "black"}
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.info("matplotlib is not installed: no %s (pip install matplotlib)", path.name)
-        return False
+
+def _figure(rows: Sequence[CycleMetrics], plt: Any) -> Any:
     rows = sorted(rows, key=lambda r: r.cycle)
     x = [r.cycle for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
@@ -91,15 +95,40 @@ def plot(rows: Sequence[CycleMetrics], path: Path) -> bool:
     ]
     if any(r.eval_pass_at_1 is not None for r in rows):
         series.append(("held-out pass@1", [r.eval_pass_at_1 for r in rows]))
-    for label, ys in series:
-        ax.plot(x, ys, marker="o", label=label)
+    for (label, ys), style in zip(series, _STYLES, strict=False):
+        ax.plot(x, ys, label=label, **style)
+    handles, labels = ax.get_legend_handles_labels()
+    if any(r.train_loss is not None for r in rows):
+        # A loss is not a rate (it may exceed 1): its own axis, on the right.
+        loss_ax = ax.twinx()
+        loss_ax.plot(x, [r.train_loss for r in rows], label="training loss", **_LOSS_STYLE)
+        loss_ax.set_ylabel("training loss")
+        loss_ax.set_ylim(bottom=0)
+        more_handles, more_labels = loss_ax.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
     ax.set_xlabel("RAFT cycle")
+    ax.set_ylabel("rate")
     ax.set_ylim(0, 1.02)
     ax.set_xticks(x)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
-    ax.set_title("halo-forge: per-cycle rates")
+    ax.legend(handles, labels, loc="best", fontsize=8)
+    ax.set_title("halo-forge: per-cycle rates and training loss")
     fig.tight_layout()
+    return fig
+
+
+def plot(rows: Sequence[CycleMetrics], path: Path) -> bool:
+    """The per-cycle rates and the training loss as a PNG; False (and a log line) when
+    matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib is not installed: no %s (pip install matplotlib)", path.name)
+        return False
+    fig = _figure(rows, plt)
     try:
         with atomic_open(path) as f:
             fig.savefig(f, format="png")

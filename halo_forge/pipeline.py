@@ -43,6 +43,7 @@ from halo_forge.oserrors import user_error
 from halo_forge.paths import check_output_dir
 from halo_forge.pipeline_state import StageState, StateStore
 from halo_forge.progress import Progress
+from halo_forge.prompts_file import default_language
 from halo_forge.raft import (
     VERDICTS,
     Interrupted,
@@ -83,8 +84,10 @@ def _read_problems(path: Path) -> list[Problem]:
     return list(read_shards(path, Problem))
 
 
-def load_prompts(path: str) -> list[Problem]:
-    """A prompts JSONL (one Problem-shaped object per line) or a Problem shard."""
+def load_prompts(path: str, *, language: str | None = None) -> list[Problem]:
+    """A prompts JSONL (see prompts_file.py: rows may lack `id`, and `language` when a default
+    is given) or a Problem shard."""
+    from halo_forge.prompts_file import read_prompts
     from halo_forge.shards import SUFFIX
 
     p = Path(path)
@@ -92,18 +95,7 @@ def load_prompts(path: str) -> list[Problem]:
         raise HaloError(f"{p}: no such prompts file (data.prompts / --prompts)")
     if p.is_dir() or p.suffix == SUFFIX:
         return _read_problems(p)
-    decoder = msgspec.json.Decoder(Problem)
-    out = []
-    with open(p, "rb") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(decoder.decode(line))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                raise HaloError(f"{p}:{n}: not a problem ({exc}); expected the JSONL of "
-                                "`halo-forge data prepare --prompts`") from None
-    return out
+    return read_prompts(p, language=language)
 
 
 class Pipeline:
@@ -252,7 +244,7 @@ class Pipeline:
             self.summary.skipped.append("data")
             return _read_problems(folder / "train.shard"), _read_problems(folder / "test.shard")
         if d.prompts:
-            train, test = load_prompts(d.prompts), []
+            train, test = load_prompts(d.prompts, language=default_language(d.languages)), []
             warning = untested_warning(train, d.prompts)
             if warning:
                 self.progress.log(warning)

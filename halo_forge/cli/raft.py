@@ -209,9 +209,11 @@ def check_prompts(config: Any) -> None:
     """Fail before any model is loaded when the prompts cannot be verified as configured: a
     language the chosen verifier does not run, or a missing compiler."""
     from halo_forge.pipeline import load_prompts
+    from halo_forge.prompts_file import default_language
     from halo_forge.verify.toolchains import resolve_toolchain
 
-    problems = load_prompts(config.data.prompts)
+    problems = load_prompts(config.data.prompts,
+                            language=default_language(config.data.languages))
     if config.data.languages:
         problems = [p for p in problems if p.language in config.data.languages]
     if not problems:

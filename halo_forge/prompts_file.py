@@ -62,8 +62,7 @@ def read_prompts(path: Path, *, language: str | None = None) -> list[Problem]:
                  for field, numbers in missing.items()]
         first = min(n for numbers in missing.values() for n in numbers)
         raise HaloError(f"{path}:{first}: not a problem: missing {'; '.join(parts)}; each "
-                        "line needs `prompt` and "
-                        "`language`, and may have `id`, `io_tests`, `test_code`, `reference`")
+                        "line needs `prompt` and `language`, and may have `id`, `io_tests`, `test_code`, `reference`")
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for n, row in rows:

@@ -28,7 +28,8 @@ class CycleMetrics(msgspec.Struct, kw_only=True):
     verdicts: int = 0
     sandbox_errors: int = 0
     compile_rate: float = 0.0
-    pass_rate: float = 0.0
+    pass_rate: float = 0.0  # every test passed
+    run_rate: float = 0.0  # no tests; ran and exited 0 (never part of pass_rate)
     mean_reward: float = 0.0
     kept: int = 0
     kept_prompts: int = 0
@@ -79,6 +80,7 @@ _STYLES = [
     {"marker": "s", "linestyle": "--", "markersize": 8, "markerfacecolor": "none", "linewidth": 2.2},
     {"marker": "^", "linestyle": "-.", "markersize": 6, "linewidth": 1.6},
     {"marker": "x", "linestyle": ":", "markersize": 6, "linewidth": 1.4},
+    {"marker": "v", "linestyle": (0, (1, 3)), "markersize": 5, "linewidth": 1.2},
 ]
 _LOSS_STYLE = {"marker": "D", "linestyle": (0, (5, 2, 1, 2)), "markersize": 5, "linewidth": 1.4,
                "color": "black"}
@@ -93,6 +95,8 @@ def _figure(rows: Sequence[CycleMetrics], plt: Any) -> Any:
         ("compile rate", [r.compile_rate for r in rows]),
         ("mean reward", [r.mean_reward for r in rows]),
     ]
+    if any(r.run_rate for r in rows):
+        series.append(("ran, no tests", [r.run_rate for r in rows]))
     if any(r.eval_pass_at_1 is not None for r in rows):
         series.append(("held-out pass@1", [r.eval_pass_at_1 for r in rows]))
     for (label, ys), style in zip(series, _STYLES, strict=False):

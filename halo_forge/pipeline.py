@@ -493,13 +493,15 @@ class Pipeline:
                 metrics, samples=stats.samples, verdicts=stats.verdicts,
                 sandbox_errors=stats.sandbox_errors, statuses=stats.statuses, guards=stats.guards,
                 compile_rate=rates["compile_rate"], pass_rate=rates["pass_rate"],
-                mean_reward=rates["mean_reward"], tokens_per_s=rates["tokens_per_s"],
+                run_rate=rates["run_rate"], mean_reward=rates["mean_reward"], tokens_per_s=rates["tokens_per_s"],
                 verify_per_s=rates["verify_per_s"], gen_s=stats.gen_s,
                 gen_verify_s=stats.wall_s, gen_wait_s=stats.gen_wait_s,
                 verify_wait_s=stats.verify_wait_s,
                 resumed=bool(stats.resumed_samples or stats.resumed_verdicts))
             self.progress.log(
-                f"{label}: {stats.verdicts} verified: pass {rates['pass_rate']:.1%}, compile "
+                f"{label}: {stats.verdicts} verified: pass {rates['pass_rate']:.1%}, "
+                + (f"ran without tests {rates['run_rate']:.1%}, " if stats.ran else "") +
+                f"compile "
                 f"{rates['compile_rate']:.1%}, mean reward {rates['mean_reward']:.3f}, "
                 f"{stats.sandbox_errors} sandbox errors; {stats.wall_s:.1f}s (generation waited "
                 f"{stats.gen_wait_s:.1f}s on verification, verification {stats.verify_wait_s:.1f}s"

@@ -12,7 +12,7 @@ from halo_forge.metrics import CycleMetrics, _figure, plot  # noqa: E402
 
 # pass rate == compile rate == mean reward in every cycle: before, only one line showed.
 ROWS = [CycleMetrics(cycle=c, pass_rate=v, compile_rate=v, mean_reward=v, eval_pass_at_1=v,
-                     train_loss=loss)
+                     run_rate=v, train_loss=loss)
         for c, v, loss in ((1, 0.3, 1.8), (2, 0.45, 1.2), (3, 0.5, 0.9))]
 
 
@@ -37,7 +37,7 @@ def test_training_loss_is_plotted_on_its_own_axis(figure):
 def test_identical_series_are_drawn_distinguishably_and_all_in_the_legend(figure):
     lines = _lines(figure)
     labels = [line.get_label() for line in lines]
-    assert {"pass rate", "compile rate", "mean reward", "held-out pass@1",
+    assert {"pass rate", "compile rate", "mean reward", "held-out pass@1", "ran, no tests",
             "training loss"} <= set(labels)
     looks = {(line.get_marker(), str(line.get_linestyle()), line.get_markersize()) for line in lines}
     assert len(looks) == len(lines)

@@ -55,8 +55,8 @@ def test_raft_stats_do_not_count_ran_as_passed():
     stats.add(Verdict(id="a", status="ran", reward=0.7, compiled=True))
     stats.add(Verdict(id="b", status="passed", reward=1.0, compiled=True, tests_passed=1,
                       tests_total=1))
-    assert stats.passed == 1 and stats.compiled == 2
-    assert stats.rates()["pass_rate"] == 0.5
+    assert stats.passed == 1 and stats.compiled == 2 and stats.ran == 1
+    assert stats.rates()["pass_rate"] == 0.5 and stats.rates()["run_rate"] == 0.5
 
 
 def test_benchmark_without_tests_reports_run_at_k_never_pass_at_k(pair, tmp_path):

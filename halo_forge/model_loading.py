@@ -51,6 +51,17 @@ def portable_model_name(name: str) -> str:
     return name
 
 
+def _beside(adapter_dir: Path, name: str) -> str:
+    """A relative folder that an older version recorded as typed: found from here, or else
+    from the adapter's own folder up (where `../x/model` was typed); otherwise unchanged."""
+    if not name or Path(name).is_absolute() or Path(name).exists():
+        return name
+    for folder in (adapter_dir, *adapter_dir.resolve().parents):
+        if (folder / name).is_dir():
+            return str((folder / name).resolve())
+    return name
+
+
 def write_adapter_meta(adapter_dir: Path, meta: AdapterMeta) -> None:
     meta.created_unix = meta.created_unix or time.time()
     # The path as typed (`../runs/x/model`) only works from where it was typed.
@@ -68,9 +79,11 @@ def read_adapter_meta(adapter_dir: str | os.PathLike[str]) -> AdapterMeta:
     meta_path = path / ADAPTER_META
     if meta_path.is_file():
         try:
-            return msgspec.json.decode(meta_path.read_bytes(), type=AdapterMeta)
+            meta = msgspec.json.decode(meta_path.read_bytes(), type=AdapterMeta)
         except msgspec.DecodeError as exc:
             raise HaloError(f"{meta_path}: unreadable adapter metadata ({exc})") from None
+        meta.base_model = _beside(path, meta.base_model)
+        return meta
     try:
         cfg = msgspec.json.decode((path / "adapter_config.json").read_bytes())
     except msgspec.DecodeError as exc:

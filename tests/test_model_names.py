@@ -88,3 +88,16 @@ def test_load_error_names_the_hf_command(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     message = str(model_loading._load_error("model", "org/x", OSError("not cached")))
     assert "`hf download org/x`" in message and "HF_HUB_OFFLINE" in message
+
+
+def test_older_adapter_with_a_relative_base_is_found_from_its_own_folder(tmp_path, monkeypatch):
+    (tmp_path / "project" / "runs" / "model").mkdir(parents=True)
+    adapter = _adapter(tmp_path / "project" / "runs" / "sft" / "final_model")
+    # As an older version wrote it: the path as typed from tmp_path/project.
+    (adapter / model_loading.ADAPTER_META).write_text('{"base_model": "runs/model"}')
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert read_adapter_meta(adapter).base_model == str((tmp_path / "project" / "runs" / "model").resolve())
+    # a hub id is no folder anywhere: unchanged
+    (adapter / model_loading.ADAPTER_META).write_text('{"base_model": "org/some-model"}')
+    assert read_adapter_meta(adapter).base_model == "org/some-model"

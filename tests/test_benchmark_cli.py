@@ -143,8 +143,7 @@ def test_model_that_does_not_exist_is_a_one_line_error(tmp_path, prompts_file, c
     assert rc == 2 and "cannot load" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize(("samples", "expected"), [(4, "k in 1 "), (5, "k in 1,5 "),
-                                                   (12, "k in 1,5,10 ")])
+@pytest.mark.parametrize(("samples", "expected"), [(4, "k in 1 "), (5, "k in 1,5 ")])
 def test_samples_without_k_uses_the_default_ks_that_fit_and_says_which(samples, expected,
                                                                        capsys):
     # Stops at the missing prompts file, after the ks are chosen and checked.
@@ -152,3 +151,10 @@ def test_samples_without_k_uses_the_default_ks_that_fit_and_says_which(samples, 
                        "--samples", str(samples))
     assert rc == 2 and "no such file" in err and "needs at least" not in err
     assert "no --k given" in err and expected in err
+
+
+def test_samples_that_fit_every_default_k_use_them_all():
+    from halo_forge.cli.benchmark import choose_ks
+
+    assert choose_ks(None, 12) == ([1, 5, 10], "")
+    assert choose_ks("2,3", 4) == ([2, 3], "")

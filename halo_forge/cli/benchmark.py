@@ -32,11 +32,13 @@ DEFAULT_KS = (1, 5, 10)
 
 
 def choose_ks(text: str | None, samples: int) -> tuple[list[int], str]:
-    """(ks, a note saying which were chosen, or "" when --k was given): with no --k, the
-    default ks that --samples can estimate, so `--samples 4` alone works."""
+    """(ks, a note when some default ks were left out): with no --k, the default ks that
+    --samples can estimate, so `--samples 4` alone works."""
     if text is not None:
         return parse_ks(text), ""
     ks = [k for k in DEFAULT_KS if k <= samples]
+    if len(ks) == len(DEFAULT_KS):
+        return ks, ""  # nothing left out: the run's own summary line names the ks
     return ks, (f"benchmark: no --k given: pass@k for k in {','.join(map(str, ks))} (the "
                 f"defaults {','.join(map(str, DEFAULT_KS))} that --samples {samples} allows)")
 
@@ -199,8 +201,6 @@ def _run(args) -> int:
 
     ks, note = choose_ks(args.k, args.samples)
     ks = check_ks(ks, args.samples)  # before loading anything
-    if note and not args.quiet:
-        print(note, file=sys.stderr)
     if args.output is not None:
         check_output_dir(args.output, what="benchmark run --output")
     if not args.model and not args.adapter:
@@ -212,6 +212,8 @@ def _run(args) -> int:
         verifier = VerifierConfig(verifier=args.verifier, concurrency=args.concurrency)
     except (ValueError, msgspec.ValidationError) as exc:
         raise HaloError(f"benchmark run: {exc}") from None
+    if note and not args.quiet:  # after the checks, so that a usage error stays one line
+        print(note, file=sys.stderr)
     problems, label = load_benchmark_problems(args)
     bad = sorted({p.language for p in problems} - set(verifier.languages))
     if bad:

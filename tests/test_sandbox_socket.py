@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -65,9 +64,19 @@ def system_dir() -> Iterator[Path | None]:
     shutil.rmtree(d, ignore_errors=True)
 
 
+def _python():
+    """The interpreter as the verifier runs it: its real path (a venv's bin/ may sit where
+    runs cannot see, e.g. under /tmp) and the folders it needs shown."""
+    from halo_forge.verify.config import VerifierConfig
+    from halo_forge.verify.toolchains import resolve_toolchain
+
+    return resolve_toolchain("python", VerifierConfig().compiler("python"))
+
+
 @pytest.fixture(scope="module")
 def sb(shown_dir):
-    with Sandbox(max_concurrency=2, readonly_paths=[str(shown_dir)]) as s:
+    shown = [str(shown_dir), *_python().readonly_paths]
+    with Sandbox(max_concurrency=2, readonly_paths=shown) as s:
         yield s
 
 
@@ -285,7 +294,8 @@ print("pipe ok")
 
 async def test_python_program_reaches_no_named_unix_socket(sb, shown_dir):
     with sb.workdir({"client.py": PY_CLIENT}) as wd, Listeners(shown_dir) as ls:
-        r = await sb.run([sys.executable, "-I", "client.py", *ls.argv()], cwd=wd, limits=RUN)
+        python = _python().run_argv(wd)[0]
+        r = await sb.run([python, "-I", "client.py", *ls.argv()], cwd=wd, limits=RUN)
     assert r.status == "ok", (r, r.stderr.decode())
     got = parse(r.stdout)
     assert ls.reached == [], (ls.reached, got)

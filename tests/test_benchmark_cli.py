@@ -158,3 +158,35 @@ def test_samples_that_fit_every_default_k_use_them_all():
 
     assert choose_ks(None, 12) == ([1, 5, 10], "")
     assert choose_ks("2,3", 4) == ([2, 3], "")
+
+
+def test_every_engine_setting_is_a_flag_and_a_flag_of_another_backend_is_refused(capsys):
+    import msgspec
+
+    from halo_forge.cli import build_parser
+    from halo_forge.cli.benchmark import _BY_HAND, ENGINES, _backend_config
+
+    parser = build_parser()
+    run = parser._subparsers._group_actions[0].choices["benchmark"]._subparsers \
+        ._group_actions[0].choices["run"]
+    flags = set(run._option_string_actions)
+    for engine in ENGINES.values():
+        for f in msgspec.structs.fields(engine):
+            # OpenAI's `concurrency` shares its name with the verifier's --concurrency.
+            if f.name not in _BY_HAND and f.name != "concurrency":
+                assert "--" + f.name.replace("_", "-") in flags, (engine.__name__, f.name)
+
+    args = parser.parse_args(["benchmark", "run", "--model", "m", "--prompts", "p.jsonl",
+                              "--backend", "vllm", "--max-model-len", "2048",
+                              "--no-enable-sleep-mode", "--batch-size", "8", "--seed", "3"])
+    config = _backend_config(args)
+    assert (config.max_model_len, config.enable_sleep_mode, config.batch_size, config.seed) == \
+        (2048, False, 8, 3)
+    # Not given: the Struct's own default, the one pipeline.toml gets too.
+    assert config.gpu_memory_utilization == ENGINES["vllm"]().gpu_memory_utilization
+
+    code = main(["benchmark", "run", "--model", "m", "--prompts", "p.jsonl",
+                 "--backend", "transformers", "--tensor-parallel-size", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--tensor-parallel-size is a vllm setting" in err and "\n" == err[-1]
+    assert err.count("\n") == 1

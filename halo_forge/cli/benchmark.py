@@ -14,7 +14,7 @@ from halo_forge.cli.parser import add_group
 from halo_forge.cli.verify import add_verifier_flags
 from halo_forge.config import GenerationSection
 from halo_forge.errors import HaloError
-from halo_forge.generate.base import VLLMConfig
+from halo_forge.generate.base import OpenAIConfig, TransformersConfig, VLLMConfig
 from halo_forge.paths import check_output_dir
 
 
@@ -82,17 +82,7 @@ def register(subparsers) -> None:
                      types_={"max_new_tokens": positive_int}, defaults=True)
     gen.add_argument("--seed", type=int, default=None, help="sampling seed")
     gen.add_argument("--system", default=None, help="system prompt ('' for none)")
-    gen.add_argument("--batch-size", type=positive_int, default=None,
-                     help="sequences per batch (default: the backend's)")
-    gen.add_argument("--device", default="auto", help="transformers: cpu, cuda, cuda:1, ...")
-    gen.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"),
-                     default="auto")
-    gen.add_argument("--tensor-parallel-size", type=positive_int, default=1, help="vllm")
-    gen.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vllm")
-    add_struct_flags(gen, VLLMConfig, only=("max_lora_rank",), defaults=True)
-    gen.add_argument("--base-url", default="http://localhost:8000/v1", help="openai")
-    gen.add_argument("--api-key-env", default="OPENAI_API_KEY",
-                     help="openai: environment variable holding the key")
+    _add_engine_flags(p, gen)
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=_run)
@@ -105,6 +95,55 @@ def register(subparsers) -> None:
     p.add_argument("b", metavar="B", help="output folder (or summary.json) of the second run")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(handler=_compare)
+
+
+# The engine settings are the [generation.engine] Structs' own fields: one flag per field, made
+# from the Structs (a field two backends share is one flag); the chosen --backend takes the ones
+# it has. model/adapter/system and --seed (the sampling seed, vLLM's engine seed too) are above.
+ENGINES = {"transformers": TransformersConfig, "vllm": VLLMConfig, "openai": OpenAIConfig}
+_BY_HAND = ("model", "adapter", "system", "seed")
+_MADE: set[str] = set()  # the engine fields that got a flag (others' flags may share a name)
+
+
+def _add_engine_flags(parser, group) -> None:
+    import msgspec
+
+    taken = set(parser._option_string_actions)  # e.g. the verifier's --concurrency
+    made: set[str] = set()
+    for tag, engine in ENGINES.items():
+        names = [f.name for f in msgspec.structs.fields(engine)
+                 if f.name not in _BY_HAND and f.name not in made
+                 and "--" + f.name.replace("_", "-") not in taken]
+        shared = [n for n in names if sum(n in {f.name for f in msgspec.structs.fields(e)}
+                                          for e in ENGINES.values()) > 1]
+        own = [n for n in names if n not in shared]
+        types_ = {"batch_size": positive_int, "tensor_parallel_size": positive_int}
+        if shared:
+            add_struct_flags(group, engine, only=shared, types_=types_,
+                             default_note="the backend's")
+        if own:
+            # Not a real msgspec field spelling: the help says which backend reads the flag.
+            before = set(group._group_actions)
+            add_struct_flags(group, engine, only=own, types_=types_)
+            for action in set(group._group_actions) - before:
+                if not action.help.startswith(f"{tag}:"):
+                    action.help = f"{tag}: {action.help}"
+        made.update(names)
+    _MADE.update(made)
+
+
+def _engine_flags_given(args, backend: str) -> dict:
+    """The engine flags given on the command line, refused when --backend does not read them."""
+    from halo_forge.cli.flags import given
+
+    mine = {k: v for k, v in given(ENGINES[backend], args).items() if k in _MADE}
+    for tag, engine in ENGINES.items():
+        for name in given(engine, args):
+            if name in _MADE and name not in mine:
+                flag = "--" + name.replace("_", "-")
+                raise HaloError(f"{flag} is a {tag} setting; --backend {backend} does not use "
+                                f"it (drop it or pass --backend {tag})")
+    return mine
 
 
 def load_benchmark_problems(args) -> tuple[list, str]:
@@ -145,26 +184,21 @@ def load_benchmark_problems(args) -> tuple[list, str]:
 
 def _backend_config(args):
     from halo_forge.config import adapter_lora_rank, check_lora_rank
-    from halo_forge.generate import OpenAIConfig, TransformersConfig
     from halo_forge.model_loading import is_adapter_dir
 
     common = {"model": args.model, "adapter": args.adapter, "system": args.system}
-    if args.batch_size:
-        common["batch_size"] = args.batch_size
+    values = {**common, **_engine_flags_given(args, args.backend)}
     try:
-        if args.backend == "transformers":
-            return TransformersConfig(**common, device=args.device, dtype=args.dtype)
         if args.backend == "vllm":
-            config = VLLMConfig(**common, tensor_parallel_size=args.tensor_parallel_size,
-                                gpu_memory_utilization=args.gpu_memory_utilization,
-                                max_lora_rank=args.max_lora_rank, dtype=args.dtype,
-                                **({"seed": args.seed} if args.seed is not None else {}))
+            if args.seed is not None:
+                values["seed"] = args.seed
+            config = VLLMConfig(**values)
             adapter = args.adapter or (args.model if is_adapter_dir(args.model) else "")
             if adapter:
                 check_lora_rank(adapter_lora_rank(adapter), config,
                                 key=f"the adapter {adapter}'s rank")
             return config
-        return OpenAIConfig(**common, base_url=args.base_url, api_key_env=args.api_key_env)
+        return ENGINES[args.backend](**values)
     except ValueError as exc:
         raise HaloError(f"benchmark run --backend {args.backend}: {exc}".replace(
             "generation.engine.max_lora_rank", "--max-lora-rank")) from None
@@ -212,6 +246,7 @@ def _run(args) -> int:
         verifier = VerifierConfig(verifier=args.verifier, concurrency=args.concurrency)
     except (ValueError, msgspec.ValidationError) as exc:
         raise HaloError(f"benchmark run: {exc}") from None
+    engine = _backend_config(args)  # the engine's flags checked before anything loads
     if note and not args.quiet:  # after the checks, so that a usage error stays one line
         print(note, file=sys.stderr)
     problems, label = load_benchmark_problems(args)
@@ -226,7 +261,7 @@ def _run(args) -> int:
         print(f"benchmark: {len(problems)} problems from {label}, {args.samples} samples each, "
               f"pass@k for k in {ks}", file=sys.stderr)
 
-    backend = make_backend(_backend_config(args))
+    backend = make_backend(engine)
     try:
         with _progress(args.quiet, len(problems) * args.samples) as report:
             summary = anyio.run(lambda: evaluate(

@@ -82,15 +82,18 @@ def _did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
         wrong, choices = m.group(1), re.findall(r"'?([\w-]+)'?", m.group(2))
         close = difflib.get_close_matches(wrong, choices, n=1)
         return f"; did you mean '{close[0]}'?" if close else ""
-    m = re.search(r"unrecognized arguments: (--[\w-]+)", message)
+    # argparse also reads a typo as an abbreviation: "ambiguous option: --n could match ...".
+    m = re.search(r"(?:unrecognized arguments|ambiguous option): (--[\w-]+)", message)
     if not m:
         return ""
     wrong, options = m.group(1), _options(_invoked(parser))
     # A flag whose help names the word typed (`--n` -> `--samples`, "n: samples per problem")
     # is what the user meant, however far its spelling is from theirs.
     word = re.escape(wrong[2:])
-    named = sorted(o for o, text in options.items()
-                   if re.search(rf"(?<![\w-]){word}(?![\w-])", text.split(".")[0][:60]))
+    # A help that defines the word ("n: samples per problem") first, then any that names it.
+    named = sorted(o for o, text in options.items() if re.match(rf"{word}:", text)) or sorted(
+        o for o, text in options.items()
+        if re.search(rf"(?<![\w-]){word}(?![\w-])", text.split(".")[0][:60]))
     close = difflib.get_close_matches(wrong, named or sorted(options), n=1, cutoff=0 if named
                                       else 0.6)
     return f"; did you mean '{close[0]}'?" if close else ""

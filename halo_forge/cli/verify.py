@@ -41,14 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("input", metavar="INPUT.jsonl", help="samples, one JSON object per line")
     verify.add_argument("--out", required=True, metavar="VERDICTS.jsonl", help="where verdicts go")
     add_verifier_flags(verify)
-    verify.add_argument("--cache", metavar="PATH", default=None,
-                        help="sqlite file that keeps verdicts across runs (default: in memory only)")
+    # From VerifierConfig; the two switches that turn a default off keep their seed spelling.
+    add_struct_flags(verify, VerifierConfig, only=("cache_path", "compare", "float_tolerance"),
+                     aliases={"cache_path": ("--cache",)}, defaults=True)
     verify.add_argument("--no-cache", action="store_true", help="verify repeated samples again")
     verify.add_argument("--no-pch", action="store_true", help="compile without the precompiled <bits/stdc++.h>")
-    verify.add_argument("--compare", choices=("lines", "tokens"), default="lines",
-                        help="io_tests: compare lines (trailing whitespace ignored) or whitespace-separated tokens")
-    verify.add_argument("--float-tolerance", type=float, default=None, metavar="EPS",
-                        help="numbers in the output may differ by EPS (absolute or relative)")
     verify.set_defaults(handler=run_verify)
 
 
@@ -76,14 +73,14 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         config = VerifierConfig(
             verifier=args.verifier, concurrency=args.concurrency, cache=not args.no_cache,
-            cache_path=args.cache, pch=not args.no_pch, compare=args.compare,
+            cache_path=args.cache_path, pch=not args.no_pch, compare=args.compare,
             float_tolerance=args.float_tolerance,
         )
     except (ValueError, TypeError) as exc:
         raise HaloError(f"verify: {exc}") from None
     check_output_file(out, what="verify --out", input_paths=[source])
-    if config.cache and args.cache:
-        check_output_file(args.cache, what="verify --cache", input_paths=[source, out])
+    if config.cache and args.cache_path:
+        check_output_file(args.cache_path, what="verify --cache", input_paths=[source, out])
     # Validate the whole input before any work, so a bad line 90,000 fails in a second.
     first_line: dict[str, int] = {}
     for number, sample in read_samples(source):

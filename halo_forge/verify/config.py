@@ -58,8 +58,11 @@ class VerifierConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     compile_limits: Limits = Limits(cpu_s=30.0, wall_s=60.0, memory_mb=4096, processes=64)
     run_limits: Limits = Limits(cpu_s=2.0, wall_s=5.0, memory_mb=1024)
 
-    compare: CompareMode = "lines"
-    float_tolerance: float | None = None
+    compare: Annotated[CompareMode, msgspec.Meta(description=(
+        "io_tests: compare lines (trailing whitespace ignored) or whitespace-separated "
+        "tokens"))] = "lines"
+    float_tolerance: Annotated[float | None, msgspec.Meta(description=(
+        "numbers in the output may differ by this much (absolute or relative)"))] = None
     ladder: RewardLadder = RewardLadder()
 
     concurrency: Annotated[int | None, msgspec.Meta(
@@ -72,7 +75,8 @@ class VerifierConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     pch: bool = True  # precompiled <bits/stdc++.h> for C++
     cache: bool = True  # in-memory verdict cache (identical work is never done twice)
-    cache_path: str | None = None  # sqlite file that keeps verdicts across runs
+    cache_path: Annotated[str | None, msgspec.Meta(description=(
+        "sqlite file that keeps verdicts across runs (default: in memory only)"))] = None
     cache_dir: str = msgspec.field(default_factory=_default_cache_dir)  # PCH and the like
 
     def __post_init__(self) -> None:

@@ -14,7 +14,7 @@ from halo_forge.cli.parser import add_group
 from halo_forge.cli.verify import add_verifier_flags
 from halo_forge.config import GenerationSection
 from halo_forge.errors import HaloError
-from halo_forge.generate.base import OpenAIConfig, TransformersConfig, VLLMConfig
+from halo_forge.generate.base import ENGINES, VLLMConfig
 from halo_forge.paths import check_output_dir
 
 
@@ -75,7 +75,7 @@ def register(subparsers) -> None:
                    "(default: those of 1,5,10 that are <= --samples)")
     p.add_argument("--output", type=Path, default=None, help="folder for the report files")
     gen = p.add_argument_group("generation")
-    gen.add_argument("--backend", choices=("transformers", "vllm", "openai"),
+    gen.add_argument("--backend", choices=tuple(ENGINES),
                      default="transformers")
     # The pipeline's [generation] keys and defaults.
     add_struct_flags(gen, GenerationSection, only=("temperature", "top_p", "max_new_tokens"),
@@ -100,7 +100,6 @@ def register(subparsers) -> None:
 # The engine settings are the [generation.engine] Structs' own fields: one flag per field, made
 # from the Structs (a field two backends share is one flag); the chosen --backend takes the ones
 # it has. model/adapter/system and --seed (the sampling seed, vLLM's engine seed too) are above.
-ENGINES = {"transformers": TransformersConfig, "vllm": VLLMConfig, "openai": OpenAIConfig}
 _BY_HAND = ("model", "adapter", "system", "seed")
 _MADE: set[str] = set()  # the engine fields that got a flag (others' flags may share a name)
 

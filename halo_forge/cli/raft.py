@@ -24,7 +24,7 @@ from halo_forge.cli.flags import add_struct_flags, given, spellings
 from halo_forge.cli.parser import add_group
 from halo_forge.config import section_type
 from halo_forge.errors import HaloError
-from halo_forge.generate.base import VLLMConfig
+from halo_forge.generate.base import ENGINES, VLLMConfig
 
 # (section, its Struct's fields given as flags, other spellings): the flags come from the
 # pipeline.toml sections themselves, so their defaults and help are the file's.
@@ -36,7 +36,6 @@ _SECTIONS: tuple[tuple[str, tuple[str, ...] | None, dict[str, tuple[str, ...]]],
 )
 
 
-_BACKENDS = ("transformers", "vllm", "openai")
 
 
 def register(subparsers) -> None:
@@ -65,7 +64,7 @@ def register(subparsers) -> None:
     for section, only, aliases in _SECTIONS:
         add_struct_flags(p, section_type(section), only=only, aliases=aliases,
                          types_={"concurrency": positive_int}, dest_prefix=f"{section}.")
-    p.add_argument("--backend", choices=_BACKENDS, default=None,
+    p.add_argument("--backend", choices=tuple(ENGINES), default=None,
                    help="generation backend (default transformers; vllm on GPUs)")
     add_struct_flags(p, VLLMConfig, only=("max_lora_rank",), dest_prefix="engine.")
     p.add_argument("--benchmark", action="store_true",

@@ -111,6 +111,9 @@ class OpenAIConfig(_Common, tag="openai", tag_field="backend"):
 
 
 GenerateConfig = TransformersConfig | VLLMConfig | OpenAIConfig
+# backend name ([generation.engine] backend, --backend) -> its settings; the one list of them.
+ENGINES: dict[str, type[GenerateConfig]] = {
+    c.__struct_config__.tag: c for c in (TransformersConfig, VLLMConfig, OpenAIConfig)}
 
 
 class BatchStats(msgspec.Struct, kw_only=True):

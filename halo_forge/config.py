@@ -73,6 +73,9 @@ class DataSection(_Section):
     # training prompt and there is no test split (what `raft train --prompts` uses).
     prompts: str = ""
     languages: list[str] = []  # keep only these languages; [] = all
+    language: Annotated[str, _doc(
+        "the language of prompts rows that name none (data.prompts); empty: the only one of "
+        "data.languages when it has one")] = ""
     test_fraction: float = 0.25  # held out for the benchmark and the per-cycle evaluation
     split_seed: int = 0
     limit: int = 0  # at most this many training problems (0 = all)
@@ -85,6 +88,18 @@ class DataSection(_Section):
         bad = [x for x in self.languages if x not in ("c", "cpp", "rust", "python")]
         if bad:
             raise ValueError(f"data.languages: unknown language(s) {bad}; use c, cpp, rust, python")
+        if self.language and self.language not in ("c", "cpp", "rust", "python"):
+            raise ValueError(f"data.language: unknown language {self.language!r}; use c, cpp, "
+                             "rust, python")
+        if self.language and self.languages and self.language not in self.languages:
+            raise ValueError(f"data.language {self.language!r} is not among data.languages "
+                             f"{self.languages}: its rows would all be dropped")
+
+    def default_language(self) -> str | None:
+        """The language of prompts rows that name none."""
+        if self.language:
+            return self.language
+        return self.languages[0] if len(self.languages) == 1 else None
 
 
 class SftSection(SftSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -179,7 +194,12 @@ class BenchmarkSection(_Section):
     samples: int = 10  # per problem
     ks: list[int] = msgspec.field(default_factory=lambda: [1, 5, 10])
     temperature: float = 0.8
-    max_problems: int = 0  # 0 = the whole test split
+    max_problems: int = 0  # 0 = the whole test split (and of the training split)
+    # The final adapter on the training split too: the gap to held-out is what it memorised.
+    train_split: bool = True
+    # The base model and the SFT adapter on the held-out split too, with the same samples:
+    # the method's gain, measured rather than assumed.
+    baselines: bool = True
 
     def __post_init__(self) -> None:
         if self.samples < 1:

@@ -43,7 +43,6 @@ from halo_forge.oserrors import user_error
 from halo_forge.paths import check_output_dir
 from halo_forge.pipeline_state import StageState, StateStore
 from halo_forge.progress import Progress
-from halo_forge.prompts_file import default_language
 from halo_forge.raft import (
     VERDICTS,
     Interrupted,
@@ -244,7 +243,7 @@ class Pipeline:
             self.summary.skipped.append("data")
             return _read_problems(folder / "train.shard"), _read_problems(folder / "test.shard")
         if d.prompts:
-            train, test = load_prompts(d.prompts, language=default_language(d.languages)), []
+            train, test = load_prompts(d.prompts, language=d.default_language()), []
             warning = untested_warning(train, d.prompts)
             if warning:
                 self.progress.log(warning)

@@ -21,19 +21,14 @@ from halo_forge.records import Language, Problem
 _LANGUAGES = get_args(Language)
 _FIX = {
     "prompt": "the problem statement the model is asked",
-    "language": f"one of {', '.join(_LANGUAGES)}, or name the file's one language in the "
-                'config: [data] languages = ["python"]',
+    "language": f"one of {', '.join(_LANGUAGES)}, or give rows without one a default: "
+                'raft train --language python, or [data] language = "python"',
 }
 
 
 def prompt_id(prompt: str) -> str:
     """The id of a row that has none: a digest of its prompt, stable across reads."""
     return "p-" + hashlib.sha256(prompt.encode()).hexdigest()[:12]
-
-
-def default_language(languages: list[str]) -> str | None:
-    """The language of rows that name none: the config's only kept language, if it has one."""
-    return languages[0] if len(languages) == 1 else None
 
 
 def read_prompts(path: Path, *, language: str | None = None) -> list[Problem]:

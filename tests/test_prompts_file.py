@@ -8,7 +8,7 @@ import pytest
 
 from halo_forge.errors import HaloError
 from halo_forge.pipeline import load_prompts
-from halo_forge.prompts_file import default_language
+from halo_forge.config import DataSection
 
 
 def _write(path, rows) -> str:
@@ -32,7 +32,7 @@ def test_rows_without_id_get_stable_distinct_ids_and_the_default_language(tmp_pa
     rows = [{"prompt": "add two numbers"}, {"prompt": "sort a list"},
             {"prompt": "add two numbers"}, {"prompt": "reverse", "language": "rust", "id": "r1"}]
     f = _write(tmp_path / "p.jsonl", rows)
-    first = load_prompts(f, language=default_language(["python"]))
+    first = load_prompts(f, language=DataSection(languages=["python"]).default_language())
     again = load_prompts(f, language="python")
     assert [p.id for p in first] == [p.id for p in again]  # stable across reads (resumes)
     assert len({p.id for p in first}) == 4 and first[3].id == "r1"
@@ -43,8 +43,38 @@ def test_rows_without_id_get_stable_distinct_ids_and_the_default_language(tmp_pa
 
 
 def test_one_kept_language_is_the_default_and_several_are_not():
-    assert default_language(["cpp"]) == "cpp"
-    assert default_language(["cpp", "c"]) is None and default_language([]) is None
+    assert DataSection(languages=["cpp"]).default_language() == "cpp"
+    assert DataSection(languages=["cpp", "c"]).default_language() is None
+    assert DataSection().default_language() is None
+    # data.language names the default outright, whatever languages are kept.
+    assert DataSection(language="rust").default_language() == "rust"
+    assert DataSection(language="c", languages=["c", "cpp"]).default_language() == "c"
+
+
+def test_a_default_language_that_is_filtered_out_or_unknown_is_refused():
+    with pytest.raises(ValueError, match="data.language 'c' is not among data.languages"):
+        DataSection(language="c", languages=["python"])
+    with pytest.raises(ValueError, match="unknown language 'cobol'"):
+        DataSection(language="cobol")
+
+
+def test_raft_train_language_flag_is_the_default_for_rows_without_one(tmp_path):
+    from halo_forge.cli import build_parser
+    from halo_forge.cli.raft import build_config
+
+    f = _write(tmp_path / "p.jsonl", [{"prompt": "print 1", "test_code": "assert True"}])
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    argv = ["raft", "train", "--checkpoint", str(model), "--prompts", f, "--output",
+            str(tmp_path / "out")]
+    parser = build_parser()
+    with pytest.raises(HaloError, match="raft train --language python"):
+        build_config(parser.parse_args(argv))
+    config, _ = build_config(parser.parse_args([*argv, "--language", "python"]))
+    assert config.data.language == "python"
+    assert [p.language for p in load_prompts(f, language=config.data.default_language())] \
+        == ["python"]
 
 
 def test_a_complete_row_loads_as_before_and_a_bad_value_names_its_line(tmp_path):

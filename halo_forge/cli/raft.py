@@ -33,6 +33,7 @@ _SECTIONS: tuple[tuple[str, tuple[str, ...] | None, dict[str, tuple[str, ...]]],
     ("generation", ("temperature", "top_p", "max_new_tokens"), {}),
     ("verifier", ("verifier", "concurrency"), {}),
     ("output", ("progress",), {}),
+    ("data", ("language",), {}),
 )
 
 
@@ -208,11 +209,10 @@ def check_prompts(config: Any) -> None:
     """Fail before any model is loaded when the prompts cannot be verified as configured: a
     language the chosen verifier does not run, or a missing compiler."""
     from halo_forge.pipeline import load_prompts
-    from halo_forge.prompts_file import default_language
     from halo_forge.verify.toolchains import resolve_toolchain
 
     problems = load_prompts(config.data.prompts,
-                            language=default_language(config.data.languages))
+                            language=config.data.default_language())
     if config.data.languages:
         problems = [p for p in problems if p.language in config.data.languages]
     if not problems:

@@ -89,7 +89,7 @@ PYBIND11_MODULE(_sandbox, m) {
         .def("submit",
              [](hf::Client& c, uint64_t id, std::string exe, std::vector<std::string> argv,
                 std::vector<std::string> envp, std::string cwd, py::bytes stdin_data,
-                std::vector<std::string> ro_paths, py::tuple limits) {
+                std::vector<std::string> ro_paths, py::tuple limits, uint64_t peer) {
                  hf::RunRequest r;
                  r.id = id;
                  r.exe = std::move(exe);
@@ -99,9 +99,12 @@ PYBIND11_MODULE(_sandbox, m) {
                  r.stdin_data = std::string(stdin_data);
                  r.ro_paths = std::move(ro_paths);
                  r.limits = limits_from(limits);
+                 r.peer = peer;
                  py::gil_scoped_release nogil;
                  c.submit(r);
-             })
+             },
+             py::arg("id"), py::arg("exe"), py::arg("argv"), py::arg("envp"), py::arg("cwd"),
+             py::arg("stdin_data"), py::arg("ro_paths"), py::arg("limits"), py::arg("peer") = 0)
         .def("cancel", &hf::Client::cancel, py::call_guard<py::gil_scoped_release>())
         .def("take",
              [](hf::Client& c) {

@@ -19,13 +19,14 @@ std::string encode_run(const RunRequest& r) {
     Writer w;
     w.pod(Msg::Run); w.pod(r.id);
     w.str(r.exe); w.strs(r.argv); w.strs(r.envp); w.str(r.cwd); w.str(r.stdin_data);
-    w.strs(r.ro_paths); put_limits(w, r.limits);
+    w.strs(r.ro_paths); put_limits(w, r.limits); w.pod(r.peer);
     return w.take();
 }
 
 bool decode_run(Reader& rd, RunRequest& r) {
     r.exe = rd.str(); r.argv = rd.strs(); r.envp = rd.strs(); r.cwd = rd.str();
     r.stdin_data = rd.str(); r.ro_paths = rd.strs(); get_limits(rd, r.limits);
+    r.peer = rd.pod<uint64_t>();
     return rd.ok();
 }
 

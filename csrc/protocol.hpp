@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,7 +38,12 @@ struct RunRequest {
     std::string stdin_data;
     std::vector<std::string> ro_paths;  // extra host directories to show read-only
     Limits limits;
+    // Non-zero: this run is one of a wired pair (an interactive problem's solution and its
+    // interactor): each one's stdout is the other's stdin, neither is captured. Both requests
+    // name each other; the zygote starts them together once both have arrived.
+    uint64_t peer = 0;
     int handovers = 0;  // the zygote's own count (not sent): inits that died before taking it
+    std::shared_ptr<RunRequest> partner;  // the zygote's (not sent): the pair's other run, queued with this one
 };
 
 enum class Status : uint8_t { Ok = 0, RuntimeError, Timeout, MemoryLimit, OutputLimit, SandboxError };

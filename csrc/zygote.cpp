@@ -107,7 +107,9 @@ private:
     std::vector<sock_filter> filter_;
     std::string inbuf_, outbuf_;
     bool want_out_ = false, closing_ = false;
-    std::deque<RunRequest> queue_;
+    std::deque<RunRequest> queue_;  // a wired pair is one entry: the first run, its partner inside
+    // The first-arrived run of a wired pair, by id, until its peer's request arrives.
+    std::unordered_map<uint64_t, RunRequest> unpaired_;
     std::unordered_map<uint64_t, std::unique_ptr<Job>> jobs_;
     // Prepared inits, waiting for a run (all made with spare_opts_). Preparing one (clone
     // with new namespaces, mounts, seccomp) is most of a run's set-up: done ahead, it is off
@@ -121,6 +123,10 @@ private:
     std::vector<char> slot_used_;
     int active_ = 0;  // jobs not yet answered (the concurrency limit counts these)
     TraceSummary trace_sum_;
+
+    // A uid slot per init: the running ones, the spares, and one more so that a wired pair
+    // (two inits) starts even when one run at a time is allowed.
+    int slots() const { return max_ + spares_target_ + 1; }
 
     void trace(Job* j, const char* step) {
         if (g_trace) j->trace.emplace_back(step, mono_ns());
@@ -151,7 +157,7 @@ private:
         std::string why;
         filter_ = build_seccomp_filter(why);
         // Runs may share one IPC namespace only where the filter stops them making objects.
-        setup_zygote(ns_, prot_, base_, /*share_ipc=*/!filter_.empty(), max_ + spares_target_);
+        setup_zygote(ns_, prot_, base_, /*share_ipc=*/!filter_.empty(), slots());
         if (pipe2(alive_, O_CLOEXEC) != 0) die("pipe2");
         prot_.push_back({"seccomp", why});
         // Named here on its own: read-only mounts do not stop a connect to a host's socket.
@@ -168,7 +174,7 @@ private:
         spares_target_ = 0;
 #endif
         // A uid slot per init: the running ones and the spares.
-        slot_used_.assign(size_t(max_ + spares_target_), 0);
+        slot_used_.assign(size_t(slots()), 0);
         spare_opts_ = tmpfs_opts(Limits{}.disk_mb);
         ep_ = epoll_create1(EPOLL_CLOEXEC);
         if (ep_ < 0) die("epoll_create1");
@@ -270,7 +276,8 @@ private:
                 RunRequest r;
                 r.id = id;
                 if (!decode_run(rd, r)) die("malformed run request");
-                queue_.push_back(std::move(r));
+                if (r.peer != 0) pair_up(std::move(r));
+                else queue_.push_back(std::move(r));
             } else if (m == Msg::Cancel) {
                 cancel(id);
             } else if (m == Msg::Shutdown) {
@@ -279,14 +286,36 @@ private:
         }
     }
 
+    // Queues a wired pair once both of its requests are here (in either order).
+    void pair_up(RunRequest r) {
+        auto it = unpaired_.find(r.peer);
+        if (it == unpaired_.end() || it->second.peer != r.id) {
+            uint64_t id = r.id;
+            if (unpaired_.count(id)) return fail_now(id, "a run with this id is already waiting for its peer");
+            unpaired_.emplace(id, std::move(r));
+            return;
+        }
+        RunRequest first = std::move(it->second);
+        unpaired_.erase(it);
+        first.partner = std::make_shared<RunRequest>(std::move(r));
+        queue_.push_back(std::move(first));
+    }
+
     void cancel(uint64_t id) {
+        auto cancelled = [this](uint64_t which) {
+            RunResult res;
+            res.id = which;
+            res.error = "cancelled before it started";
+            send(encode_result(res));
+        };
+        if (unpaired_.erase(id)) return cancelled(id);
         for (auto it = queue_.begin(); it != queue_.end(); ++it)
-            if (it->id == id) {
-                RunResult res;
-                res.id = id;
-                res.error = "cancelled before it started";
+            if (it->id == id || (it->partner && it->partner->id == id)) {
+                // A pair goes as one: half of it could never run.
+                uint64_t other = it->partner ? (it->id == id ? it->partner->id : it->id) : 0;
                 queue_.erase(it);
-                send(encode_result(res));
+                cancelled(id);
+                if (other) cancelled(other);
                 return;
             }
         auto it = jobs_.find(id);
@@ -297,6 +326,7 @@ private:
         if (closing_) return;
         closing_ = true;
         queue_.clear();
+        unpaired_.clear();
         retire_spares();
         for (auto& [id, j] : jobs_) kill_job(j.get(), Kill::Shutdown);
         if (jobs_.empty()) finish();
@@ -407,9 +437,14 @@ private:
 
     void start_queued() {
         while (!closing_ && !queue_.empty() && active_ < max_) {
+            // Both halves of a pair run at once or not at all (one alone would wait on the
+            // other until its wall clock): it waits for two places, or an idle pool.
+            bool pair = queue_.front().partner != nullptr;
+            if (pair && active_ + 2 > max_ && active_ > 0) break;
             RunRequest r = std::move(queue_.front());
             queue_.pop_front();
-            start(std::move(r));
+            if (pair) start_pair(std::move(r));
+            else start(std::move(r));
         }
     }
 
@@ -428,11 +463,14 @@ private:
 
     // A run's init with everything known before the run: pipes, memory, the plan's first
     // part. Returns nullptr with `why` set when it cannot.
-    std::unique_ptr<Job> make_job(const std::string& opts, std::string& why) {
+    // `in_fd`/`out_fd` (a wired pair's pipe ends, owned from here on): the program's stdin and
+    // stdout instead of a memfd and a captured pipe.
+    std::unique_ptr<Job> make_job(const std::string& opts, std::string& why, int in_fd = -1, int out_fd = -1) {
         auto j = std::make_unique<Job>();
-        int out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1}, go[2] = {-1, -1};
-        int in = memfd_create("stdin", MFD_CLOEXEC);
-        if (in < 0 || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(rep, O_CLOEXEC) || pipe2(go, O_CLOEXEC)) {
+        int out[2] = {-1, out_fd}, err[2] = {-1, -1}, rep[2] = {-1, -1}, go[2] = {-1, -1};
+        int in = in_fd >= 0 ? in_fd : memfd_create("stdin", MFD_CLOEXEC);
+        if (in < 0 || (out_fd < 0 && pipe2(out, O_CLOEXEC)) || pipe2(err, O_CLOEXEC) || pipe2(rep, O_CLOEXEC) ||
+            pipe2(go, O_CLOEXEC)) {
             why = std::string("pipes: ") + std::strerror(errno);
             for (int* p : {out, err, rep, go}) { close_fd(p[0]); close_fd(p[1]); }
             close_fd(in);
@@ -444,8 +482,9 @@ private:
         j->go_w = go[1];
         // The zygote's own descriptor of the stdin memfd (`in` goes to the init); both share
         // one file offset.
-        j->stdin_w = fcntl(in, F_DUPFD_CLOEXEC, 3);
-        for (int fd : {j->out_r, j->err_r, j->report_r}) fcntl(fd, F_SETFL, O_NONBLOCK);
+        j->stdin_w = in_fd >= 0 ? -1 : fcntl(in, F_DUPFD_CLOEXEC, 3);
+        for (int fd : {j->out_r, j->err_r, j->report_r})
+            if (fd >= 0) fcntl(fd, F_SETFL, O_NONBLOCK);
         for (size_t i = 0; i < slot_used_.size(); ++i)
             if (!slot_used_[i]) { j->slot = int(i); break; }
         RunMounts& m = j->mounts;
@@ -459,7 +498,7 @@ private:
         j->plan = ChildPlan{uid, ns_.inside_gid, in, out[1], err[1], rep[1], alive_[0], go[0], ns_.base_fd,
                             &ns_, &m, &filter_, g_trace ? &j->tlog : nullptr, nullptr, nullptr,
                             nullptr, nullptr, nullptr, nullptr};
-        if (j->stdin_w < 0) why = std::string("dup stdin memfd: ") + std::strerror(errno);
+        if (j->stdin_w < 0 && in_fd < 0) why = std::string("dup stdin memfd: ") + std::strerror(errno);
         else if (j->slot < 0) why = "no free uid slot";
         else if (!(j->mem = pool_.take()) || !(j->program_mem = pool_.take()))
             why = std::string("init stack: ") + std::strerror(errno);
@@ -573,22 +612,74 @@ private:
         }
     }
 
-    void start(RunRequest r) {
-        uint64_t id = r.id;
+    // Why a run cannot start ("" when it can), with its workdir's name.
+    std::string admit(const RunRequest& r, std::string& cwd_name) {
         // Only an unanswered run holds its id in jobs_ (release_run): a second one under it is
         // a caller's error.
-        if (jobs_.count(id)) return fail_now(id, "a run with this id is already running");
+        if (jobs_.count(r.id)) return "a run with this id is already running";
         size_t shown = ns_.shown.size();
         for (auto& p : r.ro_paths) {
             std::string why = ensure_visible(ns_, p);
-            if (!why.empty()) return fail_now(id, "read-only view: " + why);
+            if (!why.empty()) return "read-only view: " + why;
         }
         // A spare's mount namespace is a copy of the template from before the new bind.
         if (ns_.shown.size() != shown) retire_spares();
-        std::string cwd_name = r.cwd.substr(r.cwd.rfind('/') + 1);
+        cwd_name = r.cwd.substr(r.cwd.rfind('/') + 1);
         if (ns_.mntns && (r.cwd.compare(0, ns_.base.size() + 1, ns_.base + "/") != 0 || cwd_name.empty() ||
                           cwd_name.find('/') != std::string::npos))
-            return fail_now(id, "cwd " + r.cwd + " is not a workdir of this sandbox");
+            return "cwd " + r.cwd + " is not a workdir of this sandbox";
+        return "";
+    }
+
+    // A wired pair: two inits made for it (never spares: their stdio is fixed when prepared),
+    // each with every protection of a run of its own - own namespaces, uid slot, limits, wall
+    // clock, seccomp - and nothing shared but two pipes: a's stdout is b's stdin and b's
+    // stdout is a's stdin. Neither stdout is captured; stderr is, as for any run.
+    void start_pair(RunRequest a) {
+        RunRequest b = std::move(*a.partner);
+        a.partner.reset();
+        uint64_t ia = a.id, ib = b.id;
+        auto fail_both = [&](const std::string& why) {
+            fail_now(ia, why);
+            fail_now(ib, why);
+        };
+        std::string name_a, name_b;
+        std::string why = admit(a, name_a);
+        if (why.empty()) why = admit(b, name_b);
+        if (why.empty() && ia == ib) why = "the two runs of a pair need two ids";
+        if (!why.empty()) return fail_both(why);
+        int ab[2] = {-1, -1}, ba[2] = {-1, -1};
+        if (pipe2(ab, O_CLOEXEC) != 0 || pipe2(ba, O_CLOEXEC) != 0) {
+            why = std::string("pair pipes: ") + std::strerror(errno);
+            for (int* p : {ab, ba}) { close_fd(p[0]); close_fd(p[1]); }
+            return fail_both(why);
+        }
+        auto ja = make_job(tmpfs_opts(a.limits.disk_mb), why, ba[0], ab[1]);
+        if (!ja) {
+            close_fd(ab[0]);
+            close_fd(ba[1]);
+            return fail_both(why);
+        }
+        auto jb = make_job(tmpfs_opts(b.limits.disk_mb), why, ab[0], ba[1]);
+        if (!jb) {
+            close_child_ends(ja.get());
+            drop_job_fds(ja.get());
+            return fail_both(why);
+        }
+        // Half a pair must never go to another init alone.
+        a.handovers = b.handovers = 3;
+        ja->req = std::move(a);
+        jb->req = std::move(b);
+        trace(ja.get(), "zygote: pair arrives");
+        hand_over(std::move(ja), std::move(name_a));
+        hand_over(std::move(jb), std::move(name_b));
+    }
+
+    void start(RunRequest r) {
+        uint64_t id = r.id;
+        std::string cwd_name;
+        std::string refused = admit(r, cwd_name);
+        if (!refused.empty()) return fail_now(id, refused);
 
         // A spare whose tmpfs has this run's size, or one made now. Spares follow the size
         // the runs ask for.
@@ -627,7 +718,14 @@ private:
         }
         lseek(j->stdin_w, 0, SEEK_SET);  // the init's descriptor shares this offset
         close_fd(j->stdin_w);
+        hand_over(std::move(j), std::move(cwd_name));
+    }
 
+    // The run (already in j->req) goes to its init: launched now unless it is a spare, its
+    // wall clock started, the go byte written.
+    void hand_over(std::unique_ptr<Job> j, std::string cwd_name) {
+        const RunRequest& q = j->req;
+        uint64_t id = q.id;
         for (auto& a : q.argv) j->argv.push_back(const_cast<char*>(a.c_str()));
         j->argv.push_back(nullptr);
         for (auto& e : q.envp) j->envp.push_back(const_cast<char*>(e.c_str()));
@@ -659,7 +757,7 @@ private:
         j->start = now();
         Job* jp = j.get();
         jobs_[id] = std::move(j);
-        add(jp->out_r, jp, kOut, EPOLLIN);
+        if (jp->out_r >= 0) add(jp->out_r, jp, kOut, EPOLLIN);
         add(jp->err_r, jp, kErr, EPOLLIN);
         add(jp->timer, jp, kTimer, EPOLLIN);
         add(jp->report_r, jp, kReport, EPOLLIN);
@@ -713,7 +811,7 @@ private:
     // After the init's wait4: its memory may serve a later init (see MemoryPool).
     void recycle(Job* j) {
         if (!ns_.pidns) return;
-        size_t keep = size_t(max_ + spares_target_) * 2;
+        size_t keep = size_t(slots()) * 2;
         pool_.give(std::move(j->mem), keep);
         pool_.give(std::move(j->program_mem), keep);
     }

@@ -389,6 +389,49 @@ class Sandbox:
     ) -> RunResult:
         """Runs `argv` in `cwd` (a path from `workdir()`), contained; never raises for what
         the program does. Setup failures come back as status "sandbox_error"."""
+        job = self._submit(argv, cwd=cwd, stdin=stdin, limits=limits, env=env)
+        if isinstance(job, RunResult):
+            return job
+        return await self._result(job)
+
+    async def run_pair(
+        self,
+        first: Sequence[str],
+        second: Sequence[str],
+        *,
+        cwd: tuple[Path, Path],
+        limits: tuple[Limits, Limits] = (Limits(), Limits()),  # noqa: B008 - frozen
+        env: tuple[Mapping[str, str] | None, Mapping[str, str] | None] = (None, None),
+    ) -> tuple[RunResult, RunResult]:
+        """Runs two programs wired stdin<->stdout (an interactive problem's solution and its
+        interactor): each is a run of its own - own workdir (two different ones), namespaces,
+        uid, limits and wall clock - and the two pipes between them are all they share.
+        Neither stdout is captured (it is the other's input); stderr is. Both start together,
+        whatever the concurrency limit."""
+        if cwd[0] == cwd[1] or Path(cwd[0]).resolve() == Path(cwd[1]).resolve():
+            return _sandbox_error("a pair needs two workdirs"), _sandbox_error("a pair needs two workdirs")
+        a = self._submit(first, cwd=cwd[0], stdin=b"", limits=limits[0], env=env[0], peer=self._next_id + 1)
+        if isinstance(a, RunResult):
+            return a, a
+        b = self._submit(second, cwd=cwd[1], stdin=b"", limits=limits[1], env=env[1], peer=a)
+        if isinstance(b, RunResult):
+            self._abandoned.add(a)
+            self._results.pop(a, None)
+            self._client.cancel(a)
+            return b, b
+        done: dict[int, RunResult] = {}
+
+        async def wait(job: int) -> None:
+            done[job] = await self._result(job)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait, a)
+            tg.start_soon(wait, b)
+        return done[a], done[b]
+
+    def _submit(self, argv: Sequence[str], *, cwd: Path, stdin: bytes, limits: Limits,
+                env: Mapping[str, str] | None, peer: int = 0) -> int | RunResult:
+        """Sends one run to the zygote: its job id, or the sandbox error that stopped it."""
         if self._closed:
             return _sandbox_error("the sandbox is closed")
         if self._dead:
@@ -419,10 +462,14 @@ class Sandbox:
         self._results[job] = None
         try:
             self._client.submit(job, launch.exe, argv, envp, cwd_s, bytes(stdin), launch.ro_paths,
-                                self._limits_tuple(limits))
+                                self._limits_tuple(limits), peer)
         except (OSError, RuntimeError) as exc:
             del self._results[job]
             return _sandbox_error(f"submitting the run: {exc}")
+        return job
+
+    async def _result(self, job: int) -> RunResult:
+        """Waits for a submitted run's result; cancelling the wait kills the run."""
         try:
             loop = _asyncio_loop()
             if loop is not None:

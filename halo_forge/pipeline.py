@@ -196,11 +196,12 @@ class Pipeline:
             model = self._model()
             train, test = self._data(model)
             self.stop.check()
-            adapter = await self._sft(model)
+            sft_adapter = adapter = await self._sft(model)
             self.stop.check()
             adapter = await self._raft(model, adapter, train, test)
             self.stop.check()
-            await self._benchmark(model, adapter, test)
+            await self._benchmark(model, adapter, sft_adapter, train, test)
+            self._report()
         finally:
             await self._close()
             self._lock.release()
@@ -619,7 +620,34 @@ class Pipeline:
         self.stop.check()
         return result
 
-    async def _benchmark(self, model: str, adapter: str, test: list[Problem]) -> None:
+    def _benchmark_parts(self, model: str, adapter: str, sft_adapter: str,
+                         train: list[Problem], test: list[Problem]
+                         ) -> list[tuple[str, str, str, list[Problem], Path]]:
+        """(key, label, adapter, problems, folder) of each score the benchmark stage records:
+        the final adapter held out (the record's own keys, OUTPUT/benchmark), then on the
+        training split, then the base model and the SFT adapter held out (the gain)."""
+        from halo_forge.run_report import BASE, SFT, TRAIN_SPLIT
+
+        b = self.config.benchmark
+        cap = (lambda ps: ps[: b.max_problems]) if b.max_problems else (lambda ps: ps)
+        folder = self.out / "benchmark"
+        parts = [("", "the final adapter on the held-out split", adapter, cap(test), folder)]
+        if b.train_split and train:
+            parts.append((TRAIN_SPLIT, "the final adapter on the training split", adapter,
+                          cap(train), folder / TRAIN_SPLIT))
+        if b.baselines:
+            if adapter:
+                parts.append((BASE, "the base model on the held-out split", "", cap(test),
+                              folder / BASE))
+            if sft_adapter and sft_adapter != adapter:
+                parts.append((SFT, "the SFT adapter on the held-out split", sft_adapter,
+                              cap(test), folder / SFT))
+        return parts
+
+    async def _benchmark(self, model: str, adapter: str, sft_adapter: str,
+                         train: list[Problem], test: list[Problem]) -> None:
+        from halo_forge.run_report import rates_text, scores
+
         b = self.config.benchmark
         state = self._begin("benchmark", "benchmark", "stage benchmark")
         scored = state.result.get("adapter")
@@ -640,20 +668,39 @@ class Pipeline:
                                   "data.prompts); skipped")
             self._finish(state, {"skipped": True, "adapter": adapter})
             return
-        problems = test[: b.max_problems] if b.max_problems else test
-        folder = self.out / "benchmark"
-        shutil.rmtree(folder, ignore_errors=True)  # evaluate() is not resumable: start clean
-        summary = await self._evaluate(model, adapter, problems, samples=b.samples,
-                                       ks=list(b.ks), folder=folder, cycle=0,
-                                       temperature=b.temperature)
-        result = {"adapter": adapter, "problems": len(problems),
-                  "pass_at_k": {str(k): v for k, v in summary.pass_at_k.items()},
-                  "compile_at_k": {str(k): v for k, v in summary.compile_at_k.items()}}
-        shown = ", ".join(f"pass@{k} {v:.1%}" for k, v in summary.pass_at_k.items())
-        self.progress.log(f"benchmark on {len(problems)} held-out problems: {shown}")
+        # Each part is recorded as it finishes, so a stop redoes only the part it cut short
+        # (an evaluation itself is not resumable: its folder starts clean).
+        done: dict[str, Any] = state.result.setdefault("parts", {})
+        for key, label, part_adapter, problems, folder in self._benchmark_parts(
+                model, adapter, sft_adapter, train, test):
+            if done.get(key, {}).get("adapter") == part_adapter:
+                continue
+            if key:
+                shutil.rmtree(folder, ignore_errors=True)
+            else:  # OUTPUT/benchmark itself: its files, not the other parts' folders
+                for f in folder.glob("*"):
+                    if f.is_file():
+                        f.unlink()
+            summary = await self._evaluate(model, part_adapter, problems, samples=b.samples,
+                                           ks=list(b.ks), folder=folder, cycle=0,
+                                           temperature=b.temperature)
+            done[key] = scores(summary, adapter=part_adapter)
+            self.progress.log(f"benchmark: {label} ({len(problems)} problems): "
+                              f"{rates_text(done[key])}")
+            self.states.save(state)
+            faults.point("benchmark.part_evaluated")
         faults.point("benchmark.evaluated")
+        result = {**done.pop(""), **done}
         self._finish(state, result)
         self.summary.benchmark = result
+
+    def _report(self) -> None:
+        """OUTPUT/report.md from the records (rewritten at every end, so it matches them)."""
+        from halo_forge.run_report import REPORT, markdown
+
+        write_atomic(self.out / REPORT, markdown(
+            self.summary.benchmark, self.summary.metrics,
+            sft_enabled=self.config.sft.enabled).encode())
 
 
 # --- the command -----------------------------------------------------------------------------

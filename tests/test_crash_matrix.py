@@ -111,6 +111,9 @@ def chain(test_problems: int) -> list[tuple[str, str]]:
         ("raft.cycle.filtered", "KILL"),       # cycle 2
         ("train.checkpoint.written", "TERM"),
         (f"evaluate.verdict@{in_benchmark}", "KILL"),  # inside the benchmark
+        ("benchmark.part_evaluated", "KILL"),  # held-out scored, recorded; the rest to do
+        ("benchmark.part_evaluated", "INT"),   # the training split scored
+        ("evaluate.verdict@1", "TERM"),        # inside the base model's part
         ("benchmark.evaluated", "KILL"),
     ]
 
@@ -174,6 +177,17 @@ def test_killed_at_every_phase_boundary_and_inside_every_phase_then_resumed(
     assert f"final adapter: {last}" in text
     summary = json.loads((out / "benchmark" / "summary.json").read_text())
     assert summary["meta"]["adapter"] == last
+    # Every part of the benchmark recorded once, each on its own model and split.
+    result = state["result"]
+    sft = json.loads((out / "state" / "sft.json").read_text())["result"]["adapter"]
+    assert result["train_split"]["adapter"] == last
+    assert result["train_split"]["problems"] == len(train)
+    assert result["base"]["adapter"] == "" and result["sft"]["adapter"] == sft
+    for part in ("train_split", "base", "sft"):
+        meta = json.loads((out / "benchmark" / part / "summary.json").read_text())["meta"]
+        assert meta["adapter"] == result[part]["adapter"]
+    report = (out / "report.md").read_text()
+    assert "| final adapter | training split |" in report and "| base model |" in report
 
     # Nothing half-written is left behind: no temp files, no uncertified checkpoint.
     leftovers = [p for p in out.rglob("*") if ".tmp" in p.name or p.name.startswith(".halo")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from halo_forge.cli.flags import add_struct_flags, given
 from halo_forge.config import section_type
@@ -75,9 +76,12 @@ def run_config(config, *, config_text: str = "", force=()) -> int:
     for m in summary.metrics:
         progress.log(f"cycle {m.cycle}: pass {m.pass_rate:.1%} compile {m.compile_rate:.1%} "
                      f"reward {m.mean_reward:.3f} kept {m.kept}")
-    if summary.benchmark.get("pass_at_k"):
-        shown = ", ".join(f"pass@{k} {v:.1%}" for k, v in summary.benchmark["pass_at_k"].items())
-        progress.log(f"benchmark: {shown}")
+    from halo_forge.run_report import REPORT, summary_lines
+
+    for line in summary_lines(summary.benchmark, sft_enabled=config.sft.enabled):
+        progress.log(line)
+    if (Path(summary.output_dir) / REPORT).exists():
+        progress.log(f"report: {Path(summary.output_dir) / REPORT}")
     progress.log(f"done: {summary.output_dir} (final adapter: "
                  f"{summary.final_adapter or 'the base model'})")
     return code

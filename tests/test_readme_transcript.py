@@ -1,0 +1,74 @@
+"""The README as a transcript: its main-job command, run as written from an empty folder, ends
+with a summary that shows the method working on held-out problems.
+
+CI has already done the README's set-up (python3 -m venv .venv ... pip install -e '.[dev]') in
+a fresh venv, which is the interpreter running this test; what is left of the first command
+is the main job itself, run here exactly as README.md spells it. The second command is the one
+running this test, so it is checked against .ci/run rather than run again.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.util import subprocess_env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _commands() -> list[str]:
+    """The README's two commands: the first line of each bash block under the two headings."""
+    text = (ROOT / "README.md").read_text()
+    found = []
+    for heading in ("## Set up and run the main job", "## Test"):
+        section = text.split(heading, 1)[1]
+        block = re.search(r"```bash\n(.*?)\n```", section, re.S)
+        assert block, heading
+        found.append(block.group(1).strip())
+    return found
+
+
+def test_readme_states_the_setup_and_the_test_command_ci_runs():
+    setup, test = _commands()
+    steps = [s.strip() for s in setup.split("&&")]
+    assert steps[0].startswith("python3 -m venv .venv")
+    assert "pip install torch==2.13.0" in steps  # the CPU build first
+    assert steps[-1] == "python -m halo_forge run"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test in [line.strip() for line in ci.splitlines()], test
+
+
+@pytest.mark.slow
+def test_the_main_job_as_written_shows_held_out_gain_and_the_training_split(tmp_path):
+    setup, _ = _commands()
+    job = shlex.split(setup.split("&&")[-1])
+    assert job[:3] == ["python", "-m", "halo_forge"]
+    # `python` is the set-up venv's interpreter: this one.
+    got = subprocess.run([sys.executable, *job[1:]], cwd=tmp_path, env=subprocess_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
+    text = got.stdout.decode()
+    (tmp_path / "transcript.log").write_text(text)
+    assert got.returncode == 0, text[-4000:]
+    assert "Traceback" not in text
+
+    # The benchmark line: held-out and training-split numbers side by side.
+    line = next(x for x in text.splitlines() if "benchmark (final adapter):" in x)
+    held = re.search(r"held-out \((\d+) problems x \d+ samples\) pass@1 ([\d.]+)%", line)
+    train = re.search(r"training split \((\d+) problems\) pass@1 ([\d.]+)%", line)
+    assert held and train, line
+    # The gain: base -> SFT -> final, each measured on the held-out split.
+    gain = re.search(r"held-out pass@1: base ([\d.]+)% -> SFT ([\d.]+)% -> final ([\d.]+)% "
+                     r"\(([+-][\d.]+) points over the base\)", text)
+    assert gain, text[-3000:]
+    base, sft, final, points = (float(g) for g in gain.groups())
+    assert final == float(held.group(2))
+    assert final > base and points > 0, gain.group(0)
+    assert final >= sft, gain.group(0)
+    report = (tmp_path / "runs" / "cpu-tiny" / "report.md").read_text()
+    assert "| final adapter | training split |" in report and "| base model | held-out |" in report

@@ -44,6 +44,33 @@ class IOTest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     stdout: str = ""
 
 
+JudgeStyle = Literal["testlib", "open-r1"]
+
+
+class JudgeProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A problem's own checker or interactor: the dataset's code, run in the sandbox (never
+    in the sample's run) on files the verifier writes.
+
+    style "testlib": a checker is called `checker input output answer`, an interactor
+    `interactor input output answer` with the solution on its stdin/stdout; exit 0 accepts,
+    1, 2, 4 and 8 (wrong answer, presentation, dirt, unexpected end of file) reject, anything
+    else means the checker itself failed. style "open-r1" (open-r1/codeforces'
+    `generated_checker`, Python): `checker input answer output`, exit 0 and the score as the
+    last thing it prints (1 accepts, 0 <= score < 1 rejects)."""
+
+    source: str
+    language: Language = "cpp"
+    style: JudgeStyle = "testlib"
+    # Files compiled beside the source (a dataset's testlib.h, say): name -> text.
+    headers: dict[str, str] = {}
+
+    def __post_init__(self) -> None:
+        if not self.source.strip():
+            raise ValueError("JudgeProgram.source must not be empty")
+        if self.language == "rust":
+            raise ValueError("JudgeProgram: checkers and interactors are C, C++ or Python")
+
+
 class Problem(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A programming problem: what the model is asked, and how its answer is checked."""
 
@@ -57,12 +84,25 @@ class Problem(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     source: str = ""  # dataset name, e.g. "mbpp", "codeforces_cpp", "generate:topic"
     difficulty: float | None = None  # the source's own scale (CodeForces rating); None if unknown
     title: str = ""
+    # Several outputs are right: io_tests' stdout is the checker's answer file, not the one
+    # output that matches.
+    checker: JudgeProgram | None = None
+    # Interactive: each io test's stdin is the interactor's input file (the solution never
+    # sees it), its stdout the interactor's answer file.
+    interactor: JudgeProgram | None = None
+    # Python: its samples may import the interpreter's site-packages (numpy & co); without it
+    # they see the standard library only.
+    python_packages: bool = False
 
     def __post_init__(self) -> None:
         if not self.id:
             raise ValueError("Problem.id must not be empty")
         if not self.prompt.strip():
             raise ValueError(f"Problem {self.id!r}: prompt must not be empty")
+        if self.checker is not None and self.interactor is not None:
+            raise ValueError(f"Problem {self.id!r}: a checker or an interactor, not both")
+        if self.interactor is not None and not self.io_tests:
+            raise ValueError(f"Problem {self.id!r}: an interactor needs io_tests (its input files)")
 
     @property
     def tests_kind(self) -> str:
@@ -149,6 +189,8 @@ __all__ = [
     "LANGUAGES",
     "Language",
     "IOTest",
+    "JudgeProgram",
+    "JudgeStyle",
     "Problem",
     "GenerationParams",
     "Sample",

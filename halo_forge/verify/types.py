@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from halo_forge.records import LANGUAGES, Problem, Sample
+from halo_forge.records import LANGUAGES, JudgeProgram, Problem, Sample
 
 # Spellings users and models use for the four languages (fence tags, dataset fields).
 LANGUAGE_ALIASES: dict[str, str] = {
@@ -54,6 +54,9 @@ class VerifySample(msgspec.Struct, kw_only=True):
     completion: str | None = None
     io_tests: list[SampleIOTest] = []
     test_code: str | None = None
+    # The problem's own judge for its io_tests (halo_forge/records.py, JudgeProgram).
+    checker: JudgeProgram | None = None
+    interactor: JudgeProgram | None = None
 
     def __post_init__(self) -> None:
         # msgspec turns these ValueErrors into ValidationErrors naming the field on decode.
@@ -68,6 +71,10 @@ class VerifySample(msgspec.Struct, kw_only=True):
             self.language = None
         if self.code is None and self.completion is None:
             raise ValueError(f"sample {self.id!r} needs `code` or `completion`")
+        if self.checker is not None and self.interactor is not None:
+            raise ValueError(f"sample {self.id!r}: a checker or an interactor, not both")
+        if (self.checker is not None or self.interactor is not None) and not self.io_tests:
+            raise ValueError(f"sample {self.id!r}: a checker or an interactor needs io_tests")
 
 
 def verify_input(problem: Problem, sample: Sample) -> VerifySample:
@@ -79,4 +86,6 @@ def verify_input(problem: Problem, sample: Sample) -> VerifySample:
         completion=sample.completion,
         io_tests=[SampleIOTest(stdin=t.stdin, stdout=t.stdout) for t in problem.io_tests],
         test_code=problem.test_code or None,
+        checker=problem.checker,
+        interactor=problem.interactor,
     )

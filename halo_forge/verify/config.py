@@ -54,6 +54,9 @@ class VerifierConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         flags=("--edition", "2021", "-C", "opt-level=2", "-C", "debuginfo=0", "--color", "never"),
     )
     python: Compiler = Compiler(command="python3", flags=("-I",))
+    python_packages: Annotated[bool, msgspec.Meta(description=(
+        "Python samples may import the interpreter's site-packages (numpy & co); default: the "
+        "standard library only, and a problem's own python_packages asks for them"))] = False
 
     compile_limits: Limits = Limits(cpu_s=30.0, wall_s=60.0, memory_mb=4096, processes=64)
     run_limits: Limits = Limits(cpu_s=2.0, wall_s=5.0, memory_mb=1024)

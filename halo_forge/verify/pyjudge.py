@@ -5,6 +5,12 @@ and a one-time token it read from stdin, and the solution's own process, forked 
 either arrived, which loads main.py (the solution alone: the test code never touches the run's
 file system). The tests call the solution through proxies; results cross back as plain data.
 
+One interpreter per sample, started with -S (no site-packages, no .pth files: a .pth that
+imports certifi once cost two thirds of every start): the judge compiles main.py itself and a
+syntax error is COMPILE_EXIT, a compile error. The judge's own code is compiled once per
+interpreter on the host (`judge_code`) and reaches the run as bytecode ahead of the token on
+stdin, so no run spends its time compiling the judge.
+
 What the runner reads back (`read_verdict`): a pass is exit status 0 AND the token as the last
 line of stdout, which only the judge ever held; a defence that fired is exit GUARD_EXIT with
 `<token> guard <reason>`; a failed assert is ASSERT_EXIT. Anything else is judged by the run's
@@ -13,14 +19,19 @@ status alone, and an exit 0 without the token means the tests did not finish.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-# Bump when the judge's behaviour changes: it is part of the verdict cache key.
-JUDGE_VERSION = 1
+from halo_forge.errors import HaloError
 
+# Bump when the judge's behaviour changes: it is part of the verdict cache key.
+JUDGE_VERSION = 2
+
+COMPILE_EXIT = 85
 ASSERT_EXIT = 86
 FAULT_EXIT = 87
 GUARD_EXIT = 88
@@ -32,15 +43,67 @@ def judge_source() -> str:
     return (Path(__file__).with_name("pyjudge_main.py")).read_text(encoding="utf-8")
 
 
-def judge_argv(python: str, flags: tuple[str, ...] = ("-I",)) -> list[str]:
-    """The command: `-S` skips site in the judge (the solution's process runs site itself)."""
-    return [python, *flags, "-S", "-c", judge_source()]
+@cache
+def run_source() -> str:
+    """The plain runner (pyrun_main.py): Python samples without test code."""
+    return (Path(__file__).with_name("pyrun_main.py")).read_text(encoding="utf-8")
 
 
-def judge_input(test_code: str) -> tuple[bytes, str]:
+def run_argv(python: str, flags: tuple[str, ...], *, site: bool) -> list[str]:
+    """The command that runs main.py alone (io tests, or no tests): one interpreter, -S."""
+    return [python, *flags, "-S", "-c", run_source(), *(("site",) if site else ())]
+
+
+# Reads exactly the judge's bytecode from stdin with os.read: a buffered read could take some
+# of the token and the tests with it, into memory the solution's process is forked from.
+_BOOT = ("import os,marshal\n"
+         "def _take(n):\n"
+         "    b = b''\n"
+         "    while len(b) < n:\n"
+         "        c = os.read(0, n - len(b))\n"
+         "        if not c: raise SystemExit(%d)\n"
+         "        b += c\n"
+         "    return b\n"
+         "exec(marshal.loads(_take(int.from_bytes(_take(8), 'big'))))\n")
+
+
+@cache
+def _compiled(python: str, source: str) -> bytes:
+    # By the interpreter that runs it: bytecode is private to one Python version.
+    script = ("import marshal, sys; src = sys.stdin.read(); "
+              "sys.stdout.buffer.write(marshal.dumps(compile(src, '<python judge>', 'exec')))")
+    try:
+        done = subprocess.run([python, "-I", "-S", "-c", script], input=source.encode(), capture_output=True,
+                              timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise HaloError(f"cannot compile the python judge with {python}: {exc}; check [verifier.python]") from None
+    if done.returncode != 0 or not done.stdout:
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise HaloError(f"{python} cannot compile the python judge ({tail[0]}): it needs Python 3.9 or newer; "
+                        "set [verifier.python] command to one")
+    return done.stdout
+
+
+def judge_code(python: str) -> bytes:
+    """The judge's bytecode for `python`, framed for the boot: compiled once per process."""
+    code = _compiled(python, judge_source())
+    return len(code).to_bytes(8, "big") + code
+
+
+def judge_argv(python: str, flags: tuple[str, ...] = ("-I",), *, site: bool = False) -> list[str]:
+    """The command: `-S` keeps site out of the judge; `site` lets the solution's process run it."""
+    return [python, *flags, "-S", "-c", _BOOT % FAULT_EXIT, *(("site",) if site else ())]
+
+
+def judge_input(test_code: str, python: str) -> tuple[bytes, str]:
     """(stdin for the judge, the token that proves its pass)."""
     token = secrets.token_hex(16)
-    return (token + "\n" + test_code).encode("utf-8", errors="surrogatepass"), token
+    return judge_code(python) + (token + "\n" + test_code).encode("utf-8", errors="surrogatepass"), token
+
+
+def judge_fingerprint() -> str:
+    """Part of the verdict cache key: a change to the judge's text is a new judge."""
+    return hashlib.blake2b(judge_source().encode() + run_source().encode(), digest_size=8).hexdigest()
 
 
 # The harness before the judge, kept ONLY as the baseline of bench/bench_verify.py (the cost of
@@ -69,13 +132,26 @@ _halo_harness()
 
 
 def python_test_run(python: str, flags: tuple[str, ...], test_code: str, *, legacy: bool = False,
-                    ) -> tuple[list[str], bytes, str]:
+                    site: bool = False) -> tuple[list[str], bytes, str]:
     """(argv, stdin, token) of the run that judges `test_code`; `legacy` is the unsafe
     baseline for benchmarks."""
-    stdin, token = judge_input(test_code)
     if legacy:
+        token = secrets.token_hex(16)
+        stdin = (token + "\n" + test_code).encode("utf-8", errors="surrogatepass")
         return [python, *flags, "-c", LEGACY_HARNESS], stdin, token
-    return judge_argv(python, flags), stdin, token
+    stdin, token = judge_input(test_code, python)
+    return judge_argv(python, flags, site=site), stdin, token
+
+
+def compile_failed(run: Any) -> bool:
+    """The run ended at the judge's (or the plain runner's) compile step: a compile error."""
+    return run.status == "runtime_error" and run.signal is None and run.exit_code == COMPILE_EXIT
+
+
+def compile_warnings(stderr: bytes) -> str:
+    """The compile step's warnings (printed first, before any of the program ran)."""
+    lines = stderr.decode("utf-8", errors="replace").splitlines()
+    return "\n".join(line for line in lines if line.startswith("main.py:") and "SyntaxWarning: " in line)
 
 
 class JudgeVerdict:
@@ -96,6 +172,8 @@ def read_verdict(run: Any, token: str) -> JudgeVerdict:
         return JudgeVerdict("wrong_answer", EXITED, "the program ended with status 0 before the tests ran to the end")
     if run.status != "runtime_error" or run.signal is not None:
         return JudgeVerdict()
+    if run.exit_code == COMPILE_EXIT:
+        return JudgeVerdict("compile_error")
     if run.exit_code == ASSERT_EXIT:
         return JudgeVerdict("wrong_answer")
     if run.exit_code == GUARD_EXIT and last.startswith(f"{token} guard "):

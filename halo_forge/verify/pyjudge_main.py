@@ -1,8 +1,13 @@
 """The Python judge: the program the sandbox runs for a Python sample with test code.
 
-Run as `python -I -S -c <this file's text>` in the sample's workdir, which holds main.py (the
-solution) and nothing else. Its stdin is one line with a one-time token, then the test code.
-Standard library only: the sandbox sees no halo_forge package.
+Run by `python -I -S -c <boot>` in the sample's workdir, which holds main.py (the solution) and
+nothing else: the boot reads this file's compiled code from stdin (compiled once per interpreter
+by the host, pyjudge.py) and runs it; the rest of stdin is one line with a one-time token, then
+the test code. Standard library only: the sandbox sees no halo_forge package, and the solution
+sees site-packages only when the problem asks for them (`site` among the arguments).
+
+One interpreter per sample: the judge compiles main.py itself, before anything else, and a
+syntax error ends the run with COMPILE_EXIT and a compiler-style message (the solution never ran).
 
 Two processes, one run:
 - the judge (this process) makes itself non-dumpable, so no other process of the run can read
@@ -27,6 +32,7 @@ import json
 import os
 import sys
 
+COMPILE_EXIT = 85  # main.py does not compile: a compile error, reported before any of it ran
 ASSERT_EXIT = 86  # an assert of the test code failed
 GUARD_EXIT = 88  # a defence fired: the judge's stdout names it after the token
 FAULT_EXIT = 87  # the judge could not set itself up (infrastructure, not the program)
@@ -166,18 +172,19 @@ def _no_int_digit_limit():
 
 # -- the worker: the solution's process -------------------------------------------------------
 
-def _worker(req_r, resp_w):
+def _worker(req_r, resp_w, code):
     # Nothing of the judge's stdin or stdout reaches the solution: both are replaced before
     # any of its code runs. print() goes to the run's stderr.
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
     os.dup2(2, 1)
-    try:
-        import site  # the judge starts with -S (faster); the solution gets the usual site
-        site.main()
-    except Exception:
-        pass
+    if "site" in sys.argv[1:]:  # the problem asked for site-packages (numpy & co)
+        try:
+            import site
+            site.main()
+        except Exception:
+            pass
     _no_int_digit_limit()
     objs, ids = [], {}
 
@@ -214,8 +221,6 @@ def _worker(req_r, resp_w):
     sys.modules["__main__"] = module
     scope = module.__dict__
     try:
-        with open("main.py", "rb") as f:
-            code = compile(f.read(), "main.py", "exec", dont_inherit=True)
         exec(code, scope)
     except Exception as exc:
         import traceback
@@ -539,6 +544,31 @@ def _nondumpable():
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
+def compile_solution(path="main.py"):
+    """main.py's code object, its SyntaxWarnings printed like a compiler's; on a syntax error
+    the message goes to stderr and the run ends with COMPILE_EXIT. (Shared, as text, with the
+    plain runner pyrun_main.py, which the sandbox runs for samples without test code.)"""
+    import warnings
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = compile(source, path, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        print(f"{e.filename}:{e.lineno}:{e.offset}: error: {e.msg}", file=sys.stderr)
+        if e.text:
+            print("    " + e.text.rstrip(), file=sys.stderr)
+        _finish(COMPILE_EXIT)
+    except (ValueError, MemoryError, RecursionError) as e:
+        print(f"{path}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        _finish(COMPILE_EXIT)
+    for w in caught:  # what `python -W always::SyntaxWarning` shows, and nothing else
+        if issubclass(w.category, SyntaxWarning):
+                print(f"{path}:{w.lineno}: {w.category.__name__}: {w.message}", file=sys.stderr)
+    return code
+
+
 def _finish(code, line=""):
     sys.stdout.flush()
     sys.stderr.flush()
@@ -548,6 +578,7 @@ def _finish(code, line=""):
 
 
 def main():
+    code = compile_solution()
     try:
         _nondumpable()
         req_r, req_w = os.pipe()
@@ -562,7 +593,7 @@ def main():
         try:
             os.close(req_w)
             os.close(resp_r)
-            _worker(req_r, resp_w)
+            _worker(req_r, resp_w, code)
         finally:
             os._exit(0)
     os.close(req_r)

@@ -27,6 +27,7 @@ import msgspec
 
 from halo_forge.errors import HaloError, first_error
 from halo_forge.records import Verdict
+from halo_forge.sandbox import RunResult
 from halo_forge.verify import native
 from halo_forge.verify.cache import VerdictCache, cache_key
 from halo_forge.verify.compare import outputs_match
@@ -34,6 +35,7 @@ from halo_forge.verify.config import VerifierConfig
 from halo_forge.verify.extract import extract_code, guess_language, why_no_code
 from halo_forge.verify.guards import static_guard
 from halo_forge.verify.pch import PchCache, wants_pch
+from halo_forge.verify import pyjudge
 from halo_forge.verify.pyjudge import JUDGE_VERSION, python_test_run, read_verdict
 from halo_forge.verify.rewards import Outcome, reward
 from halo_forge.verify.toolchains import Toolchain, resolve_toolchain
@@ -88,6 +90,7 @@ class _Prepared(msgspec.Struct, kw_only=True):
     guard: str
     native: bool = False  # C/C++/Rust test code under halo_forge/verify/native.py's defences
     native_disabled: frozenset[str] = frozenset()  # native.DEFENCES switched off (tests only)
+    python_packages: bool = False  # Python: site-packages visible (else the standard library only)
 
 
 class _TestResult(msgspec.Struct, kw_only=True):
@@ -98,6 +101,7 @@ class _TestResult(msgspec.Struct, kw_only=True):
     guard: str = ""
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    warnings: str = ""  # Python: its run compiles main.py, and these are the compiler's warnings
 
 
 class Verifier:
@@ -231,6 +235,7 @@ class Verifier:
             rust_test=language == "rust" and bool(re.search(r"#\[\s*test\s*\]", test_code)),
             guard=static_guard(code, language=language, has_test_code=bool(test_code)) or native_guard,
             native=use_native, native_disabled=self.native_disabled if use_native else frozenset(),
+            python_packages=language == "python" and (config.python_packages or sample.python_packages),
         )
 
     def key(self, p: _Prepared) -> str:
@@ -240,7 +245,7 @@ class Verifier:
             [(t.stdin, t.stdout) for t in p.io_tests], p.rust_test, c.compile_limits, c.run_limits,
             c.compare, c.float_tolerance, c.max_timeouts, c.ladder, c.output_tail,
             p.test_code, JUDGE_VERSION, p.native, native.NATIVE_JUDGE_VERSION,
-            sorted(p.native_disabled), _VERDICT_FORMAT,
+            sorted(p.native_disabled), _VERDICT_FORMAT, p.python_packages, pyjudge.judge_fingerprint(),
         )
 
     async def verify(self, sample: VerifySample) -> Verdict:
@@ -280,7 +285,9 @@ class Verifier:
         if p.native:  # source on stdin: no file holds the tests
             files = {native.GUARD_NAME: await self.guards.object_bytes(tc)}
         with self._sandbox.workdir(files) as workdir:
-            if p.native:
+            if tc.kind == "python":  # no compile step: its first run compiles main.py
+                built = _NOTHING_BUILT
+            elif p.native:
                 built, refused = await native.build(self._sandbox, tc, p.program, workdir,
                                                     limits=self._compile_limits, extra=extra,
                                                     rust_test=p.rust_test, guard_object=files[native.GUARD_NAME],
@@ -308,6 +315,12 @@ class Verifier:
                 results = await self._run_tests(p, workdir)
             wall += sum(r.wall_s for r in results)
             cpu += sum(r.cpu_s for r in results)
+            if results and results[0].status == "compile_error":
+                return verdict("compile_error", compiled=False, outcome=Outcome(has_code=True),
+                               output=results[0].detail, wall=wall, cpu=cpu, compile_s=results[0].wall_s)
+            if any(r.warnings for r in results):
+                warnings = True
+                compile_log = next(r.warnings for r in results if r.warnings)
             failed = next((r for r in results if r.status != "passed"), None)
             if any(r.status == "sandbox_error" for r in results):
                 err = next(r for r in results if r.status == "sandbox_error")
@@ -335,16 +348,18 @@ class Verifier:
         if p.test_code:
             results.append(await self._run_test_code(p, workdir))
         elif not p.io_tests:  # no tests at all: it must run and exit 0
-            run = await self._sandbox.run(tc.run_argv(workdir), cwd=workdir, limits=self._run_limits)
-            results.append(self._plain(run, total=0))
+            run = await self._sandbox.run(self._program_argv(p, workdir), cwd=workdir, limits=self._run_limits)
+            results.append(self._plain(run, total=0, python=tc.kind == "python"))
         timeouts = sum(r.status == "timeout" for r in results)
         for index, test in enumerate(p.io_tests):
             if timeouts >= self.config.max_timeouts:
                 results.append(_TestResult(status="timeout", detail=f"test {index}: not run after {timeouts} timeout(s)"))
                 continue
-            run = await self._sandbox.run(tc.run_argv(workdir), cwd=workdir, stdin=test.stdin.encode(),
+            run = await self._sandbox.run(self._program_argv(p, workdir), cwd=workdir, stdin=test.stdin.encode(),
                                           limits=self._run_limits)
-            result = self._plain(run, total=1)
+            result = self._plain(run, total=1, python=tc.kind == "python")
+            if result.status == "compile_error":  # the same source for every test: none will run
+                return [result]
             if result.status == "passed" and not outputs_match(
                 run.stdout, test.stdout, mode=self.config.compare, float_tolerance=self.config.float_tolerance
             ):
@@ -357,9 +372,21 @@ class Verifier:
             results.append(result)
         return results
 
-    def _plain(self, run: Any, *, total: int) -> _TestResult:
-        """A run judged by its status alone (output compared by the caller)."""
-        base = {"wall_s": run.wall_s, "cpu_s": run.cpu_s, "total": total}
+    @staticmethod
+    def _program_argv(p: _Prepared, workdir: os.PathLike) -> list[str]:
+        tc = p.toolchain
+        if tc.kind == "python":
+            return pyjudge.run_argv(tc.path, tc.flags, site=p.python_packages)
+        return tc.run_argv(workdir)
+
+    def _plain(self, run: Any, *, total: int, python: bool = False) -> _TestResult:
+        """A run judged by its status alone (output compared by the caller); `python`: the
+        run compiled main.py first, and may have stopped there."""
+        base: dict[str, Any] = {"wall_s": run.wall_s, "cpu_s": run.cpu_s, "total": total}
+        if python:
+            if pyjudge.compile_failed(run):
+                return _TestResult(status="compile_error", detail=run.stderr.decode("utf-8", errors="replace"), **base)
+            base["warnings"] = pyjudge.compile_warnings(run.stderr)
         if run.status == "ok":
             return _TestResult(status="passed", passed=total, **base)
         if run.status == "sandbox_error":
@@ -370,10 +397,12 @@ class Verifier:
         tc = p.toolchain
         if tc.kind == "python":  # the judge: halo_forge/verify/pyjudge.py
             argv, stdin, token = python_test_run(tc.path, tc.flags, p.test_code,
-                                                 legacy=self.legacy_python_harness)
+                                                 legacy=self.legacy_python_harness, site=p.python_packages)
             run = await self._sandbox.run(argv, cwd=workdir, stdin=stdin, limits=self._run_limits)
-            result = self._plain(run, total=1)
+            result = self._plain(run, total=1, python=True)
             judged = read_verdict(run, token)
+            if result.status == "compile_error":
+                return result
             if judged.status is not None:
                 result.status, result.guard = judged.status, judged.guard
                 result.passed = int(judged.status == "passed")
@@ -426,6 +455,11 @@ class Verifier:
             return _TestResult(status="passed", passed=passed_n, total=total, **base)
         return _TestResult(status="wrong_answer", passed=min(passed_n, total), total=total,
                            detail=_describe(run), **base)
+
+
+# Python's stand-in for a compile step that succeeded at once (its run compiles main.py).
+_NOTHING_BUILT = RunResult(status="ok", exit_code=0, signal=None, cpu_s=0.0, wall_s=0.0, peak_memory_kb=0,
+                           stdout=b"", stderr=b"")
 
 
 def _describe(run: Any) -> str:

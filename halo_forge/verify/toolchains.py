@@ -33,23 +33,6 @@ _INSTALL_HINTS = {
 # Directories a sandbox shows anyway; a toolchain living there needs no extra read-only path.
 _SYSTEM_PREFIXES = ("/usr/", "/bin/", "/lib", "/etc/", "/opt/")
 
-# Python's compile step: a syntax check that prints warnings (SyntaxWarning) and errors
-# like a compiler, and writes no .pyc.
-PY_COMPILE_CHECK = (
-    "import sys\n"
-    "path = sys.argv[1]\n"
-    "try:\n"
-    "    compile(open(path, 'rb').read(), path, 'exec', dont_inherit=True)\n"
-    "except SyntaxError as e:\n"
-    "    print(f'{e.filename}:{e.lineno}:{e.offset}: error: {e.msg}', file=sys.stderr)\n"
-    "    if e.text: print('    ' + e.text.rstrip(), file=sys.stderr)\n"
-    "    raise SystemExit(1)\n"
-    "except (ValueError, MemoryError, RecursionError) as e:\n"
-    "    print(f'{path}: error: {type(e).__name__}: {e}', file=sys.stderr)\n"
-    "    raise SystemExit(1)\n"
-)
-
-
 class Toolchain(msgspec.Struct, frozen=True, kw_only=True):
     language: str
     kind: Kind
@@ -69,9 +52,11 @@ class Toolchain(msgspec.Struct, frozen=True, kw_only=True):
         return self.kind == "cc" and "clang" not in self.identity.lower()
 
     def compile_argv(self, *, rust_test: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
-        """The compile (or syntax check) command, run in the sample's working directory."""
+        """The compile command, run in the sample's working directory. Python has none: its
+        one run compiles main.py first and reports a syntax error as a compile error
+        (halo_forge/verify/pyjudge.py)."""
         if self.kind == "python":
-            return [self.path, "-I", "-W", "always::SyntaxWarning", "-c", PY_COMPILE_CHECK, self.source_name]
+            raise ValueError("python samples have no compile step: their run compiles main.py")
         if self.kind == "rustc":
             return [self.path, *self.flags, *(("--test",) if rust_test else ()), *extra,
                     "-o", BINARY_NAME, self.source_name]

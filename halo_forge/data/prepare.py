@@ -29,6 +29,8 @@ class PrepareReport(msgspec.Struct, kw_only=True):
     rows: int = 0
     problems: int = 0  # in the dataset after merging and skipping
     skipped_rows: int = 0
+    with_checker: int = 0  # problems judged by their own checker (records.JudgeProgram)
+    interactive: int = 0  # problems judged by their own interactor
     in_split: int = 0
     selected: int = 0  # after --limit
     references_failed: int = 0  # dropped by --verify-references or --audit
@@ -45,6 +47,9 @@ class PrepareReport(msgspec.Struct, kw_only=True):
             f"({self.skipped_rows} rows not checkable, skipped)",
             f"split {self.split}: {self.in_split} problems, {self.selected} selected",
         ]
+        if self.with_checker or self.interactive:
+            out.append(f"judged by their own program: {self.with_checker} with a checker, "
+                       f"{self.interactive} interactive")
         if self.references_failed:
             out.append(f"references that failed verification, dropped: {self.references_failed}")
         if self.weak_dropped:
@@ -86,6 +91,10 @@ def prompt_row(problem: Problem) -> dict[str, Any]:
         row["io_tests"] = [{"stdin": t.stdin, "stdout": t.stdout} for t in problem.io_tests]
     if problem.test_code:
         row["test_code"] = problem.test_code
+    for name in ("checker", "interactor"):
+        judge = getattr(problem, name)
+        if judge is not None:
+            row[name] = msgspec.to_builtins(judge)
     row["source"] = problem.source
     # Carried so that a benchmark or RAFT run from this file can report by difficulty.
     if problem.difficulty is not None:
@@ -151,7 +160,8 @@ def prepare(
             raise HaloError(f"--language {language}: {dataset} has no such problems; its "
                             f"languages: {', '.join(found)}")
     report = PrepareReport(dataset=dataset, split=which, rows=stats.rows,
-                           problems=stats.problems, skipped_rows=stats.skipped)
+                           problems=stats.problems, skipped_rows=stats.skipped,
+                           with_checker=stats.with_checker, interactive=stats.interactive)
     chosen = select(problems, spec=spec, which=which, seed=seed, test_fraction=test_fraction,
                     limit=None)
     report.in_split = len(chosen)

@@ -28,7 +28,6 @@ Two processes, one run:
 """
 
 import builtins
-import json
 import os
 import sys
 
@@ -43,8 +42,51 @@ _MAX_MESSAGE = 256 << 20
 
 # -- framing and plain data (both processes) -------------------------------------------------
 
+# JSON through CPython's own C codec (_json), which `json` wraps: importing `json` pulls in
+# `re`, `enum` and `functools`, and cost a run twice the interpreter's own start.
+_CONSTANTS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def _no_json(obj):
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+try:
+    import _json
+
+    _dumps_c = _json.make_encoder(None, _no_json, _json.encode_basestring_ascii, None, ":", ",", False, False, True)
+
+    def _dumps(obj):
+        return "".join(_dumps_c(obj, 0))
+
+    def _scanner(hook):
+        context = type("_Context", (), {"strict": True, "object_hook": staticmethod(hook), "object_pairs_hook": None,
+                                        "parse_float": float, "parse_int": int,
+                                        "parse_constant": staticmethod(_CONSTANTS.__getitem__)})
+        scan = _json.make_scanner(context())
+
+        def loads(data):
+            text = data.decode("utf-8")
+            try:
+                value, end = scan(text, 0)
+            except StopIteration as exc:
+                raise ValueError(f"malformed JSON at {exc.value}") from None
+            if end != len(text):
+                raise ValueError("extra data after the JSON value")
+            return value
+        return loads
+except (ImportError, AttributeError):  # another implementation: the json package
+    import json
+
+    def _dumps(obj):
+        return json.dumps(obj, separators=(",", ":"))
+
+    def _scanner(hook):
+        return lambda data: json.loads(data, object_hook=hook)
+
+
 def _send(fd, obj):
-    data = json.dumps(obj, separators=(",", ":")).encode()
+    data = _dumps(obj).encode()
     data = len(data).to_bytes(4, "big") + data
     view = memoryview(data)
     while view:
@@ -204,7 +246,7 @@ def _worker(req_r, resp_w, code):
             raise ValueError("unknown object handle")
         return objs[index]
 
-    hook = _decode_hook(resolve)
+    loads = _scanner(_decode_hook(resolve))
 
     def reply_error(exc):
         try:
@@ -257,7 +299,7 @@ def _worker(req_r, resp_w, code):
         header = _read_exact(req_r, 4)
         if header is None:
             os._exit(0)
-        req = json.loads(_read_exact(req_r, int.from_bytes(header, "big")), object_hook=hook)
+        req = loads(_read_exact(req_r, int.from_bytes(header, "big")))
         op, writeback = req[0], []
         if op == "setg":
             scope[req[1]] = req[2]
@@ -319,7 +361,7 @@ class _Judge:
         self.fault = ""  # sticky: set once the worker left or broke the protocol
         self.noted = ""  # names the defence when the tests then fail
         self.guard = ""
-        self.hook = _decode_hook(lambda index, name: _Remote(self, index, name))
+        self.loads = _scanner(_decode_hook(lambda index, name: _Remote(self, index, name)))
         self.scope, self.wanted, self.sent = {}, [], {}
 
     def fail(self, kind, message):
@@ -358,7 +400,7 @@ class _Judge:
         if data is None:
             self.fail(_Gone, "the solution's process ended before the tests finished")
         try:
-            reply = json.loads(data, object_hook=self.hook)
+            reply = self.loads(data)
         except _Violation as exc:
             self.fail(_Violation, f"a malformed reply from the solution's process: {exc}")
         except (ValueError, TypeError, RecursionError) as exc:
@@ -535,13 +577,29 @@ def _stdlib_module(name):
         return None
 
 
+def _prctl():
+    """libc's prctl through _ctypes itself: `import ctypes` defines its whole type zoo and
+    cost every run more than a third of the interpreter's start."""
+    try:
+        import _ctypes
+
+        class _Int(_ctypes._SimpleCData):
+            _type_ = "i"
+
+        function = type("_Prctl", (_ctypes.CFuncPtr,), {
+            "_flags_": _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO, "_restype_": _Int})
+        return function(_ctypes.dlsym(_ctypes.dlopen(None), "prctl")), _ctypes.get_errno
+    except (ImportError, AttributeError, OSError, TypeError):
+        import ctypes
+        return ctypes.CDLL(None, use_errno=True).prctl, ctypes.get_errno
+
+
 def _nondumpable():
     """After this, no process of the run can open this one's /proc memory or descriptors."""
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
+    prctl, get_errno = _prctl()
     pr_set_dumpable, pr_get_dumpable = 4, 3
-    if libc.prctl(pr_set_dumpable, 0, 0, 0, 0) != 0 or libc.prctl(pr_get_dumpable, 0, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+    if prctl(pr_set_dumpable, 0, 0, 0, 0) != 0 or prctl(pr_get_dumpable, 0, 0, 0, 0) != 0:
+        raise OSError(get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
 def compile_solution(path="main.py"):

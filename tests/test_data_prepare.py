@@ -126,8 +126,10 @@ def test_codeforces_merges_tests_and_references_and_skips_uncheckable(tmp_path: 
                  "--from", str(FIX / "codeforces_cots_solutions.parquet"),
                  "--split", "all", "--prompts", str(prompts), "--output", str(sft)]) == 0
     by_id = {r["id"]: r for r in rows(prompts)}
-    # C (interactive) and D (custom checker) cannot be judged by an exact compare.
-    assert set(by_id) == {"codeforces/9001/A", "codeforces/9001/B", "codeforces/9001/E"}
+    # C is interactive and ships no interactor; D keeps its generated checker (#15).
+    assert set(by_id) == {"codeforces/9001/A", "codeforces/9001/B", "codeforces/9001/D", "codeforces/9001/E"}
+    assert by_id["codeforces/9001/D"]["checker"]["style"] == "open-r1"
+    assert "checker" not in by_id["codeforces/9001/A"]
     a = by_id["codeforces/9001/A"]
     assert a["language"] == "cpp" and len(a["io_tests"]) == 3  # official tests, not the example
     assert by_id["codeforces/9001/E"]["io_tests"] == [{"stdin": "5\n", "stdout": "5 5\n"}]
@@ -152,7 +154,7 @@ def test_codeforces_rust_without_solutions_still_gives_prompts(tmp_path: Path, c
                  "--prompts", str(prompts), "--output", str(sft)]) == 0
     assert all("Rust program" in r["prompt"] for r in rows(prompts))
     assert rows(sft) == []
-    assert "3 problems without a reference left out" in capsys.readouterr().err
+    assert "4 problems without a reference left out" in capsys.readouterr().err
 
 
 def test_local_with_field_mapping(tmp_path: Path) -> None:

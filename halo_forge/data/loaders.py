@@ -1,8 +1,9 @@
 """Row adapters: one dataset's rows, in that dataset's real schema, to Problems.
 
 Each adapter is a pure function of a row. It returns None for a row halo-forge cannot check
-(an interactive CodeForces problem, one judged by a custom checker, one with no tests), and
-the registry counts those as skipped.
+(an interactive CodeForces problem that ships no interactor, one with no tests), and the
+registry counts those as skipped. A problem that ships its own checker or interactor keeps it
+(records.JudgeProgram): the verifier runs it in the sandbox.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from halo_forge.data.chat import LANGUAGE_NAMES, fenced
 from halo_forge.errors import HaloError
-from halo_forge.records import LANGUAGES, IOTest, Problem
+from halo_forge.records import LANGUAGES, IOTest, JudgeProgram, Problem
 from halo_forge.verify.extract import find_blocks, strip_reasoning
 from halo_forge.verify.types import normalize_language
 
@@ -121,28 +124,63 @@ def _reference_in(text: str, language: str) -> str:
     return blocks[-1].code.strip() + "\n" if blocks else ""
 
 
+def _judge(value: Any, *, style: str, language: str) -> JudgeProgram | None:
+    """A row's checker or interactor: source text (in `language`), or a mapping with `source`
+    and optionally `language`, `style`, `headers` (JudgeProgram's fields)."""
+    if not value:
+        return None
+    if isinstance(value, Mapping):
+        fields = {"style": style, "language": language, **{k: v for k, v in value.items() if v is not None}}
+        return msgspec.convert(fields, JudgeProgram)
+    return JudgeProgram(source=_text(value), language=language, style=style)  # type: ignore[arg-type]
+
+
+def codeforces_judges(row: Mapping[str, Any]) -> tuple[JudgeProgram | None, JudgeProgram | None] | None:
+    """(checker, interactor) of a CodeForces row, or None when it cannot be judged: an
+    interactive problem without an interactor. open-r1's `generated_checker` is Python, called
+    its way (style "open-r1"); `checker` / `interactor` columns (codeforces-cots'
+    checker_interactor, a user's copy) are testlib C++ unless they say otherwise."""
+    checker = (_judge(row.get("checker"), style="testlib", language="cpp")
+               or _judge(row.get("generated_checker"), style="open-r1", language="python"))
+    interactor = _judge(row.get("interactor"), style="testlib", language="cpp")
+    if row.get("interaction_format") and interactor is None:
+        return None  # interactive, and nothing to talk to
+    if interactor is not None:
+        checker = None  # the interactor's verdict decides
+    return checker, interactor
+
+
 def codeforces_problem(row: Mapping[str, Any], language: str) -> Problem | None:
-    if row.get("interaction_format") or row.get("generated_checker"):
-        return None  # interactive, or several answers are right: an exact compare would lie
     if (row.get("input_mode") or "stdio") != "stdio" or row.get("executable") is False:
         return None
+    judges = codeforces_judges(row)
+    if judges is None:
+        return None
+    checker, interactor = judges
     tests = _cf_tests(row.get("official_tests")) or _cf_tests(row.get("examples"))
     if not tests:
         return None
     title = _text(row.get("title")).strip()
     parts = [f"# {title}" if title else "", _text(row.get("description")).strip()]
     for heading, key in (("Input", "input_format"), ("Output", "output_format"),
-                         ("Note", "note")):
+                         ("Interaction", "interaction_format"), ("Note", "note")):
         body = _text(row.get(key)).strip()
         if body:
             parts.append(f"## {heading}\n{body}")
-    for n, ex in enumerate(_cf_tests(row.get("examples"))[:3], 1):
+    for n, ex in enumerate(_cf_tests(row.get("examples"))[:3] if interactor is None else [], 1):
         parts.append(f"## Example {n}\nInput:\n```\n{ex.stdin.rstrip()}\n```\n"
                      f"Output:\n```\n{ex.stdout.rstrip()}\n```")
-    parts.append(
-        f"Write a complete {LANGUAGE_NAMES[language]} program that reads the input from "
-        "standard input and writes the answer to standard output."
-    )
+    if interactor is not None:
+        parts.append(
+            f"Write a complete {LANGUAGE_NAMES[language]} program that talks to the judge "
+            "through standard input and output as described, flushing its output after each line."
+        )
+    else:
+        parts.append(
+            f"Write a complete {LANGUAGE_NAMES[language]} program that reads the input from "
+            "standard input and writes the answer to standard output."
+            + (" Any correct answer is accepted." if checker is not None else "")
+        )
     reference = _text(row.get("solution") or row.get("reference"))
     if not reference and row.get("generation"):
         reference = _reference_in(_text(row["generation"]), language)
@@ -156,13 +194,15 @@ def codeforces_problem(row: Mapping[str, Any], language: str) -> Problem | None:
         source=f"codeforces_{language}",
         difficulty=float(rating) if rating is not None else None,
         title=title,
+        checker=checker,
+        interactor=interactor,
     )
 
 
 # --- local: a user's JSONL/Parquet with a field mapping ---------------------------------------
 
 LOCAL_FIELDS = ("id", "language", "prompt", "reference", "io_tests", "test_code", "title",
-                "difficulty")
+                "difficulty", "checker", "interactor")
 
 
 def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
@@ -216,6 +256,9 @@ def local_problem(
         source=_text(row.get("source")) or source,
         difficulty=difficulty,
         title=_text(get("title")),
+        # A local row's checker/interactor: source (testlib C++) or a JudgeProgram mapping.
+        checker=_judge(get("checker"), style="testlib", language="cpp"),
+        interactor=_judge(get("interactor"), style="testlib", language="cpp"),
     )
 
 

@@ -8,6 +8,7 @@ generations of one problem), and a row that cannot be checked is skipped and cou
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,58 @@ class LoadStats(msgspec.Struct, kw_only=True):
     problems: int = 0
     skipped: int = 0  # rows the adapter could not turn into a checkable problem
     merged: int = 0  # rows folded into a problem already seen under the same id
+    with_checker: int = 0  # problems judged by their own checker
+    interactive: int = 0  # problems judged by their own interactor
+
+
+class JudgedSummary(msgspec.Struct, kw_only=True):
+    """What the last load of a dataset found (kept for `data prepare --list`)."""
+
+    problems: int
+    with_checker: int
+    interactive: int
+
+
+def judged_summary_path(dataset: str) -> Path:
+    from halo_forge.verify.config import VerifierConfig
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
+    return Path(VerifierConfig().cache_dir) / "datasets" / f"{safe}.judged.json"
+
+
+def _remember_judged(dataset: str, stats: LoadStats) -> None:
+    # Best effort: --list shows "-" without it.
+    from halo_forge.atomic import write_atomic
+
+    summary = JudgedSummary(problems=stats.problems, with_checker=stats.with_checker,
+                            interactive=stats.interactive)
+    try:
+        path = judged_summary_path(dataset)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, msgspec.json.encode(summary))
+    except OSError:
+        pass
+
+
+def judged_summary(dataset: str) -> JudgedSummary | None:
+    try:
+        return msgspec.json.decode(judged_summary_path(dataset).read_bytes(), type=JudgedSummary)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def listed_datasets() -> dict[str, DatasetSpec]:
+    """DATASETS as `data prepare --list` shows them: each TESTS entry with what the last load
+    of the dataset counted (problems with their own checker, interactive ones)."""
+    out: dict[str, DatasetSpec] = {}
+    for name, spec in DATASETS.items():
+        summary = judged_summary(name)
+        if summary is not None and (summary.with_checker or summary.interactive):
+            spec = dataclasses.replace(spec, tests=(
+                f"{spec.tests} (last load: {summary.with_checker}/{summary.problems} checker, "
+                f"{summary.interactive} interactive)"))
+        out[name] = spec
+    return out
 
 
 def _builtin_rows() -> Iterable[Mapping[str, Any]]:
@@ -76,8 +129,8 @@ def _codeforces(language: str) -> DatasetSpec:
     return DatasetSpec(
         name=f"codeforces_{language}",
         language=language,
-        tests="io (official tests, else the statement's examples)",
-        size="~10k problems (fewer after dropping interactive / custom-checker ones)",
+        tests="io (official tests, else examples); own checker/interactor if shipped",
+        size="~10k problems (fewer after dropping interactive ones without an interactor)",
         origin="hub: open-r1/codeforces" + (f" + open-r1/codeforces-cots ({solutions})"
                                               if solutions else ""),
         adapter=functools.partial(loaders.codeforces_problem, language=language),
@@ -167,6 +220,8 @@ def _merge(old: Problem, new: Problem) -> Problem:
         io_tests=old.io_tests or new.io_tests,
         test_code=old.test_code or new.test_code,
         difficulty=old.difficulty if old.difficulty is not None else new.difficulty,
+        checker=old.checker or (new.checker if old.interactor is None else None),
+        interactor=old.interactor or (new.interactor if old.checker is None else None),
     )
 
 
@@ -232,6 +287,10 @@ def load_problems(
         else:
             by_id[problem.id] = problem
     stats.problems = len(by_id)
+    stats.with_checker = sum(p.checker is not None for p in by_id.values())
+    stats.interactive = sum(p.interactor is not None for p in by_id.values())
+    if not spec.needs_from and by_id:
+        _remember_judged(name, stats)
     if not by_id:
         if not stats.rows:
             raise HaloError(f"{where}: no rows")

@@ -57,3 +57,19 @@ def test_prepare_keeps_and_counts_them_and_list_shows_the_counts(tmp_path, monke
     assert main(["data", "prepare", "--list"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "(last load: 2/4 checker, 1 interactive)" in out
+
+
+def test_references_are_verified_by_the_problems_own_judge():
+    from halo_forge.data.check import failing_references
+    from halo_forge.records import IOTest, JudgeProgram, Problem
+
+    checker = JudgeProgram(language="python", style="open-r1", source=(
+        "import sys\nn = int(open(sys.argv[1]).read())\n"
+        "print(1 if sorted(open(sys.argv[3]).read().split(), key=int) == [str(i) for i in range(1, n + 1)] else 0)\n"))
+    tests = [IOTest(stdin="3\n", stdout="1 2 3\n")]
+    right = Problem(id="right", language="python", prompt="p", io_tests=tests, checker=checker,
+                    reference="print(3, 2, 1)\n")
+    wrong = Problem(id="wrong", language="python", prompt="p", io_tests=tests, checker=checker,
+                    reference="print(3, 3, 1)\n")
+    # Without the checker, "3 2 1" would fail the exact compare against "1 2 3".
+    assert failing_references([right, wrong]) == {"wrong": "wrong_answer"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from halo_forge.records import Problem
 
 
@@ -16,6 +18,11 @@ def verify_sample(problem: Problem, code: str, *, sample_id: str | None = None) 
         sample["io_tests"] = [{"stdin": t.stdin, "stdout": t.stdout} for t in problem.io_tests]
     if problem.test_code:
         sample["test_code"] = problem.test_code
+    # The problem's own judge decides, as it will for the model's samples.
+    if problem.checker is not None:
+        sample["checker"] = msgspec.to_builtins(problem.checker)
+    if problem.interactor is not None:
+        sample["interactor"] = msgspec.to_builtins(problem.interactor)
     return sample
 
 

@@ -56,7 +56,7 @@ def run_argv(python: str, flags: tuple[str, ...], *, site: bool) -> list[str]:
 
 # Reads exactly the judge's bytecode from stdin with os.read: a buffered read could take some
 # of the token and the tests with it, into memory the solution's process is forked from.
-_BOOT = ("import os,marshal\n"
+_BOOT = ("import posix as os, marshal\n"
          "def _take(n):\n"
          "    b = b''\n"
          "    while len(b) < n:\n"

@@ -103,6 +103,7 @@ def test_several_correct_outputs_pass_and_a_wrong_one_fails():
         sample("dup-openr1", DUPLICATE_PY, "python", checker=py_checker()),
         # Without the checker, the exact compare rejects the right answers the tests did not list.
         sample("desc-exact", DESCENDING_C, "c"),
+        sample("syntax", "def (:\n", "python", checker=cpp_checker()),
     ], config=FAST)}
     for key in ("asc-py", "desc-c", "rot-cpp", "asc-openr1", "desc-openr1"):
         assert (got[key].status, got[key].reward, got[key].tests_passed) == ("passed", 1.0, 2), got[key]
@@ -110,6 +111,7 @@ def test_several_correct_outputs_pass_and_a_wrong_one_fails():
         assert got[key].status == "wrong_answer" and got[key].reward < 1.0, got[key]
     assert "not a permutation" in got["dup-py"].output
     assert got["desc-exact"].status == "wrong_answer"
+    assert (got["syntax"].status, got["syntax"].reward) == ("compile_error", 0.0)
 
 
 @pytest.mark.parametrize("checker, why", [

@@ -144,11 +144,13 @@ def test_a_binary_search_passes_and_a_wrong_search_fails():
         # Leaves after one guess: the interactor reads its end of file, or dies writing to it.
         sample("quitter", "print(50, flush=True)\n", "python", cpp()),
         sample("quitter-py", "print(50, flush=True)\n", "python", py()),
+        sample("syntax", "def (:\n", "python", cpp()),
     ], config=FAST)}
     for key in ("py-cpp", "cpp-cpp", "py-py", "cpp-py"):
         assert (got[key].status, got[key].reward, got[key].tests_passed) == ("passed", 1.0, 2), got[key]
     assert got["linear"].status == "wrong_answer" and got["linear"].reward < 1.0
     assert "too many guesses" in got["linear"].output
+    assert (got["syntax"].status, got["syntax"].reward, got["syntax"].compiled) == ("compile_error", 0.0, False)
     for key in ("quitter", "quitter-py"):
         assert got[key].status == "wrong_answer" and got[key].reward < 1.0, got[key]
 

@@ -327,7 +327,8 @@ def _print_datasets(datasets, width: int | None = None) -> None:
                                     subsequent_indent="    "))
     print(textwrap.fill("WEAK: problems whose tests accept a wrong program / problems audited, from "
                         "the last `halo-forge data audit NAME` (cached in "
-                        f"{os.path.dirname(cache_path('x'))}); - when not audited", width))
+                        f"{os.path.dirname(cache_path('x'))}); - when not audited", width,
+                        break_on_hyphens=False, break_long_words=False))
     for s in datasets.values():
         if s.notes:
             print(textwrap.fill(f"{s.name}: {s.notes}", width, initial_indent="  ",

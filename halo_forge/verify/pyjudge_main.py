@@ -28,9 +28,8 @@ Two processes, one run:
 """
 
 import builtins
-import sys
-
 import posix as os  # what `os` wraps here; `os` itself cost a run ~15% of its time to import
+import sys
 
 COMPILE_EXIT = 85  # main.py does not compile: a compile error, reported before any of it ran
 ASSERT_EXIT = 86  # an assert of the test code failed

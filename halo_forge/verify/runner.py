@@ -29,17 +29,15 @@ import msgspec
 from halo_forge.errors import HaloError, first_error
 from halo_forge.records import JudgeProgram, Verdict
 from halo_forge.sandbox import RunResult
-from halo_forge.verify import native
+from halo_forge.verify import checker as checkers
+from halo_forge.verify import interactive, native, pyjudge
 from halo_forge.verify.cache import VerdictCache, cache_key
 from halo_forge.verify.compare import outputs_match
 from halo_forge.verify.config import VerifierConfig
 from halo_forge.verify.extract import extract_code, guess_language, why_no_code
-from halo_forge.verify import checker as checkers
-from halo_forge.verify import interactive
 from halo_forge.verify.guards import static_guard
 from halo_forge.verify.judge_build import JudgeBuilds, judge_key, judge_limits
 from halo_forge.verify.pch import PchCache, wants_pch
-from halo_forge.verify import pyjudge
 from halo_forge.verify.pyjudge import JUDGE_VERSION, python_test_run, read_verdict
 from halo_forge.verify.rewards import Outcome, reward
 from halo_forge.verify.toolchains import Toolchain, resolve_toolchain

@@ -1,0 +1,233 @@
+"""Python verification in one interpreter per sample (issue #15): the run compiles main.py itself
+(a syntax error is still a compile error, the reward ladder unchanged), starts without
+site-packages unless the problem or the config asks for them, and the judge's bytecode that
+reaches the run ahead of the token leaks nothing of the token or the tests to the solution."""
+
+from __future__ import annotations
+
+import subprocess
+
+import anyio
+import msgspec
+import pytest
+
+from halo_forge.records import Problem, Sample
+from halo_forge.sandbox import Limits
+from halo_forge.verify import pyjudge
+from halo_forge.verify import pyjudge_main as judge_main
+from halo_forge.verify.config import VerifierConfig
+from halo_forge.verify.rewards import RewardLadder
+from halo_forge.verify.runner import Verifier
+from halo_forge.verify.toolchains import resolve_toolchain
+from halo_forge.verify.types import SampleIOTest, VerifySample, verify_input
+
+CONFIG = VerifierConfig(verifier="python", pch=False, cache=False,
+                        run_limits=Limits(cpu_s=5.0, wall_s=10.0, memory_mb=1024))
+LADDER = RewardLadder()
+
+ADD = "def add(a, b):\n    return a + b\n"
+T_ADD = "assert add(1, 2) == 3\nassert add(-4, 10) == 6\nassert 7 == add(3, 4)\n"
+
+
+def _verify(samples: list[VerifySample], config: VerifierConfig = CONFIG) -> tuple[dict, list[list[str]]]:
+    """Verdicts by id, and the argv of every sandbox run made for them."""
+    argvs: list[list[str]] = []
+
+    async def main() -> dict:
+        async with Verifier(config) as verifier:
+            run = verifier.sandbox.run
+
+            async def counting(argv, **kwargs):
+                argvs.append(list(argv))
+                return await run(argv, **kwargs)
+
+            verifier.sandbox.run = counting  # type: ignore[method-assign]
+            return {s.id: await verifier.verify(s) for s in samples}
+
+    return anyio.run(main), argvs
+
+
+def _python(**kw) -> VerifySample:
+    return VerifySample(language="python", **kw)
+
+
+# -- one interpreter per sample ----------------------------------------------------------------
+
+def test_a_sample_with_test_code_is_one_run():
+    got, argvs = _verify([_python(id="ok", code=ADD, test_code=T_ADD)])
+    assert (got["ok"].status, got["ok"].reward) == ("passed", 1.0)
+    assert len(argvs) == 1  # no syntax check of its own before the judge
+
+
+@pytest.mark.parametrize("tests", ["test_code", "io", "none"])
+def test_a_syntax_error_is_a_compile_error_and_nothing_runs_after_it(tests):
+    extra = {"test_code": {"test_code": T_ADD},
+             "io": {"io_tests": [SampleIOTest(stdin="1", stdout="1")] * 3},
+             "none": {}}[tests]
+    got, argvs = _verify([_python(id="bad", code="def add(a, b)\n    return a + b\n", **extra)])
+    v = got["bad"]
+    assert (v.status, v.compiled, v.reward) == ("compile_error", False, LADDER.compile_error), v
+    assert "main.py:1:" in v.output and "error:" in v.output
+    assert len(argvs) == 1  # io tests: the other two never ran
+
+
+def test_a_program_that_exits_with_the_compile_code_gains_nothing():
+    # The run's compile step has exit status 85 of its own. Under the judge the solution's exit
+    # is its worker's (never the judge's status); a plain program that exits 85 only lowers its
+    # reward (a compile error is worth least), so the code needs no secret.
+    got, _ = _verify([_python(id="exit85", code=ADD + "raise SystemExit(85)\n", test_code=T_ADD),
+                      _python(id="io85", code="raise SystemExit(85)\n", io_tests=[SampleIOTest(stdout="")])])
+    assert got["exit85"].guard == pyjudge.EXITED and got["exit85"].reward <= LADDER.compiled
+    assert (got["io85"].status, got["io85"].reward) == ("compile_error", LADDER.compile_error)
+
+
+def test_syntax_warnings_are_the_compilers_warnings_and_other_warnings_are_not():
+    warn = "def add(a, b):\n    assert 1 is 1\n    return a {} b\n"
+    escape = 'import re\nPATTERN = "\\d+"\ndef add(a, b):\n    return a - b\n'  # DeprecationWarning in 3.11
+    got, _ = _verify([
+        _python(id="warn-fail", code=warn.format("-"), test_code=T_ADD),
+        _python(id="warn-pass", code=warn.format("+"), test_code=T_ADD),
+        _python(id="warn-io", code="assert 1 is 1\nprint(2)\n", io_tests=[SampleIOTest(stdout="2")]),
+        _python(id="escape-fail", code=escape, test_code=T_ADD),
+        _python(id="prints-warning", code="import sys\nprint('main.py:1: SyntaxWarning: x')\n"
+                                           "def add(a, b):\n    return a - b\n", test_code=T_ADD),
+    ])
+    assert (got["warn-fail"].warnings, got["warn-fail"].reward) == (True, LADDER.compiled_with_warnings)
+    assert (got["warn-pass"].status, got["warn-pass"].warnings, got["warn-pass"].reward) == ("passed", True, 1.0)
+    assert "SyntaxWarning" in got["warn-pass"].output
+    assert (got["warn-io"].status, got["warn-io"].warnings) == ("passed", True)
+    assert (got["escape-fail"].warnings, got["escape-fail"].reward) == (False, LADDER.compiled)
+    # print() of the solution goes to stdout (the judge's worker: stderr, after the compile step)
+    assert got["prints-warning"].reward in (LADDER.compiled, LADDER.compiled_with_warnings)
+
+
+def test_a_program_runs_as_main_with_its_own_argv():
+    code = "import sys\nprint(__name__, __file__, sys.argv)\nprint(sys.stdin.read().upper())\n"
+    got, _ = _verify([_python(id="main", code=code,
+                              io_tests=[SampleIOTest(stdin="abc", stdout="__main__ main.py ['main.py']\nABC")])])
+    assert got["main"].status == "passed", got["main"]
+
+
+# -- site-packages only when asked ---------------------------------------------------------------
+
+def _site_package() -> str:
+    """A package of the verifier's interpreter's site-packages (not of the standard library)."""
+    tc = resolve_toolchain("python", CONFIG.compiler("python"))
+    script = ("import importlib.util, site, sys\n"
+              "for name in ('pip', 'setuptools', 'certifi', 'wheel'):\n"
+              "    spec = importlib.util.find_spec(name)\n"
+              "    if spec and spec.origin and any(spec.origin.startswith(p) for p in site.getsitepackages()):\n"
+              "        print(name); break\n")
+    found = subprocess.run([tc.path, "-I", "-c", script], capture_output=True, text=True, check=False).stdout.strip()
+    assert found, f"{tc.path} has none of pip/setuptools/certifi/wheel in its site-packages: install pip there"
+    return found
+
+
+def test_standard_library_only_unless_the_problem_or_the_config_asks():
+    package = _site_package()
+    judged = ADD + f"import {package}\n"
+    plain = f"import sys\nimport {package}\nprint(sys.flags.no_site)\n"
+    samples = [_python(id="judged", code=judged, test_code=T_ADD),
+               _python(id="plain", code=plain, io_tests=[SampleIOTest(stdout="1")]),
+               _python(id="stdlib", code="import json, sys\nprint(json.dumps(sys.flags.no_site))\n",
+                       io_tests=[SampleIOTest(stdout="1")])]
+    default, _ = _verify(samples)
+    assert default["judged"].status == "runtime_error" and "ModuleNotFoundError" in default["judged"].output
+    assert default["plain"].status == "runtime_error" and "ModuleNotFoundError" in default["plain"].output
+    assert default["stdlib"].status == "passed", default["stdlib"]  # the control: the stdlib is there
+
+    asked, _ = _verify([msgspec.structs.replace(s, python_packages=True) for s in samples[:2]])
+    assert asked["judged"].status == "passed", asked["judged"]
+    assert asked["plain"].status == "passed", asked["plain"]
+
+    configured, _ = _verify(samples[:1], msgspec.structs.replace(CONFIG, python_packages=True))
+    assert configured["judged"].status == "passed", configured["judged"]
+
+
+def test_the_problems_field_reaches_the_sample_and_the_cache_key():
+    problem = Problem(id="p", language="python", prompt="add", test_code=T_ADD, python_packages=True)
+    sample = verify_input(problem, Sample(id="s", problem_id="p", completion=f"```python\n{ADD}```"))
+    assert sample.python_packages
+    verifier = Verifier(CONFIG)
+    with_site = verifier.prepare(sample)
+    without = verifier.prepare(msgspec.structs.replace(sample, python_packages=False))
+    assert verifier.key(with_site) != verifier.key(without)
+    assert msgspec.json.decode(b'{"python_packages": true}', type=VerifierConfig).python_packages
+
+
+# -- the judge's bytecode ahead of the secrets ---------------------------------------------------
+
+# The worker scans its own memory: whatever the judge held before the fork is there.
+OWN_MEMORY = (
+    "import re\n"
+    "def _table(text):\n"
+    "    found = {}\n"
+    "    for a, b, c in re.findall(rb'add\\((-?\\d+), (-?\\d+)\\) == (-?\\d+)', text):\n"
+    "        found[(int(a), int(b))] = int(c)\n"
+    "    for c, a, b in re.findall(rb'(-?\\d+) == add\\((-?\\d+), (-?\\d+)\\)', text):\n"
+    "        found[(int(a), int(b))] = int(c)\n"
+    "    return found\n"
+    "def _scan():\n"
+    # In-process reads (/proc/self/mem is closed to a non-dumpable process), spelled past the
+    # static guard: the design, not the regex, must stop it.
+    "    ctypes = __import__('ct' + 'ypes')\n"
+    "    found = {}\n"
+    "    with open('/proc/self/maps') as f:\n"
+    "        maps = f.read().splitlines()\n"
+    "    for line in maps:\n"
+    "        fields = line.split()\n"
+    "        if not fields[1].startswith('rw') or (len(fields) > 5 and fields[5].startswith('[v')):\n"
+    "            continue\n"
+    "        lo, hi = (int(x, 16) for x in fields[0].split('-'))\n"
+    "        found.update(_table(ctypes.string_at(lo, hi - lo)))\n"
+    "    return found\n"
+    "_FOUND = _scan()\n"
+    "def add(a, b):\n"
+    "    return _FOUND.get((a, b), 0)\n"
+)
+# The judge's stdin object, inherited by the worker: a read-ahead buffer would hold the tests.
+STDIN_BUFFER = (
+    "import re, sys\n"
+    "def _found():\n"
+    "    try:\n"
+    "        text = sys.stdin.buffer.peek(1 << 20)\n"
+    "    except Exception:\n"
+    "        return {}\n"
+    "    return {(int(a), int(b)): int(c) for a, b, c in re.findall(rb'add\\((-?\\d+), (-?\\d+)\\) == (-?\\d+)', text)}\n"
+    "_FOUND = _found()\n"
+    "def add(a, b):\n"
+    "    return _FOUND.get((a, b), 0)\n"
+)
+T_ADD_FWD = "assert add(1, 2) == 3\nassert add(-4, 10) == 6\n"
+ATTACKS = {"own-memory": OWN_MEMORY, "stdin-buffer": STDIN_BUFFER}
+
+
+def test_the_worker_finds_no_tests_in_what_it_inherits():
+    got, _ = _verify([_python(id=name, code=code, test_code=T_ADD_FWD) for name, code in ATTACKS.items()]
+                     + [_python(id="control", code=ADD, test_code=T_ADD_FWD)])
+    for name in ATTACKS:
+        assert got[name].status != "passed" and got[name].reward <= 0.5, got[name]
+    assert (got["control"].status, got["control"].reward) == ("passed", 1.0)
+
+
+def test_with_a_buffered_boot_the_tests_leak(monkeypatch):
+    """The boot reads exactly the judge's bytecode with os.read: through sys.stdin's buffer it
+    would read ahead into the token and the tests before the worker is forked."""
+    assert "os.read(0, n - len(b))" in pyjudge._BOOT, "the boot changed: update this test's cut"
+    monkeypatch.setattr(pyjudge, "_BOOT", pyjudge._BOOT.replace(
+        "os.read(0, n - len(b))", "__import__('sys').stdin.buffer.read(n - len(b))"))
+    got, _ = _verify([_python(id=name, code=code, test_code=T_ADD_FWD) for name, code in ATTACKS.items()])
+    assert all(v.status == "passed" for v in got.values()), got
+
+
+# -- the judge's JSON without the json package ---------------------------------------------------
+
+def test_the_wire_refuses_what_json_refuses():
+    loads = judge_main._scanner(judge_main._decode_hook(lambda i, n: ("handle", i, n)))
+    assert loads(b'[1,{"t":[2.5,NaN]},"\\u00e9",null,true]')[:3] == [1, (2.5, pytest.approx(float("nan"), nan_ok=True)), "é"]
+    assert judge_main._dumps([1, "é\n", None, {"a": [True]}]) == '[1,"\\u00e9\\n",null,{"a":[true]}]'
+    for bad in (b"[1,", b"[1] [2]", b"", b"\xff", b'{"a":1', b"[1,]", b"nul"):
+        with pytest.raises(ValueError):
+            loads(bad)
+    with pytest.raises(TypeError):
+        judge_main._dumps(object())

@@ -393,13 +393,25 @@ def audit(problems: Sequence[Problem], *, dataset: str, config: VerifierConfig |
         if on_result is not None:
             on_result(done[k])
     if todo:
+        last_write = time.monotonic()
+
+        def finished(r: ProblemAudit) -> None:
+            nonlocal last_write
+            if on_result is not None:
+                on_result(r)
+            if use_cache:
+                # Saved as it goes: an audit stopped after an hour keeps that hour's results.
+                cached.problems[r.id] = r
+                if time.monotonic() - last_write > 30:
+                    cached.updated = time.time()
+                    write_cache(cached, config)
+                    last_write = time.monotonic()
+
         fresh = anyio.run(lambda: _audit_all([p for _, p in todo], config=config, max_mutants=max_mutants,
-                                             inputs=inputs, seed=seed, on_result=on_result or (lambda r: None)))
+                                             inputs=inputs, seed=seed, on_result=finished))
         for (k, _), r in zip(todo, fresh):
             done[k] = r
         if use_cache:
-            for r in fresh:
-                cached.problems[r.id] = r
             cached.updated = time.time()
             write_cache(cached, config)
     return [done[k] for k in range(len(problems))]

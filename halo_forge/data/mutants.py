@@ -36,15 +36,16 @@ class Mutant(msgspec.Struct, frozen=True, kw_only=True):
 KINDS = ("sample_output", "constant", "compare", "boundary", "off_by_one", "arith", "logic", "drop")
 
 
-def diff_line(before: str, after: str) -> str:
-    """The first changed line as `line N: `old` -> `new``."""
+def diff_line(before: str, after: str, *, line: int | None = None) -> str:
+    """The first changed line as `line N: `old` -> `new`` (N: `line` when given, the line in
+    the reference a Python mutant's change came from; `before` is then the unparsed tree)."""
     a, b = before.splitlines(), after.splitlines()
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
         if tag == "equal":
             continue
         old = " ".join(s.strip() for s in a[i1:i2]) or "(nothing)"
         new = " ".join(s.strip() for s in b[j1:j2]) or "(nothing)"
-        return f"line {i1 + 1}: `{old[:120]}` -> `{new[:120]}`"
+        return f"line {line or i1 + 1}: `{old[:120]}` -> `{new[:120]}`"
     return ""
 
 
@@ -222,13 +223,13 @@ def python_mutants(reference: str, test_code: str = "") -> list[Mutant]:
         return []
     base = ast.unparse(tree)
     nodes = list(_walk(tree))
-    found: list[tuple[str, str, int, Callable]] = []
+    found: list[tuple[str, str, int, Callable, int | None]] = []
     for pos, (node, parent) in enumerate(nodes):
         # Annotations and f-string format specs mean nothing at run time / are fragile.
         if parent and parent[1] in ("annotation", "returns", "format_spec"):
             continue
         for kind, what, apply in _py_edits(node, parent):
-            found.append((kind, what, pos, apply))
+            found.append((kind, what, pos, apply, getattr(node, "lineno", None)))
         for field in ("body", "orelse", "finalbody"):
             body = getattr(node, field, None)
             if not isinstance(body, list):
@@ -243,9 +244,9 @@ def python_mutants(reference: str, test_code: str = "") -> list[Mutant]:
                     stmts[k] = ast.copy_location(ast.Pass(), stmts[k])
                     return n
                 found.append(("drop", f"statement dropped (`{ast.unparse(stmt).splitlines()[0][:60]}`)"
-                              + where, pos, drop))
+                              + where, pos, drop, stmt.lineno))
     mutants = []
-    for kind, what, pos, apply in found:
+    for kind, what, pos, apply, line in found:
         copy_tree = copy.deepcopy(tree)
         target, parent = _nth(copy_tree, pos)
         new = apply(target)
@@ -256,10 +257,9 @@ def python_mutants(reference: str, test_code: str = "") -> list[Mutant]:
             code = ast.unparse(copy_tree)
         except Exception:  # noqa: BLE001 - an edit the unparser cannot print is no mutant
             continue
-        line = getattr(target, "lineno", None)
         where = f" (line {line})" if line and kind != "drop" else ""
         mutants.append(Mutant(kind=kind, name=what + where, code=code + "\n",
-                              diff=diff_line(base, code)))
+                              diff=diff_line(base, code, line=line)))
     mutants += _python_constant_returns(tree, test_code)
     return mutants
 
@@ -357,7 +357,7 @@ def _python_constant_returns(tree: ast.Module, test_code: str) -> list[Mutant]:
             code = ast.unparse(copy_tree)
             shown = ast.unparse(value)[:60]
             out.append(Mutant(kind="constant", name=f"`{fn.name}` returns {shown}", code=code + "\n",
-                              diff=diff_line(base, code)))
+                              diff=diff_line(base, code, line=fn.body[0].lineno)))
     return out
 
 

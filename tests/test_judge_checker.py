@@ -211,3 +211,26 @@ def test_judge_records_refuse_what_cannot_run():
         JudgeProgram(source="fn main(){}", language="rust")
     with pytest.raises(msgspec.ValidationError, match="needs io_tests"):
         msgspec.convert({"id": "s", "code": "x", "checker": {"source": "x"}}, VerifySample)
+
+
+def test_a_checker_is_compiled_once_for_all_the_samples_of_its_problem():
+    async def go():
+        async with Verifier(FAST) as v:
+            samples = [sample(f"s{i}", ASCENDING_PY + f"# {i}\n", "python", checker=cpp_checker()) for i in range(4)]
+            import anyio
+
+            out = {}
+
+            async def one(s):
+                out[s.id] = await v.verify(s)
+
+            async with anyio.create_task_group() as tg:
+                for s in samples:
+                    tg.start_soon(one, s)
+            return out, v.judges.compiles
+
+    import anyio
+
+    got, compiles = anyio.run(go)
+    assert all(v.status == "passed" for v in got.values()) and len(got) == 4
+    assert compiles == 1

@@ -51,14 +51,14 @@ class Judged(msgspec.Struct, frozen=True, kw_only=True):
     program_run: Any = None  # interactive: the solution's own RunResult
 
 
-def _text(data: bytes, limit: int = 300) -> str:
+def short_text(data: bytes, limit: int = 300) -> str:
     text = data.decode("utf-8", errors="replace").strip()
     return text if len(text) <= limit else text[:limit] + "..."
 
 
 def read_checker(program: JudgeProgram, run: Any) -> tuple[str, str]:
     """(status, detail) from a finished checker run."""
-    said = _text(run.stderr or run.stdout)
+    said = short_text(run.stderr or run.stdout)
     if run.status not in ("ok", "runtime_error"):
         return "sandbox_error", f"checker failed: {run.status} {run.error}".strip()
     if program.style == "open-r1":
@@ -70,7 +70,7 @@ def read_checker(program: JudgeProgram, run: Any) -> tuple[str, str]:
         except ValueError:
             score = math.nan
         if not 0.0 <= score <= 1.0:  # nan fails both
-            return "sandbox_error", f"checker failed: no score in its output ({_text(run.stdout, 120)!r})"
+            return "sandbox_error", f"checker failed: no score in its output ({short_text(run.stdout, 120)!r})"
         return ("passed", "") if score >= 1.0 - 1e-9 else ("wrong_answer", f"checker score {score:g}")
     if run.signal is None and run.exit_code == TESTLIB_OK:
         return "passed", ""

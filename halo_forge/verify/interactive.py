@@ -31,7 +31,15 @@ from typing import Any
 import msgspec
 
 from halo_forge.records import JudgeProgram
-from halo_forge.verify.checker import ANSWER, INPUT, OUTPUT, TESTLIB_OK, TESTLIB_REJECT, Judged, _text
+from halo_forge.verify.checker import (
+    ANSWER,
+    INPUT,
+    OUTPUT,
+    TESTLIB_OK,
+    TESTLIB_REJECT,
+    Judged,
+    short_text,
+)
 from halo_forge.verify.judge_build import Built, judge_argv, make_executable
 
 # The interactor outlives the solution by this much, so that an idle wait ends at the
@@ -55,19 +63,19 @@ def judge_pair(solution: Any, interactor: Any) -> tuple[str, str]:
         return "sandbox_error", f"sandbox: {solution.error}"
     if solution.status in ("timeout", "memory_limit", "output_limit"):
         return solution.status, f"solution: {solution.status.replace('_', ' ')}"
-    said = _text(interactor.stderr)
+    said = short_text(interactor.stderr)
     if interactor.status in ("ok", "runtime_error") and interactor.signal is None:
         if interactor.exit_code == TESTLIB_OK:
             if solution.status == "ok":
                 return "passed", ""
             how = f"exit code {solution.exit_code}" if solution.signal is None else f"signal {solution.signal}"
-            return "runtime_error", f"solution: {how}: {_text(solution.stderr)}"
+            return "runtime_error", f"solution: {how}: {short_text(solution.stderr)}"
         if interactor.exit_code in TESTLIB_REJECT:
             return "wrong_answer", f"interactor: {said}" if said else f"interactor exit {interactor.exit_code}"
     if _broken_pipe(interactor):
         # It wrote to a solution that had stopped reading: the solution left mid-conversation.
         if solution.status == "runtime_error":
-            return "runtime_error", f"solution: {_text(solution.stderr)}"
+            return "runtime_error", f"solution: {short_text(solution.stderr)}"
         return "wrong_answer", "solution: ended before the interactor was done"
     how = interactor.status if interactor.status not in ("ok", "runtime_error") else (
         f"signal {interactor.signal}" if interactor.signal is not None else f"exit {interactor.exit_code}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ JUDGE_CPU_S = 10.0
 JUDGE_WALL_S = 20.0
 JUDGE_MEMORY_MB = 2048
 JUDGE_NAME = "judge"  # the binary (or judge.py) in the judge's workdir
+# Built judges kept in memory: a compiled testlib checker is a few MB, and a dataset may have
+# thousands; RAFT meets a problem's samples together, so recent ones are what is asked for.
+KEEP_BUILT = 128
 
 
 class Built(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,8 +61,9 @@ class JudgeBuilds:
 
     def __init__(self, config: Any) -> None:
         self._config = config
-        self._built: dict[str, Built] = {}
+        self._built: OrderedDict[str, Built] = OrderedDict()
         self._locks: dict[str, anyio.Lock] = {}
+        self.compiles = 0  # judge programs compiled (tests: each once while kept)
 
     def toolchain(self, program: JudgeProgram) -> Toolchain:
         # The gcc family and the configured interpreter whatever --verifier says: the judge is
@@ -71,12 +76,21 @@ class JudgeBuilds:
         key = judge_key(program)
         hit = self._built.get(key)
         if hit is not None:
+            self._built.move_to_end(key)
             return hit
         lock = self._locks.setdefault(key, anyio.Lock())
-        async with lock:
-            hit = self._built.get(key)
-            if hit is None:
-                hit = self._built[key] = await self._build(sandbox, program, compile_limits)
+        try:
+            async with lock:
+                hit = self._built.get(key)
+                if hit is None:
+                    hit = await self._build(sandbox, program, compile_limits)
+                    self.compiles += 1
+                    self._built[key] = hit
+                    while len(self._built) > KEEP_BUILT:
+                        self._built.popitem(last=False)
+        finally:
+            if not lock.statistics().tasks_waiting:
+                self._locks.pop(key, None)
         return hit
 
     async def _build(self, sandbox: Any, program: JudgeProgram, compile_limits: Any) -> Built:

@@ -121,6 +121,7 @@ def python_speed_rows(argv: list[str]) -> int:
     """Rows of Python verification against a bare `python3 -I file.py` loop, same run."""
     import argparse
     import os
+    import resource
     import shutil
     import subprocess
     import tempfile
@@ -132,6 +133,7 @@ def python_speed_rows(argv: list[str]) -> int:
 
     from halo_forge.verify.config import VerifierConfig
     from halo_forge.verify.runner import Verifier, verify_indexed
+    from halo_forge.verify.toolchains import resolve_toolchain
 
     parser = argparse.ArgumentParser(prog="bench_verify.py --python-speed")
     parser.add_argument("--rounds", type=int, default=3)
@@ -171,15 +173,30 @@ def python_speed_rows(argv: list[str]) -> int:
 
         config = VerifierConfig(verifier="python", pch=False, cache=False, concurrency=workers)
 
+        cpu_split: list[tuple[float, float, float]] = []  # per sample: run, interpreter start, host
+
         async def in_process() -> tuple[float, int]:
             async with Verifier(config) as verifier:
                 await verifier.verify(samples[0])  # the sandbox is up before the clock starts
-                passed = 0
+                passed, run_cpu = 0, 0.0
+                host = resource.getrusage(resource.RUSAGE_SELF)
                 start = time.perf_counter()
                 async with verify_indexed(samples, verifier=verifier) as pairs:
                     async for _, verdict in pairs:
                         passed += verdict.status == "passed"
-                return len(samples) / (time.perf_counter() - start), passed
+                        run_cpu += verdict.cpu_s
+                rate = len(samples) / (time.perf_counter() - start)
+                now = resource.getrusage(resource.RUSAGE_SELF)
+                host_cpu = now.ru_utime + now.ru_stime - host.ru_utime - host.ru_stime
+                # What a bare interpreter start costs in the same sandbox: the most a warm
+                # interpreter could take off each sample.
+                tc = resolve_toolchain("python", config.compiler("python"))
+                with verifier.sandbox.workdir({}) as wd:
+                    starts = [await verifier.sandbox.run([tc.path, "-I", "-S", "-c", "pass"], cwd=wd)
+                              for _ in range(20)]
+                cpu_split.append((run_cpu / len(samples), sum(r.cpu_s for r in starts) / len(starts),
+                                  host_cpu / len(samples)))
+                return rate, passed
 
         bare()  # page cache and interpreters warm for both sides (not counted)
         rows: dict[str, list[tuple[float, int]]] = {"bare": [], "cli": [], "inproc": []}
@@ -198,6 +215,9 @@ def python_speed_rows(argv: list[str]) -> int:
         rate, passed = best[key]
         rounds = ", ".join(f"{r:.1f}" for r, _ in rows[key])
         print(f"{name:52} {rate:10.2f} {rate / best['bare'][0]:6.2f}x {passed:>4}/{len(samples)}   {rounds}")
+    run_cpu, start_cpu, host_cpu = (min(x[i] for x in cpu_split) for i in range(3))
+    print(f"cpu per sample (in-process, lowest round): the sandboxed run {run_cpu * 1000:.1f} ms, of which an "
+          f"interpreter start (-I -S, same sandbox) {start_cpu * 1000:.1f} ms; the verifier's own {host_cpu * 1000:.1f} ms")
     return 0
 
 

@@ -370,7 +370,7 @@ NEUTRAL_KEYS = frozenset({
     "verifier.cache", "verifier.cache_path", "verifier.cache_dir", "verifier.pch",
     "generation.engine.batch_size", "generation.engine.concurrency",
     "generation.engine.gpu_memory_utilization", "generation.engine.enable_sleep_mode",
-    "generation.engine.probe", "sft.logging_steps", "sft.save_steps",
+    "generation.engine.probe", "sft.logging_steps", "sft.save_steps", "sft.train_process",
 })
 NEUTRAL_SECTIONS = ("output",)
 

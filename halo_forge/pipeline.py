@@ -19,6 +19,7 @@ between batches, between training steps, between stages.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -52,7 +53,6 @@ from halo_forge.raft import (
     cycle_learning_rate,
     filter_cycle,
     generate_and_verify,
-    stop_callback,
 )
 from halo_forge.records import Example, Problem, Verdict, untested_warning
 from halo_forge.run_lock import RunLock
@@ -319,18 +319,20 @@ class Pipeline:
         return SFTConfig(**fields)
 
     async def _train(self, label: str, **kwargs: Any) -> Any:
-        from halo_forge.train import train
+        """One training run, resumed from its last checkpoint. On GPUs it runs in a child
+        process (train_process.py), whose exit hands every byte back before an engine is built
+        or woken; a second stop kills the child, as it would end an inline run."""
+        from halo_forge.train_process import Trainer
 
-        def work() -> Any:
-            return train(callbacks=[stop_callback(self.stop)], resume=True,
-                         log=self.progress.log, **kwargs)
-
-        self.progress.log(f"{label}: training")
+        trainer = Trainer(mode=kwargs["config"].train_process, stop=self.stop,
+                          log=self.progress.log)
+        self.progress.log(f"{label}: training" + (" in a child process" if trainer.child else ""))
         try:
-            return await anyio.to_thread.run_sync(work)
-        except Interrupted:
-            raise
-        except HaloError:
+            return await anyio.to_thread.run_sync(
+                functools.partial(trainer.run, resume=True, **kwargs),
+                abandon_on_cancel=trainer.child)
+        except anyio.get_cancelled_exc_class():
+            trainer.kill()
             raise
 
     async def _sft(self, model: str) -> str:

@@ -57,6 +57,11 @@ class SftSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     group_by_length: Annotated[bool, _doc(
         "batch examples of similar length (less padding)")] = True
     seed: Annotated[int, _doc("data order, dropout and LoRA init")] = 42
+    # Where, not what: the same steps and checkpoints either way (config.NEUTRAL_KEYS).
+    train_process: Annotated[Literal["auto", "child", "inline"], _doc(
+        "child: train in a process of its own, whose exit hands every byte of GPU memory "
+        "back (what vLLM needs to start or wake after training); inline: in this process; "
+        "auto: child when CUDA is in use")] = "auto"
 
     def __post_init__(self) -> None:
         k = self._key_prefix

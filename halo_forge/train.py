@@ -414,6 +414,8 @@ def train(
     last = str(found) if found else None
     if resume and last is None:
         log(f"no checkpoint in {out}; starting from the beginning")
+    elif last:
+        log(f"resuming from {last}")
 
     examples = load_examples(data) if isinstance(data, (str, os.PathLike)) else list(data)
     if not examples:

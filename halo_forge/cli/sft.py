@@ -73,7 +73,7 @@ def build_sft_config(args: argparse.Namespace) -> SFTConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from halo_forge.train import train
+    from halo_forge.train_process import Trainer
 
     config = build_sft_config(args)
 
@@ -85,7 +85,9 @@ def _train(args: argparse.Namespace) -> int:
         raise HaloError(f"sft train --output {args.output}: is the --data folder; checkpoints "
                         "would mix with the training data, so choose another folder")
     resume = _interrupted_run(Path(args.output), log)
-    result = train(config, data=args.data, output_dir=args.output, resume=resume, log=log)
+    # --train-process: a child hands the GPU back when it exits (auto: on CUDA, no launcher).
+    result = Trainer(mode=config.train_process, log=log, capture=False).run(
+        config, data=args.data, output_dir=args.output, resume=resume)
     loss = f"{result.first_loss:.4f} -> {result.last_loss:.4f}" if result.first_loss else "n/a"
     log(f"trained {result.global_step} steps on {result.train_examples} examples "
         f"({result.skipped_examples} skipped); train loss {loss}"

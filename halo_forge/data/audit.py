@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,15 +45,18 @@ import msgspec
 from halo_forge.data.check import verify_sample
 from halo_forge.data.mutants import Mutant, mutants_for
 from halo_forge.data.probes import CallProbe, call_probe, io_inputs
-from halo_forge.errors import HaloError
+from halo_forge.errors import HaloError, first_error
 from halo_forge.records import Problem
 from halo_forge.verify.compare import outputs_match
 from halo_forge.verify.config import VerifierConfig
 
+if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport there
+    from exceptiongroup import BaseExceptionGroup
+
 log = logging.getLogger(__name__)
 
 # Bumped when mutants, probes or the meaning of a result change: older cached entries are redone.
-AUDIT_VERSION = 1
+AUDIT_VERSION = 2
 DEFAULT_MUTANTS = 24
 DEFAULT_INPUTS = 24
 
@@ -363,9 +367,12 @@ async def _audit_all(problems: Sequence[Problem], *, config: VerifierConfig, max
                                                  inputs=inputs, seed=seed)
             on_result(results[k])
 
-        async with anyio.create_task_group() as tg:
-            for k, problem in enumerate(problems):
-                tg.start_soon(one, k, problem)
+        try:
+            async with anyio.create_task_group() as tg:
+                for k, problem in enumerate(problems):
+                    tg.start_soon(one, k, problem)
+        except BaseExceptionGroup as group:  # a missing compiler: one line, not a group of them
+            raise first_error(group) from None
     return [r for r in results if r is not None]
 
 

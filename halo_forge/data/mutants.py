@@ -352,12 +352,14 @@ def _python_constant_returns(tree: ast.Module, test_code: str) -> list[Mutant]:
         for value in constants:
             copy_tree = copy.deepcopy(tree)
             target = [n for n in copy_tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))][index]
-            target.body = [ast.Return(value=copy.deepcopy(value))]
+            keep = target.body[:1] if _is_docstring(target.body[0]) else []
+            target.body = keep + [ast.Return(value=copy.deepcopy(value))]
             ast.fix_missing_locations(copy_tree)
             code = ast.unparse(copy_tree)
             shown = ast.unparse(value)[:60]
             out.append(Mutant(kind="constant", name=f"`{fn.name}` returns {shown}", code=code + "\n",
-                              diff=diff_line(base, code, line=fn.body[0].lineno)))
+                              diff=diff_line(base, code, line=fn.body[len(keep)].lineno
+                                             if len(fn.body) > len(keep) else None)))
     return out
 
 

@@ -107,8 +107,29 @@ def _perturb_token(token: str, rng: random.Random, *, low: int, high: int, words
     return _perturb_word(token, rng, words)
 
 
+_BRACKETS = set("()[]{}<>")
+
+
 def _perturb_word(word: str, rng: random.Random, pool: list[str]) -> str:
     options: list[str] = []
+    if _BRACKETS & set(word):
+        # Brackets are usually balanced by the statement's rules: move whole groups (split on
+        # spaces, each balanced in the tests) instead of characters, which would unbalance them.
+        groups = word.split(" ")
+        others = [g for w in pool for g in w.split(" ") if g and g != word]
+        if len(groups) > 1:
+            k = rng.randrange(len(groups))
+            shuffled = groups[:]
+            rng.shuffle(shuffled)
+            options += [" ".join(shuffled), " ".join(groups[:k] + groups[k + 1:]),
+                        " ".join(groups[:k] + [groups[k]] + groups[k:])]
+        else:
+            options.append(word + word)
+        if others:
+            k = rng.randrange(len(groups))
+            options.append(" ".join(groups[:k] + [rng.choice(others)] + groups[k + 1:]))
+        options = [o for o in options if o and o != word]
+        return rng.choice(options) if options else word
     if len(word) > 1:
         letters = list(word)
         rng.shuffle(letters)

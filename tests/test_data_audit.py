@@ -144,6 +144,23 @@ def test_a_failing_reference_is_reported_not_audited() -> None:
     assert result.detail.startswith("wrong_answer") and "BROKEN" in result.line()
 
 
+def test_a_sandbox_failure_on_the_reference_is_no_verdict_on_the_problem() -> None:
+    import anyio
+
+    from halo_forge.records import Verdict
+    from halo_forge.verify.config import VerifierConfig
+
+    class Failing:  # the verifier whose sandbox broke: infrastructure, not the reference
+        config = VerifierConfig()
+
+        async def verify(self, sample):
+            return Verdict(id=sample.id, status="sandbox_error", reward=0.0, output="sandbox: gone")
+
+    result = anyio.run(lambda: audit.audit_problem(Failing(), STRONG_PY))
+    assert result.status == "not_audited" and result.sandbox_failed and result.mutants == 0
+    assert "run the audit again" in result.detail
+
+
 def test_native_function_problems_are_probed_through_a_generated_main() -> None:
     weak_c = Problem(
         id="t/c-prime-weak", language="c", prompt="int is_prime(int n): 1 if prime else 0",

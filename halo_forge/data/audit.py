@@ -85,6 +85,8 @@ class ProblemAudit(msgspec.Struct, kw_only=True):
     inputs: int = 0  # inputs the reference was observed on (made up, valid, deterministic)
     weak_by: list[Finding] = []  # accepted and seen to differ: wrong programs the tests reward
     unproven: list[Finding] = []  # accepted, never seen to differ: possibly equivalent
+    # The sandbox failed on the reference: no verdict on the problem, and none is cached.
+    sandbox_failed: bool = False
 
     def line(self) -> str:
         if self.status == "weak":
@@ -300,6 +302,10 @@ async def audit_problem(verifier: Any, problem: Problem, *, max_mutants: int = D
         result.detail = f"--verifier {config.verifier} does not run {problem.language}"
         return result
     ref = await verifier.verify(_sample(problem, problem.reference, "reference"))
+    if ref.status == "sandbox_error":  # the infrastructure's failure, never the reference's
+        result.status, result.sandbox_failed = "not_audited", True
+        result.detail = f"the sandbox failed ({ref.output.strip()[:160]}); run the audit again"
+        return result
     if ref.status != "passed":
         first = (ref.output or "").strip().splitlines()[:1]
         result.status = "reference_failed"
@@ -406,7 +412,7 @@ def audit(problems: Sequence[Problem], *, dataset: str, config: VerifierConfig |
             nonlocal last_write
             if on_result is not None:
                 on_result(r)
-            if use_cache:
+            if use_cache and not r.sandbox_failed:
                 # Saved as it goes: an audit stopped after an hour keeps that hour's results.
                 cached.problems[r.id] = r
                 if time.monotonic() - last_write > 30:

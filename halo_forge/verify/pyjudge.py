@@ -67,9 +67,22 @@ _BOOT = ("import posix as os, marshal\n"
          "exec(marshal.loads(_take(int.from_bytes(_take(8), 'big'))))\n")
 
 
+def _same_interpreter(python: str) -> bool:
+    import os
+    import sys
+
+    ours = {os.path.realpath(p) for p in (sys.executable, getattr(sys, "_base_executable", "")) if p}
+    return os.path.realpath(python) in ours
+
+
 @cache
 def _compiled(python: str, source: str) -> bytes:
-    # By the interpreter that runs it: bytecode is private to one Python version.
+    # By the interpreter that runs it: bytecode is private to one Python version (this one's,
+    # when it is the same binary, saves every verify command a subprocess).
+    if _same_interpreter(python):
+        import marshal
+
+        return marshal.dumps(compile(source, "<python judge>", "exec", dont_inherit=True))
     script = ("import marshal, sys; src = sys.stdin.read(); "
               "sys.stdout.buffer.write(marshal.dumps(compile(src, '<python judge>', 'exec')))")
     try:

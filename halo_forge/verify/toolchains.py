@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from typing import Literal
 
 import msgspec
@@ -104,10 +105,15 @@ def _resolve(language: str, command: str, flags: tuple[str, ...], link_flags: tu
         # A virtualenv's interpreter is run as its base interpreter: model code gets the
         # standard library only (not the venv's torch & co), and a venv under /tmp (a CI
         # clone, say) would be invisible inside the run's private /tmp anyway.
-        script = ("import sys; print(getattr(sys, '_base_executable', '') or sys.executable); "
-                  "print(sys.base_prefix); print(sys.version.replace(chr(10), ' '))")
-        out = _probe([found, "-c", script], command)
-        executable, base_prefix, version = (out.splitlines() + ["", "", ""])[:3]
+        if os.path.realpath(found) == os.path.realpath(sys.executable):
+            # The interpreter running this: its answers are here, without a start of its own.
+            executable = getattr(sys, "_base_executable", "") or sys.executable
+            base_prefix, version = sys.base_prefix, sys.version.replace("\n", " ")
+        else:
+            script = ("import sys; print(getattr(sys, '_base_executable', '') or sys.executable); "
+                      "print(sys.base_prefix); print(sys.version.replace(chr(10), ' '))")
+            out = _probe([found, "-c", script], command)
+            executable, base_prefix, version = (out.splitlines() + ["", "", ""])[:3]
         if not executable:
             raise HaloError(f"{command} did not report its executable")
         ro = (base_prefix,) if base_prefix and _outside_system(base_prefix + "/") else ()

@@ -317,3 +317,33 @@ def test_pipeline_drops_over_long_prompts_when_data_is_loaded(tiny_model, tmp_pa
         '[generation.engine]\nbackend = "vllm"\nmax_model_len = 80\n')))
     kept, kept_test = small._fitting(str(tiny_model), train, test)
     assert kept == [] and kept_test == [] and small._too_long == len(train) + len(test)
+
+
+# --- 8: Ctrl-C reaches the run, not the engine --------------------------------------------------
+
+def test_the_engine_starts_with_sigint_blocked_and_the_caller_gets_its_mask_back(monkeypatch):
+    """vLLM's engine processes inherit the mask of the thread that builds the LLM: with SIGINT
+    blocked there, a terminal's Ctrl-C (sent to the whole process group) cannot shut the engine
+    down under a generate() in flight; the run stops at its safe point and closes it.
+    tests/test_vllm_engine.py sends the real Ctrl-C to the real engine."""
+    import signal
+
+    from halo_forge.generate import vllm_backend
+
+    masks: list[set] = []
+
+    class LLM:
+        def __init__(self, **kwargs):
+            # What a process started here would inherit.
+            masks.append(set(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+
+        def get_tokenizer(self):
+            return None
+
+    monkeypatch.setattr(vllm_backend, "_import_vllm",
+                        lambda: (LLM, lambda **kw: kw, lambda *a: a))
+    before = set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    assert signal.SIGINT not in before
+    vllm_backend.VLLMBackend(VLLMConfig(model="m", probe="off"))
+    assert masks and signal.SIGINT in masks[0]
+    assert set(signal.pthread_sigmask(signal.SIG_BLOCK, [])) == before

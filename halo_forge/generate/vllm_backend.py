@@ -14,10 +14,12 @@ per config) instead of spending days training on samples of the wrong model.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import anyio
@@ -51,6 +53,24 @@ PROBE_MESSAGES = [
 TOKENIZATION = {"add_special_tokens": False}
 
 
+@contextlib.contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread while vLLM starts its engine processes, which inherit the
+    mask. A terminal's Ctrl-C goes to the whole process group, and vLLM's engine core shuts
+    down at once on SIGINT: the generate() in flight would die with the engine's traceback
+    instead of the run stopping at its next safe point and closing the engine itself. The
+    sandbox's zygote (its own process group) and a training child (its own session) are kept
+    out of the terminal's reach the same way. SIGTERM still ends the engine."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _import_vllm() -> tuple[Any, Any, Any]:
     try:
         from vllm import LLM, SamplingParams
@@ -78,7 +98,8 @@ class VLLMBackend:
         )
         if config.max_model_len is not None:
             kwargs["max_model_len"] = config.max_model_len
-        self.llm = self._LLM(**kwargs)
+        with sigint_blocked():
+            self.llm = self._LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.adapter = ""
         self._lora: Any = None

@@ -81,6 +81,7 @@ def test_a_program_that_exits_with_the_compile_code_gains_nothing():
     assert (got["io85"].status, got["io85"].reward) == ("compile_error", LADDER.compile_error)
 
 
+@pytest.mark.filterwarnings("ignore:invalid escape sequence:DeprecationWarning")  # the host's static guard parses it too
 def test_syntax_warnings_are_the_compilers_warnings_and_other_warnings_are_not():
     warn = "def add(a, b):\n    assert 1 is 1\n    return a {} b\n"
     escape = 'import re\nPATTERN = "\\d+"\ndef add(a, b):\n    return a - b\n'  # DeprecationWarning in 3.11

@@ -231,7 +231,7 @@ def python_speed_rows(argv: list[str]) -> int:
     run_cpu, start_cpu, host_cpu = (min(x[i] for x in cpu_split) for i in range(3))
     low_bare = min(bare_cpu[1:])  # the first was the warm-up
     print(f"cpu per sample, lowest round: bare loop {low_bare * 1000:.1f} ms; verifier in-process "
-          f"{(run_cpu + host_cpu) * 1000:.1f} ms ({low_bare / (run_cpu + host_cpu):.2f}x less) = the sandboxed run "
+          f"{(run_cpu + host_cpu) * 1000:.1f} ms (bare / verifier {low_bare / (run_cpu + host_cpu):.2f}) = the sandboxed run "
           f"{run_cpu * 1000:.1f} ms (an interpreter start, -I -S in the same sandbox: {start_cpu * 1000:.1f} ms) "
           f"+ the verifier's own {host_cpu * 1000:.1f} ms")
     return 0

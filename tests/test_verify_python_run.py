@@ -156,6 +156,17 @@ def test_the_problems_field_reaches_the_sample_and_the_cache_key():
     assert msgspec.json.decode(b'{"python_packages": true}', type=VerifierConfig).python_packages
 
 
+def test_the_problems_field_survives_a_prompts_file(tmp_path):
+    from halo_forge.data.prepare import prompt_row
+    from halo_forge.prompts_file import read_prompts
+
+    problems = [Problem(id=f"p{k}", language="python", prompt="add", test_code=T_ADD, python_packages=bool(k))
+                for k in range(2)]
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(b"".join(msgspec.json.encode(prompt_row(p)) + b"\n" for p in problems))
+    assert [p.python_packages for p in read_prompts(path)] == [False, True]
+
+
 # -- the judge's bytecode ahead of the secrets ---------------------------------------------------
 
 # The worker scans its own memory: whatever the judge held before the fork is there.

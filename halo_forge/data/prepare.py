@@ -91,6 +91,8 @@ def prompt_row(problem: Problem) -> dict[str, Any]:
         row["io_tests"] = [{"stdin": t.stdin, "stdout": t.stdout} for t in problem.io_tests]
     if problem.test_code:
         row["test_code"] = problem.test_code
+    if problem.python_packages:
+        row["python_packages"] = True
     for name in ("checker", "interactor"):
         judge = getattr(problem, name)
         if judge is not None:

@@ -151,7 +151,7 @@ def python_test_run(python: str, flags: tuple[str, ...], test_code: str, *, lega
     if legacy:
         token = secrets.token_hex(16)
         stdin = (token + "\n" + test_code).encode("utf-8", errors="surrogatepass")
-        return [python, *flags, "-c", LEGACY_HARNESS], stdin, token
+        return [python, *flags, "-S", "-c", LEGACY_HARNESS], stdin, token  # -S: as the judge, for a fair cost
     stdin, token = judge_input(test_code, python)
     return judge_argv(python, flags, site=site), stdin, token
 

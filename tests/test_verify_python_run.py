@@ -243,3 +243,24 @@ def test_the_wire_refuses_what_json_refuses():
             loads(bad)
     with pytest.raises(TypeError):
         judge_main._dumps(object())
+
+
+def test_another_interpreter_compiles_the_judge_itself(monkeypatch):
+    """Bytecode is private to one Python version: an interpreter other than the verifier's own
+    compiles the judge in a subprocess of its own, and the judge still works."""
+    monkeypatch.setattr(pyjudge, "_same_interpreter", lambda python: False)
+    calls: list[list[str]] = []
+    real_run = subprocess.run
+
+    def run(argv, *args, **kwargs):
+        calls.append(list(argv))
+        return real_run(argv, *args, **kwargs)
+
+    monkeypatch.setattr(pyjudge.subprocess, "run", run)
+    pyjudge._compiled.cache_clear()
+    try:
+        got, _ = _verify([_python(id="ok", code=ADD, test_code=T_ADD)])
+    finally:
+        pyjudge._compiled.cache_clear()
+    assert (got["ok"].status, got["ok"].reward) == ("passed", 1.0), got["ok"]
+    assert len(calls) == 1 and "marshal" in calls[0][-1]

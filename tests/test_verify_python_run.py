@@ -102,6 +102,20 @@ def test_syntax_warnings_are_the_compilers_warnings_and_other_warnings_are_not()
     assert got["prints-warning"].reward in (LADDER.compiled, LADDER.compiled_with_warnings)
 
 
+def test_the_builtins_site_adds_are_there_without_site():
+    # -S leaves out exit/quit/help/copyright; programs that end with exit() are honest.
+    plain = ("import sys\nprint(callable(help), 'Python' in str(copyright), callable(quit))\n"
+             "sys.stdout.flush()\nexit()\nprint('after exit')\n")
+    guarded = "def f(x):\n    if x < 0:\n        exit(1)\n    return x\n"
+    got, _ = _verify([_python(id="plain", code=plain, io_tests=[SampleIOTest(stdout="True True True")]),
+                      _python(id="quit", code="print(2)\nquit(0)\n", io_tests=[SampleIOTest(stdout="2")]),
+                      _python(id="guarded", code=guarded, test_code="assert f(1) == 1\nassert f(0) == 0\n"),
+                      _python(id="leaves", code=guarded + "exit(0)\n", test_code="assert f(1) == 1\n")])
+    for name in ("plain", "quit", "guarded"):
+        assert (got[name].status, got[name].reward) in (("passed", 1.0),), got[name]
+    assert got["leaves"].guard == pyjudge.EXITED  # leaving before the tests is still a failure
+
+
 def test_a_program_runs_as_main_with_its_own_argv():
     code = "import sys\nprint(__name__, __file__, sys.argv)\nprint(sys.stdin.read().upper())\n"
     got, _ = _verify([_python(id="main", code=code,

@@ -212,6 +212,21 @@ def _no_int_digit_limit():
         setter(0)
 
 
+def _site_builtins():
+    """What `site` puts in builtins (exit, quit, help, copyright, credits, license), without
+    site itself: -S leaves them out, and honest programs end with exit()."""
+    try:
+        import _sitebuiltins
+    except ImportError:
+        return
+    builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
+    builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
+    builtins.help = _sitebuiltins._Helper()
+    builtins.copyright = _sitebuiltins._Printer("copyright", sys.copyright)
+    builtins.credits = _sitebuiltins._Printer("credits", "See https://www.python.org/.")
+    builtins.license = _sitebuiltins._Printer("license", "See https://www.python.org/psf/license/")
+
+
 # -- the worker: the solution's process -------------------------------------------------------
 
 def _worker(req_r, resp_w, code):
@@ -221,6 +236,7 @@ def _worker(req_r, resp_w, code):
     os.dup2(null, 0)
     os.close(null)
     os.dup2(2, 1)
+    _site_builtins()
     if "site" in sys.argv[1:]:  # the problem asked for site-packages (numpy & co)
         try:
             import site

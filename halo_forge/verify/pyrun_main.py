@@ -9,6 +9,7 @@ problem asked for site-packages (`site` among the arguments). Standard library o
 the sandbox sees no halo_forge package.
 """
 
+import builtins
 import sys
 
 COMPILE_EXIT = 85  # the same code as the judge's (pyjudge_main.py)
@@ -36,8 +37,24 @@ def _compile(path):
     return code
 
 
+def _site_builtins():
+    """What `site` puts in builtins (exit, quit, help, copyright, credits, license), without
+    site itself: -S leaves them out, and honest programs end with exit()."""
+    try:
+        import _sitebuiltins
+    except ImportError:
+        return
+    builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
+    builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
+    builtins.help = _sitebuiltins._Helper()
+    builtins.copyright = _sitebuiltins._Printer("copyright", sys.copyright)
+    builtins.credits = _sitebuiltins._Printer("credits", "See https://www.python.org/.")
+    builtins.license = _sitebuiltins._Printer("license", "See https://www.python.org/psf/license/")
+
+
 def _main():
     code = _compile("main.py")
+    _site_builtins()
     if "site" in sys.argv[1:]:
         import site
         site.main()

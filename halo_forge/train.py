@@ -291,6 +291,8 @@ def _training_args(config: SFTConfig, out: Path, *, has_eval: bool, dtype: Any,
         dataloader_pin_memory=cuda,
         disable_tqdm=not config.progress,
     )
+    if not cuda and int(os.environ.get("WORLD_SIZE", "1") or "1") > 1:
+        kwargs["use_cpu"] = True  # ranks on CPU (gloo): DDP only when the Trainer is told so
     if config.save_steps:
         kwargs["save_steps"] = config.save_steps
     if has_eval and config.eval_steps:

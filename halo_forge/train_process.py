@@ -8,7 +8,7 @@ global. A process that exits returns all of it, so on GPUs each training run (SF
 cycle's) is a child:
 
 - one GPU: `python -m halo_forge.train_process REQUEST`; several: the same module under
-  `accelerate launch --num_processes N` (DDP across the GPUs the engine sleeps on);
+  torchrun, one rank per GPU (DDP across the GPUs the engine sleeps on);
 - the child is in its own session, so a terminal's Ctrl-C reaches only the parent, which
   decides: the first stop is written to the child's stdin and the child stops after its current
   step (every rank at the same step), a second one kills the child's whole process group;
@@ -83,14 +83,15 @@ def use_child(mode: str, env: Mapping[str, str] | None = None) -> bool:
     return mode == "child"
 
 
-def child_command(request: Path, *, gpus: int) -> list[str]:
-    """The child's argv: the module itself, or under accelerate across `gpus` GPUs."""
+def child_command(request: Path, *, ranks: int) -> list[str]:
+    """The child's argv: the module itself, or `ranks` copies of it under torchrun (DDP: the
+    launcher `accelerate launch --multi_gpu` runs too; the Trainer does the rest, and with
+    gloo the same launch runs on CPU, which is how the suite checks it)."""
     module = ["-m", "halo_forge.train_process", str(request)]
-    if gpus <= 1:
+    if ranks <= 1:
         return [sys.executable, *module]
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-            "--num_processes", str(gpus), "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no", *module]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={ranks}", *module]
 
 
 # --- the parent's side ----------------------------------------------------------------------
@@ -112,14 +113,14 @@ class Trainer:
     the current step, as Interrupted."""
 
     def __init__(self, *, mode: str = "auto", stop: Any = None,
-                 log: Callable[[str], None] = lambda line: None, gpus: int | None = None,
+                 log: Callable[[str], None] = lambda line: None, ranks: int | None = None,
                  capture: bool = True) -> None:
         self.child = use_child(mode)
         self.stop, self.log = stop, log
         # capture: the child's output goes through `log` line by line (beside a live progress
         # display); otherwise it writes to our terminal itself (its progress bar redraws).
         self._capture = capture
-        self._gpus = gpus
+        self._ranks = ranks  # processes the child trains in (None: one per visible GPU)
         self._proc: subprocess.Popen[bytes] | None = None
         self._killed = False
         self._lock = threading.Lock()
@@ -166,9 +167,9 @@ class Trainer:
         write_atomic(request, msgspec.json.encode(Request(
             config=config, data=str(data), output_dir=str(output_dir), resume=resume,
             learning_rate=learning_rate, init_adapter=init_adapter)))
-        gpus = self._gpus if self._gpus is not None else _visible_gpus()
+        ranks = self._ranks if self._ranks is not None else _visible_gpus()
         try:
-            code = self._spawn(child_command(request, gpus=gpus))
+            code = self._spawn(child_command(request, ranks=ranks))
             outcome = _read_outcome(result)
         finally:
             for leftover in (request, result, output_dir / EXAMPLES):

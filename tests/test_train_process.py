@@ -46,13 +46,13 @@ def test_auto_means_a_child_where_cuda_is_in_use_and_never_inside_a_launcher(
     assert train_process.use_child(mode, env=env) is child
 
 
-def test_several_gpus_train_under_accelerate_one_gpu_in_the_module_itself(tmp_path):
+def test_several_gpus_train_as_ranks_under_torchrun_one_gpu_in_the_module_itself(tmp_path):
     request = tmp_path / "r.json"
-    one = train_process.child_command(request, gpus=1)
+    one = train_process.child_command(request, ranks=1)
     assert one == [sys.executable, "-m", "halo_forge.train_process", str(request)]
-    four = train_process.child_command(request, gpus=4)
-    assert four[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
-    assert four[four.index("--num_processes") + 1] == "4" and "--multi_gpu" in four
+    four = train_process.child_command(request, ranks=4)
+    assert four[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert "--nproc_per_node=4" in four
     assert four[-3:] == ["-m", "halo_forge.train_process", str(request)]
 
 
@@ -352,3 +352,55 @@ def _is_trainer(pid: int) -> bool:
         return b"halo_forge.train_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+@pytest.mark.slow
+def test_two_ranks_train_as_one_stop_at_the_same_step_and_resume(tiny_model, sft_examples,
+                                                                 tmp_path):
+    """What several GPUs run (one rank per GPU under torchrun), on CPU with gloo: one DDP
+    training, a stop that every rank takes at the same step (a rank stopping alone would leave
+    the other waiting in a collective for ever), and a resume from the certified checkpoint."""
+    import threading
+
+    from halo_forge.errors import Interrupted
+    from halo_forge.raft import Stopper
+
+    config = SFTConfig(model=str(tiny_model), max_steps=12, batch_size=2, grad_accum=1,
+                       save_steps=2, logging_steps=1, progress=False, learning_rate=1e-3)
+    out = tmp_path / "run"
+    stop = Stopper()
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if sum("'loss':" in x for x in lines) == 3:
+            stop.request("SIGINT")
+
+    trainer = train_process.Trainer(mode="child", ranks=2, stop=stop, log=log)
+    watchdog = threading.Timer(600, trainer.kill)  # a hang fails the test instead
+    watchdog.start()
+    try:
+        with pytest.raises(Interrupted):
+            trainer.run(config, data=sft_examples, output_dir=out)
+    finally:
+        watchdog.cancel()
+    saved = checkpoints(out)
+    assert saved and all(is_complete(p) for p in saved), lines
+    stopped_at = int(saved[0].name.split("-")[1])
+    assert stopped_at < 12
+    # One training, not two: rank 0 alone logs, one loss line per step.
+    losses = [x for x in lines if "'loss':" in x]
+    assert 3 <= len(losses) < 12, lines
+
+    lines.clear()
+    result = train_process.Trainer(mode="child", ranks=2, log=lines.append).run(
+        config, data=sft_examples, output_dir=out, resume=True)
+    assert result.global_step == 12 and result.resumed_from == str(saved[0])
+    assert sum("'loss':" in x for x in lines) == 12 - stopped_at, lines
+    # Two ranks of 2 examples: each step saw 4 (one rank alone would be half as far).
+    import re
+
+    summary = next(x for x in lines if "'train_runtime'" in x)
+    epoch = float(re.search(r"'epoch': '?([0-9.]+)", summary).group(1))
+    assert epoch == pytest.approx(12 * 2 * 2 / result.train_examples, abs=0.05), summary
+    assert (out / "final_model" / "adapter_config.json").is_file()

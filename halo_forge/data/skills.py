@@ -151,8 +151,10 @@ def official_split(problem: Problem) -> str:
 
 
 def prompt(task: str, fmt: str, language: str) -> str:
-    return (f"Write a {NAMES[language]} program. Input: {FORMATS[fmt][0]}. "
-            f"Output: {TASKS[task][0]}.")
+    # In the order the program needs them, counted back from the answer: the language (the
+    # code fence, the answer's first token) last, nearest to where the answer starts.
+    return (f"Read {FORMATS[fmt][0]}. Print {TASKS[task][0]}. "
+            f"Write the program in {NAMES[language]}.")
 
 
 def reference(task: str, fmt: str, language: str) -> str:
@@ -165,11 +167,15 @@ def reference(task: str, fmt: str, language: str) -> str:
         "{compute}", block(TASKS[task][2][language]))
 
 
-def _tests(task: str, fmt: str, pid: str) -> list[IOTest]:
+def input_lists(pid: str) -> list[list[int]]:
+    """The lists a problem's tests give its program: one of its own, then EDGE_LISTS."""
     rng = random.Random(pid)  # a str seed is stable across runs and processes
-    own = [rng.randint(-50, 50) for _ in range(rng.randint(5, 9))]
+    return [[rng.randint(-50, 50) for _ in range(rng.randint(5, 9))], *map(list, EDGE_LISTS)]
+
+
+def _tests(task: str, fmt: str, pid: str) -> list[IOTest]:
     value, render = TASKS[task][1], FORMATS[fmt][1]
-    return [IOTest(stdin=render(a), stdout=f"{value(a)}\n") for a in (own, *EDGE_LISTS)]
+    return [IOTest(stdin=render(a), stdout=f"{value(a)}\n") for a in input_lists(pid)]
 
 
 def problems() -> Iterator[Problem]:

@@ -96,6 +96,16 @@ def test_made_up_inputs_stay_in_the_domain_the_tests_show() -> None:
         assert all(1 <= int(v) <= 9 for line in rest for v in line.split())
 
 
+def test_made_up_inputs_keep_separators_and_vary_only_numbers_and_words() -> None:
+    tests = [IOTest(stdin="29,-26,-10,16\n", stdout="3\n"), IOTest(stdin="a=5 name\n", stdout="x\n")]
+    for text in io_inputs(tests, count=30, seed="y"):
+        if "," in text:
+            values = text.strip().split(",")
+            assert len(values) == 4 and all(-26 <= int(v) <= 29 for v in values)
+        else:
+            assert text.startswith(("a=", "name=", "mane=")) or "=" in text and text.count("=") == 1
+
+
 def test_humaneval_style_check_candidate_calls_are_probed() -> None:
     p = _fn_problem("def check(candidate):\n    assert candidate(-2) == 2\n    assert candidate(5) == 5\n\n"
                     "check(absolute)\n")

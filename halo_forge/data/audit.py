@@ -56,7 +56,7 @@ if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport t
 log = logging.getLogger(__name__)
 
 # Bumped when mutants, probes or the meaning of a result change: older cached entries are redone.
-AUDIT_VERSION = 2
+AUDIT_VERSION = 3
 DEFAULT_MUTANTS = 24
 DEFAULT_INPUTS = 24
 

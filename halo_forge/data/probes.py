@@ -43,8 +43,10 @@ class CallProbe(msgspec.Struct, frozen=True, kw_only=True):
 
 # --- stdin/stdout problems ---------------------------------------------------------------------
 
-_PIECE = re.compile(r"\s+|[^\s]+")
-_INT = re.compile(r"[+-]?\d+")
+# Numbers are pieces of their own even inside `1,-2,3` or `a=5`, so that separators stay put.
+_PIECE = re.compile(r"\s+|-?\d+(?:\.\d+)?|[^\W\d_]+|.", re.DOTALL)
+_INT = re.compile(r"-?\d+")
+_WORD = re.compile(r"[^\W\d_]")  # a letter: only pieces with one are words to vary
 
 
 def io_inputs(tests: list[IOTest], *, count: int, seed: str) -> list[str]:
@@ -53,14 +55,14 @@ def io_inputs(tests: list[IOTest], *, count: int, seed: str) -> list[str]:
     parsed = [_PIECE.findall(t.stdin) for t in tests]
     ints = [int(p) for pieces in parsed for p in pieces if _INT.fullmatch(p)]
     low, high = (min(ints), max(ints)) if ints else (0, 0)
-    words = [p for pieces in parsed for p in pieces if p.strip() and not _INT.fullmatch(p)]
+    words = [p for pieces in parsed for p in pieces if _WORD.search(p)]
     originals = {t.stdin for t in tests}
     out: dict[str, None] = {}
     attempts = 0
     while len(out) < count and attempts < count * 20 and parsed:
         attempts += 1
         pieces = list(parsed[attempts % len(parsed)])
-        slots = [k for k, p in enumerate(pieces) if p.strip()]
+        slots = [k for k, p in enumerate(pieces) if _INT.fullmatch(p) or _WORD.search(p)]
         if not slots:
             continue
         sizes = _size_slots(pieces)

@@ -221,7 +221,7 @@ class Pipeline:
         m = self.config.model
         if not m.tiny:
             return m.name
-        from halo_forge.tiny_model import build_tiny_model, default_corpus
+        from halo_forge.tiny_model import base_recipe, build_tiny_model
 
         path = self.out / "model"
         if not (path / "config.json").exists():
@@ -229,9 +229,9 @@ class Pipeline:
         d = self.config.data
         # Pretrained on the training split only: a changed split must not leak held-out
         # problems into the base the benchmark scores.
-        corpus = default_corpus(split_seed=d.split_seed, test_fraction=d.test_fraction)
-        return str(build_tiny_model(path, corpus=corpus, seed=m.tiny_seed,
-                                    layers=m.tiny_layers, hidden=m.tiny_hidden,
+        base = base_recipe(d.dataset, split_seed=d.split_seed, test_fraction=d.test_fraction)
+        return str(build_tiny_model(path, corpus=base.corpus, pretrain_steps=base.pretrain_steps,
+                                    seed=m.tiny_seed, layers=m.tiny_layers, hidden=m.tiny_hidden,
                                     heads=m.tiny_heads))
 
     def _data(self, model: str) -> tuple[list[Problem], list[Problem]]:

@@ -14,6 +14,11 @@ sample ever passes, and RAFT has nothing to keep. The default corpus is the chat
 never seen), and the pretraining stops early on purpose: the model half-remembers the answers,
 so sampling at temperature ~0.7 gives the mix of passing and failing programs RAFT learns from.
 
+The CPU recipe (dataset `skills`) gets another base, base_recipe("skills"): pretrained on what
+a base model would know (the training programs' code without prompts, the prompts' words, and
+unrelated chats), so that SFT has the prompt -> program mapping to teach and the benchmark's
+held-out problems, new combinations of the training programs' parts, are new to every stage.
+
 The tokenizer splits text with Qwen2's own pipeline, and the pretraining tokenizes the corpus
 with the tokenizer as reloaded from the folder: every later stage (SFT, RAFT, generation) loads
 it that way, and a model pretrained on another tokenization of the same text is unlearned by
@@ -33,6 +38,7 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 
@@ -101,6 +107,48 @@ def default_corpus(*, split_seed: int = 0, test_fraction: float = 0.25) -> list[
                               test_fraction=test_fraction,
                               official=get_spec("builtin").official_split)
     return [sft_text(p) for p in train if p.reference.strip()]
+
+
+# The skills base has more to know (60 programs, their prompts' words, the built-in chats) and
+# must know its code well before LoRA can map prompts onto it: 250 steps left it unable to
+# write a whole program (measured: SFT then passed 1% of the training prompts, 500 steps 22%).
+SKILLS_PRETRAIN_STEPS = 500
+
+
+class BaseRecipe(NamedTuple):
+    """What the tiny base of a run is pretrained on, and for how long."""
+
+    corpus: list[str]
+    pretrain_steps: int
+
+
+def base_recipe(dataset: str = "builtin", *, split_seed: int = 0,
+                test_fraction: float = 0.25) -> BaseRecipe:
+    """The tiny base for a run on `dataset`: `skills` gets skills_corpus(), every other dataset
+    the built-in training split as chats (default_corpus)."""
+    if dataset == "skills":
+        return BaseRecipe(skills_corpus(), SKILLS_PRETRAIN_STEPS)
+    return BaseRecipe(default_corpus(split_seed=split_seed, test_fraction=test_fraction),
+                      PRETRAIN_STEPS)
+
+
+def skills_corpus() -> list[str]:
+    """What a base model would know before it is taught the skills problems, and nothing more.
+
+    - the code of the training split's programs, fenced, without their prompts: it can write
+      them, but no prompt leads to one;
+    - the training prompts as text of their own, apart from any code: their words are known;
+    - unrelated instruction data, every built-in problem as a chat: it answers a chat with a
+      fenced program and ends its turn.
+    No held-out program, prompt or prompt -> program pair is in it: SFT teaches the mapping,
+    and the held-out combinations are new to every stage."""
+    from halo_forge.data.chat import fenced, sft_text
+    from halo_forge.data.registry import get_spec, load_problems
+    from halo_forge.data.split import split_problems
+
+    train, _ = split_problems(load_problems("skills"), official=get_spec("skills").official_split)
+    return ([fenced(p.reference, p.language) for p in train] + [p.prompt for p in train]
+            + [sft_text(p) for p in load_problems("builtin") if p.reference.strip()])
 
 
 def _corpus_digest(texts: Sequence[str]) -> str:

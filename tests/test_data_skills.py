@@ -78,9 +78,11 @@ def test_tests_tell_every_task_apart_and_hold_edge_cases() -> None:
             value = skills.TASKS[other][1]
             lists = skills.input_lists(p.id)
             assert [f"{value(a)}\n" for a in lists] != outputs, (p.id, other)
-        # A single element and a list of negatives only (a maximum started at 0 fails it).
+        # Single elements, one negative (a maximum started from past the end fails it), a
+        # list of negatives only (one started at 0 fails it), a 1 ("positive" as `> 1`).
         lists = skills.input_lists(p.id)
-        assert [7] in lists and any(a and max(a) < 0 for a in lists)
+        assert [7] in lists and [-6] in lists and any(len(a) > 1 and max(a) < 0 for a in lists)
+        assert any(1 in a and 0 in a for a in lists)
 
 
 def test_the_prompt_names_the_task_format_and_language() -> None:
@@ -98,7 +100,7 @@ def test_every_reference_passes_the_sandboxed_verifier_cleanly() -> None:
     failed = {pid: (v.status, v.output[-300:]) for pid, v in verdicts.items()
               if v.status != "passed" or v.reward != 1.0 or v.warnings}
     assert failed == {}
-    assert all(v.tests_passed == v.tests_total >= 5 for v in verdicts.values())
+    assert all(v.tests_passed == v.tests_total >= 6 for v in verdicts.values())
 
 
 def test_a_program_for_another_input_format_fails_the_tests() -> None:

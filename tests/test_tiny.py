@@ -78,6 +78,42 @@ def test_default_corpus_holds_no_held_out_problem() -> None:
     assert all(p.prompt in corpus for p in train if p.reference.strip())
 
 
+def test_skills_base_knows_the_training_code_but_no_prompt_to_program_pair() -> None:
+    """The skills base stands in for a real pretrained model: it has seen the training
+    programs' code and the prompts' words, never a skills prompt with its program (SFT's job)
+    and nothing of a held-out problem (the benchmark's)."""
+    from halo_forge.data import skills
+    from halo_forge.data.registry import get_spec, load_problems
+    from halo_forge.data.split import split_problems
+    from halo_forge.tiny_model import SKILLS_PRETRAIN_STEPS, base_recipe
+
+    train, test = split_problems(load_problems("skills"),
+                                 official=get_spec("skills").official_split)
+    recipe = base_recipe("skills", split_seed=5, test_fraction=0.5)  # its own split either way
+    corpus = recipe.corpus
+    assert recipe.pretrain_steps == SKILLS_PRETRAIN_STEPS
+    joined = "\n".join(corpus)
+    assert test and all(p.prompt not in joined and p.reference.rstrip() not in joined
+                        for p in test)
+    assert all(p.reference.rstrip() in joined and p.prompt in corpus for p in train)
+    # No text holds a skills prompt together with code of any kind, nor a skills program
+    # inside a chat turn.
+    for text in corpus:
+        has_prompt = any(p.prompt in text for p in train)
+        assert not (has_prompt and "```" in text), text[:200]
+        if "<|im_start|>" in text:
+            assert not any(p.reference.rstrip() in text for p in train), text[:200]
+    assert {skills.triple(p) for p in test} == skills.HELD_OUT
+
+
+def test_other_datasets_keep_the_builtin_base() -> None:
+    from halo_forge.tiny_model import PRETRAIN_STEPS, base_recipe, default_corpus
+
+    for name in ("builtin", "mbpp", "local"):
+        assert base_recipe(name, split_seed=3, test_fraction=0.5) == (
+            default_corpus(split_seed=3, test_fraction=0.5), PRETRAIN_STEPS)
+
+
 def test_every_loader_splits_text_as_the_model_was_pretrained_on_it(tiny_model) -> None:
     """transformers loads a qwen2 folder's tokenizer as Qwen2Tokenizer, which rebuilds its own
     pre-tokenizer; the raw tokenizer.json (what the builder trained) must split text the same

@@ -112,9 +112,10 @@ FRAMES = {
 INDENT = {"c": "    ", "cpp": "    ", "rust": "    ", "python": ""}
 
 # The edge cases every problem is tested on (rendered in its format), beside one list of its
-# own: a single element, only negatives (a maximum started at 0 fails), zeros, values whose
-# squares and sums need 64 bits.
-EDGE_LISTS = ([7], [-3, -8, -1], [0, 5, 0, -4, 2], [1000000, -999999, 123456, 42, 77])
+# own: single elements (a maximum started from a[1] reads past the end), only negatives (one
+# started at 0 fails), zeros and ones (`> 1` for "positive"), values whose squares and sums
+# need 64 bits. `halo-forge data audit skills` found the ones added after the first version.
+EDGE_LISTS = ([7], [-6], [-3, -8, -1], [0, 5, 0, -4, 1, 2], [1000000, -999999, 123456, 42, 77])
 
 
 def problem_id(task: str, fmt: str, language: str) -> str:

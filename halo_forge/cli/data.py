@@ -298,14 +298,13 @@ def _audit(args) -> int:
 def _print_datasets(datasets, width: int | None = None) -> None:
     """The datasets as a table when it fits the terminal, else one block per dataset with its
     lines wrapped to the width (a 230-column table is unreadable in a normal terminal)."""
+    import os
     import shutil
     import textwrap
 
-    width = width or shutil.get_terminal_size().columns
-    import os
-
     from halo_forge.data.audit import cache_path, cached_summary
 
+    width = width or shutil.get_terminal_size().columns
     # The weak share comes from the last `data audit` (auditing here would take minutes).
     weak = {name: cached_summary(name) for name in datasets}
     weak_text = {name: (f"{s.weak}/{s.audited}" if s is not None and s.audited else "-")

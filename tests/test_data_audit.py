@@ -184,6 +184,18 @@ def test_native_function_problems_are_probed_through_a_generated_main() -> None:
     assert any(f.diff.endswith("`for (int d = 2; d * d < n; d++)`") for f in result.weak_by)
 
 
+def test_rust_function_problems_are_probed_through_a_generated_main() -> None:
+    weak_rs = Problem(
+        id="t/rs-add-weak", language="rust", prompt="pub fn add(a: i32, b: i32) -> i32",
+        reference="pub fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n",
+        test_code="#[cfg(test)]\nmod tests {\n    use super::*;\n\n    #[test]\n    fn adds() {\n"
+                  "        assert_eq!(add(2, 2), 4);\n        assert_eq!(add(0, 4), 4);\n    }\n}\n")
+    (result,) = _audit(weak_rs)
+    assert result.status == "weak"
+    f = next(f for f in result.weak_by if f.kind == "constant")
+    assert f.name == "`add` returns 4" and f.got == "4" and f.expected != "4"
+
+
 def test_problems_with_a_checker_are_not_called_strong() -> None:
     # Several outputs are right: a mutant printing something else proves nothing.
     if "checker" not in Problem.__struct_fields__:

@@ -138,6 +138,19 @@ def test_strong_tests_pass_and_an_equivalent_mutant_does_not_make_them_weak() ->
     assert sorted(f.name for f in strong.unproven) == ["`0` -> `1` (line 2)", "`<` -> `<=` (line 2)"]
 
 
+def test_inputs_the_reference_rejects_prove_nothing() -> None:
+    # Odd numbers are outside the problem: the reference raises on them. Dropping that check
+    # changes nothing on valid input, so it must not count, though the made-up inputs hold odds.
+    p = _fn_problem("assert half(2) == 1\nassert half(8) == 4\nassert half(0) == 0\n",
+                    reference="def half(n):\n    if n % 2:\n        raise ValueError('odd')\n"
+                              "    return n // 2\n", pid="t/half")
+    (result,) = _audit(p)
+    assert result.status == "strong"
+    dropped = [f for f in result.unproven if f.kind == "drop"]
+    assert dropped and all("raise ValueError('odd')" in f.diff for f in dropped)
+    assert any(c in call_probe(p, count=24, seed=p.id).calls for c in ("half(1)", "half(3)", "half(7)"))
+
+
 def test_sample_output_printed_verbatim_passes_a_single_example_and_is_caught() -> None:
     (result,) = _audit(WEAK_C_IO)
     assert result.status == "weak"

@@ -283,6 +283,7 @@ def test_list_shows_the_weak_share_from_the_cache(cache_home: Path, capsys) -> N
 
 @pytest.mark.parametrize("argv, message", [
     (["data", "audit", "no-such-set"], "unknown dataset 'no-such-set'"),
+    (["data", "audit", "missing/problems.jsonl"], "missing/problems.jsonl: no such file"),
     (["data", "audit", "builtin", "--mutants", "0"], "--mutants: must be at least 1"),
     (["data", "audit", "builtin", "--limit", "-1"], "--limit must be >= 0"),
 ])

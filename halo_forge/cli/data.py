@@ -250,6 +250,9 @@ def _audit(args) -> int:
     if dataset not in registry.DATASETS:
         if Path(dataset).is_file() and not from_paths:
             dataset, from_paths = "local", [Path(dataset)]
+        elif dataset.endswith((".jsonl", ".json", ".parquet")) or "/" in dataset:
+            raise HaloError(f"data audit: {dataset}: no such file (a problems JSONL, or a dataset "
+                            "name from `halo-forge data prepare --list`)")
         else:
             registry.get_spec(dataset)  # the one-line error naming the datasets
     if args.limit is not None and args.limit < 0:

@@ -10,7 +10,12 @@ default tiny model's 16-wide ones. Sleep mode is not tested here: the CPU engine
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -135,27 +140,110 @@ def test_adapter_through_lora_request_changes_output_and_probe_refuses_a_noop(
     assert _greedy(backend, problems) == base
 
 
-def test_raft_cycle_and_benchmark_through_the_vllm_recipe(vllm_tiny, tmp_path):
+# The run as `halo-forge run` does it, in a process of its own, so that a test can send it a
+# terminal's Ctrl-C (SIGINT to its whole process group, the engine's processes included).
+_RUN = """
+import json, sys
+from halo_forge.cli.run import run_config
+from halo_forge.config import load_config, replace_key
+from halo_forge.errors import HaloError
+from halo_forge.examples import EXAMPLES_DIR
+config, _ = load_config(str(EXAMPLES_DIR / "cpu-tiny-vllm.toml"))
+for key, value in json.loads(sys.argv[1]):
+    config = replace_key(config, key, value)
+try:
+    sys.exit(run_config(config))
+except HaloError as exc:
+    print(f"halo-forge: error: {exc}", file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {c for c, p in parents.items() if p in frontier} - found
+        found |= frontier
+    return found
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+def test_ctrl_c_during_generation_then_the_rerun_finishes_a_raft_cycle_and_benchmark(
+        vllm_tiny, tmp_path):
     from halo_forge.config import load_config, replace_key
     from halo_forge.examples import EXAMPLES_DIR
-    from halo_forge.pipeline import run_pipeline
+    from halo_forge.pipeline import INTERRUPTED, run_pipeline
+    from tests.util import subprocess_env
 
     config, _ = load_config(str(EXAMPLES_DIR / "cpu-tiny-vllm.toml"))
     assert isinstance(config.generation.engine, VLLMConfig) and config.model.tiny_heads == 1
     out = tmp_path / "run"
-    for key, value in (("output.dir", str(out)), ("output.progress", "plain"),
-                       ("output.plot", False), ("raft.cycles", 1), ("data.limit", 8),
-                       ("raft.samples_per_prompt", 4), ("sft.max_steps", 12),
-                       ("benchmark.max_problems", 4), ("benchmark.ks", [1, 2]),
-                       ("benchmark.samples", 2)):
+    # The built-in problems (the module's model is the recipe's base for them), whatever
+    # dataset the recipe teaches.
+    overrides = [("data.dataset", "builtin"), ("output.dir", str(out)),
+                 ("output.progress", "plain"), ("output.plot", False), ("raft.cycles", 1),
+                 ("data.limit", 8), ("raft.samples_per_prompt", 4), ("sft.max_steps", 12),
+                 ("benchmark.max_problems", 4), ("benchmark.ks", [1, 2]),
+                 ("benchmark.samples", 2),
+                 # Two prompts per generate() and one batch waiting: generation is still
+                 # going when the stop comes.
+                 ("generation.engine.batch_size", 2), ("raft.buffer_batches", 1)]
+    for key, value in overrides:
         config = replace_key(config, key, value)
     # The module's model has the recipe's spec: the pipeline reuses it instead of building it.
     shutil.copytree(vllm_tiny, out / "model")
 
+    # The run freezes itself at its second verdict (the engine's processes run on), gets a
+    # terminal's Ctrl-C, and is let go.
+    env = subprocess_env(HALO_FAULT="raft.verdict@2", HALO_FAULT_SIGNAL="STOP")
+    run = subprocess.Popen([sys.executable, "-c", _RUN, json.dumps(overrides)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and run.poll() is None and _state(run.pid) != "T":
+            time.sleep(0.2)
+        assert _state(run.pid) == "T", run.communicate(timeout=60)[0].decode()[-4000:]
+        engine = _descendants(run.pid)
+        assert engine, "the engine runs in processes of its own"
+        os.killpg(run.pid, signal.SIGINT)
+        time.sleep(2.0)  # what the engine's processes do with it, they do while we wait
+        os.kill(run.pid, signal.SIGCONT)
+        text = run.communicate(timeout=300)[0].decode(errors="replace")
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    (tmp_path / "stopped.log").write_text(text)
+    assert run.returncode == 128 + signal.SIGINT, text[-4000:]
+    assert text.count(INTERRUPTED) == 1, text[-4000:]
+    # Nothing from the engine: no traceback, no engine that shut down on the signal itself.
+    for noise in ("Traceback", "EngineDeadError", "signal=SIGINT", "Error"):
+        assert noise not in text, (noise, text[-4000:])
+    time.sleep(1.0)
+    assert not [pid for pid in engine if _state(pid) not in ("", "Z")]
+    samples = out / "raft" / "cycle_1" / "samples.shard"
+    assert samples.exists()
+
+    # The rerun goes on from the stopped cycle's shards and finishes the run.
     code, summary = run_pipeline(config)
     assert code == 0 and summary is not None and summary.cycles_done == 1
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["cycle"] for r in rows] == [1]
+    assert rows[0]["resumed"] is True
     assert rows[0]["samples"] == 8 * 4, rows[0]
     assert rows[0]["verdicts"] == rows[0]["samples"]
     # The cycle started from SFT's adapter: the probe proved vLLM applied it, or it would

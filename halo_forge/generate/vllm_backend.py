@@ -64,6 +64,12 @@ def sigint_blocked() -> Iterator[None]:
     if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
         yield
         return
+    # multiprocessing starts its resource tracker (on the first spawned process) with SIGINT
+    # blocked and then unblocks it in the calling thread, undoing ours: started first, it is
+    # left alone. (vLLM spawns its engine on CPU and wherever CUDA is already initialized.)
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield

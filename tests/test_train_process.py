@@ -404,3 +404,27 @@ def test_two_ranks_train_as_one_stop_at_the_same_step_and_resume(tiny_model, sft
     epoch = float(re.search(r"'epoch': '?([0-9.]+)", summary).group(1))
     assert epoch == pytest.approx(12 * 2 * 2 / result.train_examples, abs=0.05), summary
     assert (out / "final_model" / "adapter_config.json").is_file()
+
+
+@pytest.mark.slow
+def test_sft_train_in_a_child_writes_its_own_output_and_returns_the_adapter(
+        tiny_model, tmp_path, capfd):
+    """`sft train --train-process child`: the child writes to the terminal itself (its progress
+    bar redraws in place), and the command reports the child's result."""
+    import json
+
+    from halo_forge.cli import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"say {i}"},
+        {"role": "assistant", "content": f"print({i})"}]}) + "\n" for i in range(8)))
+    out = tmp_path / "run"
+    assert main(["sft", "train", "--data", str(data), "--output", str(out), "--model",
+                 str(tiny_model), "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1",
+                 "--train-process", "child", "--no-progress", "--logging-steps", "1"]) == 0
+    err = capfd.readouterr()
+    text = err.out + err.err
+    assert "training in child process" in text and "'loss':" in text, text[-2000:]
+    assert "trained 2 steps on 8 examples" in text
+    assert (out / "final_model" / "adapter_config.json").is_file()

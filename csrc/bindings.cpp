@@ -89,7 +89,7 @@ PYBIND11_MODULE(_sandbox, m) {
         .def("submit",
              [](hf::Client& c, uint64_t id, std::string exe, std::vector<std::string> argv,
                 std::vector<std::string> envp, std::string cwd, py::bytes stdin_data,
-                std::vector<std::string> ro_paths, py::tuple limits, uint64_t peer) {
+                std::vector<std::string> ro_paths, py::tuple limits, uint64_t peer, bool warm) {
                  hf::RunRequest r;
                  r.id = id;
                  r.exe = std::move(exe);
@@ -100,11 +100,25 @@ PYBIND11_MODULE(_sandbox, m) {
                  r.ro_paths = std::move(ro_paths);
                  r.limits = limits_from(limits);
                  r.peer = peer;
+                 r.warm = warm;
                  py::gil_scoped_release nogil;
                  c.submit(r);
              },
              py::arg("id"), py::arg("exe"), py::arg("argv"), py::arg("envp"), py::arg("cwd"),
-             py::arg("stdin_data"), py::arg("ro_paths"), py::arg("limits"), py::arg("peer") = 0)
+             py::arg("stdin_data"), py::arg("ro_paths"), py::arg("limits"), py::arg("peer") = 0, py::arg("warm") = false)
+        .def("start_template",
+             [](hf::Client& c, std::string exe, std::vector<std::string> argv, std::vector<std::string> envp,
+                py::bytes data, std::vector<std::string> ro_paths) {
+                 hf::RunRequest r;
+                 r.exe = std::move(exe);
+                 r.argv = std::move(argv);
+                 r.envp = std::move(envp);
+                 r.stdin_data = std::string(data);
+                 r.ro_paths = std::move(ro_paths);
+                 py::gil_scoped_release nogil;
+                 c.start_template(r);
+             },
+             py::arg("exe"), py::arg("argv"), py::arg("envp"), py::arg("data"), py::arg("ro_paths"))
         .def("cancel", &hf::Client::cancel, py::call_guard<py::gil_scoped_release>())
         .def("take",
              [](hf::Client& c) {

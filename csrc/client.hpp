@@ -22,6 +22,8 @@ public:
     Client& operator=(const Client&) = delete;
 
     void submit(const RunRequest& r);   // throws std::runtime_error if the zygote is gone
+    // Starts the warm Python template (exe/argv/envp, stdin_data on its stdin); see zygote.cpp.
+    void start_template(const RunRequest& r) { send_all(encode_template(r)); }
     void cancel(uint64_t id);
     // Results that have arrived (never blocks). `alive` turns false once the zygote is gone.
     std::vector<RunResult> take(bool& alive);

@@ -15,18 +15,23 @@ static void get_limits(Reader& r, Limits& l) {
     l.disk_mb = r.pod<int64_t>();
 }
 
-std::string encode_run(const RunRequest& r) {
+static std::string encode_as(Msg m, const RunRequest& r) {
     Writer w;
-    w.pod(Msg::Run); w.pod(r.id);
+    w.pod(m); w.pod(r.id);
     w.str(r.exe); w.strs(r.argv); w.strs(r.envp); w.str(r.cwd); w.str(r.stdin_data);
     w.strs(r.ro_paths); put_limits(w, r.limits); w.pod(r.peer);
+    w.pod<uint8_t>(r.warm);
     return w.take();
 }
+
+std::string encode_run(const RunRequest& r) { return encode_as(Msg::Run, r); }
+std::string encode_template(const RunRequest& r) { return encode_as(Msg::Template, r); }
 
 bool decode_run(Reader& rd, RunRequest& r) {
     r.exe = rd.str(); r.argv = rd.strs(); r.envp = rd.strs(); r.cwd = rd.str();
     r.stdin_data = rd.str(); r.ro_paths = rd.strs(); get_limits(rd, r.limits);
     r.peer = rd.pod<uint64_t>();
+    r.warm = rd.pod<uint8_t>() != 0;
     return rd.ok();
 }
 

@@ -14,7 +14,8 @@
 
 namespace hf {
 
-enum class Msg : uint8_t { Hello = 1, Run = 2, Cancel = 3, Shutdown = 4, Result = 5, Stats = 6, StatsReply = 7 };
+enum class Msg : uint8_t { Hello = 1, Run = 2, Cancel = 3, Shutdown = 4, Result = 5, Stats = 6, StatsReply = 7,
+                        Template = 8 };
 
 // What a run may use; mirrors halo_forge.sandbox.Limits.
 struct Limits {
@@ -42,6 +43,10 @@ struct RunRequest {
     // interactor): each one's stdout is the other's stdin, neither is captured. Both requests
     // name each other; the zygote starts them together once both have arrived.
     uint64_t peer = 0;
+    // A Python run the zygote's warm template may serve (a fork of an interpreter that has
+    // the judge loaded) instead of an interpreter start; argv and stdin stay those of the
+    // cold run, which is what runs when no template is up.
+    bool warm = false;
     int handovers = 0;  // the zygote's own count (not sent): inits that died before taking it
     std::shared_ptr<RunRequest> partner;  // the zygote's (not sent): the pair's other run, queued with this one
 };
@@ -113,6 +118,8 @@ private:
 
 std::string encode_run(const RunRequest& r);
 bool decode_run(Reader& rd, RunRequest& r);  // after the Msg byte and id
+// The warm Python template's command (exe, argv, envp, stdin_data), once per sandbox.
+std::string encode_template(const RunRequest& r);
 std::string encode_result(const RunResult& r);
 bool decode_result(Reader& rd, RunResult& r);
 

@@ -6,7 +6,8 @@
 
 namespace hf {
 
-enum ReportKind : int32_t { kSetupFailed = 1, kExecFailed = 2, kStarted = 3, kDone = 4 };
+enum ReportKind : int32_t { kSetupFailed = 1, kExecFailed = 2, kStarted = 3, kDone = 4,
+                         kWarmReady = 5 };  // the workdir is made: the warm template may fork into the run
 
 // Fixed-size record written to the report pipe (atomic: smaller than PIPE_BUF).
 struct ChildReport {

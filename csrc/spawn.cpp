@@ -73,6 +73,13 @@ void reset_signals() {
         if (const char* step = enter_workdir(*p.ns, *p.mounts, p.base_fd, p.trace, &host_wd, &wd, &tmp))
             fail(p.report_w, kSetupFailed, step);
         p.mounts->entered = true;  // the init copies the workdir back only once it was made
+        if (p.warm) {
+            // The rest (rlimits, ids, seccomp, the program) is the template's fork's, which
+            // joins this run's namespaces; from here the run is out of the zygote's hands.
+            p.mounts->launched = true;
+            report(p.report_w, kWarmReady, 0, 0, nullptr);
+            _exit(0);
+        }
     } else if (chdir(p.mounts->cwd.c_str()) != 0) {
         fail(p.report_w, kSetupFailed, "chdir workdir");
     }
@@ -138,7 +145,7 @@ void sweep_children() {
 
 // Keeps only `keep` (and stdio) open: a clone without exec holds every descriptor of the
 // zygote, including other runs' pipes and timers, which would outlive their runs.
-void close_all_except(std::array<int, 7> keep) {
+void close_all_except(std::array<int, 8> keep) {
     std::sort(keep.begin(), keep.end());
     unsigned lo = 3;
     for (int k : keep) {
@@ -150,7 +157,7 @@ void close_all_except(std::array<int, 7> keep) {
 }
 
 void run_init(const ChildPlan& p) {
-    close_all_except({p.stdin_fd, p.out_w, p.err_w, p.report_w, p.alive_r, p.go_r, p.base_fd});
+    close_all_except({p.stdin_fd, p.out_w, p.err_w, p.report_w, p.alive_r, p.go_r, p.base_fd, p.warm_r});
     // The zygote is single-threaded, so PDEATHSIG tracks the zygote itself: if it dies, the
     // run's init dies, and with it the pid namespace. It may have died before this line:
     // then nothing holds the other end of the alive pipe any more.
@@ -202,6 +209,39 @@ void run_init(const ChildPlan& p) {
         if (r == pid) { status = st; break; }
         if (r < 0 && errno != EINTR) break;
     }
+    int64_t warm_cpu_us = 0, warm_rss_kb = 0;
+    if (p.warm && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        // The program is the template's fork (pywarm_main.py): 'R' once it is set up (end of
+        // file or anything else first: it failed before, which is the sandbox's failure, never
+        // the sample's), then its parent's 'S' record, what wait4 said of it. The program
+        // closed the pipe before any of the run's code ran; only the template's side writes
+        // the record. Orphans of the program are this init's, reaped below.
+        auto take = [&p](void* into, size_t size) {
+            size_t got = 0;
+            while (got < size) {
+                ssize_t n = read(p.warm_r, static_cast<char*>(into) + got, size - got);
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) break;
+                got += size_t(n);
+            }
+            return got == size;
+        };
+        char ready = 0;
+        if (!take(&ready, 1) || ready != 'R') {
+            errno = EPROTO;
+            fail(p.report_w, kSetupFailed, "warm python: the program's set-up");
+        }
+        trace_point(p.trace, "warm: program set up");
+        char rec[21];
+        if (!take(rec, sizeof rec) || rec[0] != 'S') {
+            errno = EPROTO;
+            fail(p.report_w, kSetupFailed, "warm python: no wait status");
+        }
+        std::memcpy(&status, rec + 1, 4);
+        std::memcpy(&warm_cpu_us, rec + 5, 8);
+        std::memcpy(&warm_rss_kb, rec + 13, 8);
+    }
+    if (p.warm_r >= 0) close(p.warm_r);
     trace_point(p.trace, "program ran");
     // Nothing the program started may outlive it, nor write the workdir while it is copied.
     if (p.ns->pidns) {
@@ -240,7 +280,8 @@ void run_init(const ChildPlan& p) {
     getrusage(RUSAGE_CHILDREN, &kids);
     auto us = [](const timeval& t) { return int64_t(t.tv_sec) * 1000000 + t.tv_usec; };
     done.cpu_us = us(self.ru_utime) + us(self.ru_stime) + us(kids.ru_utime) + us(kids.ru_stime);
-    done.maxrss_kb = kids.ru_maxrss;
+    done.cpu_us += warm_cpu_us;
+    done.maxrss_kb = std::max<int64_t>(kids.ru_maxrss, warm_rss_kb);
     ssize_t n;
     do n = write(p.report_w, &done, sizeof done); while (n < 0 && errno == EINTR);
     _exit(0);

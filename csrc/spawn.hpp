@@ -42,6 +42,11 @@ struct ChildPlan {
     char* const* argv;
     char* const* envp;
     const Limits* limits;
+    // The warm Python path (zygote.cpp): the program's process only makes the workdir and
+    // reports kWarmReady; the template's fork joins the run and writes its pid (as seen in
+    // the run's pid namespace) to the pipe read here, and the init waits for that process.
+    int warm_r = -1;
+    bool warm = false;  // filled in with the run
 };
 
 [[noreturn]] void run_init(const ChildPlan& p);

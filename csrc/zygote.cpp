@@ -22,6 +22,7 @@
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -43,7 +44,7 @@ double now() {
 
 int init_entry(void* plan) { run_init(*static_cast<const ChildPlan*>(plan)); }
 
-enum Role : uint32_t { kCtl = 0, kPidfd = 1, kOut = 2, kErr = 3, kTimer = 4, kReport = 5, kParent = 6 };
+enum Role : uint32_t { kCtl = 0, kPidfd = 1, kOut = 2, kErr = 3, kTimer = 4, kReport = 5, kParent = 6, kTemplate = 7 };
 
 // One run's init, from the moment it is prepared (a spare, waiting for a run) until it is
 // reaped. `req.id` is the run's id once it has one.
@@ -69,6 +70,9 @@ struct Job {
     ChildPlan plan{};
     std::unique_ptr<InitMemory> mem, program_mem;
     bool spare = false;  // prepared, waiting for a run in spares_
+    // The warm Python path: what the template's fork gets (the init's pidfd aside), held
+    // until the init reports kWarmReady or the run turns out to be cold.
+    int warm_w = -1, warm_in = -1, warm_out = -1, warm_err = -1;
 };
 
 void close_fd(int& fd) {
@@ -123,6 +127,10 @@ private:
     std::vector<char> slot_used_;
     int active_ = 0;  // jobs not yet answered (the concurrency limit counts these)
     TraceSummary trace_sum_;
+    // The warm Python template (start_template): a process that has Python up and the judge
+    // loaded, started on the caller's word before it sends a run, with a socket to this one only.
+    pid_t tpl_pid_ = -1;
+    int tpl_fd_ = -1, tpl_pidfd_ = -1;
 
     // A uid slot per init: the running ones, the spares, and one more so that a wired pair
     // (two inits) starts even when one run at a time is allowed.
@@ -251,6 +259,7 @@ private:
                 break;
             case kPidfd: reap(j); break;
             case kParent: drop(parent_); begin_shutdown(); break;
+            case kTemplate: template_gone(); break;
             case kReport: on_report(j); break;
             case kOut: pump(j, j->out_r, j->out, j->out_trunc); break;
             case kErr: pump(j, j->err_r, j->err, j->err_trunc); break;
@@ -278,6 +287,10 @@ private:
                 if (!decode_run(rd, r)) die("malformed run request");
                 if (r.peer != 0) pair_up(std::move(r));
                 else queue_.push_back(std::move(r));
+            } else if (m == Msg::Template) {
+                RunRequest t;
+                if (!decode_run(rd, t)) die("malformed template request");
+                start_template(t);
             } else if (m == Msg::Cancel) {
                 cancel(id);
             } else if (m == Msg::Shutdown) {
@@ -328,6 +341,7 @@ private:
         queue_.clear();
         unpaired_.clear();
         retire_spares();
+        if (tpl_pidfd_ >= 0) syscall(SYS_pidfd_send_signal, tpl_pidfd_, SIGKILL, nullptr, 0);
         for (auto& [id, j] : jobs_) kill_job(j.get(), Kill::Shutdown);
         if (jobs_.empty()) finish();
     }
@@ -362,6 +376,7 @@ private:
         ssize_t n = -1;
         while (j->report_r >= 0 && (n = read(j->report_r, &r, sizeof r)) == ssize_t(sizeof r)) {
             if (r.kind == kStarted) j->program = r.value;
+            else if (r.kind == kWarmReady) serve_warm(j);
             // A failure to start the program (the vforked child's execve, say) is followed by
             // the init's own kDone for the child's exit 126: the failure is what the caller
             // must see, as a sandbox error, never as the program's runtime error.
@@ -408,6 +423,7 @@ private:
     // the new init's entry.
     void release_run(Job* j) {
         for (int* fd : {&j->out_r, &j->err_r, &j->timer, &j->report_r}) drop(*fd);
+        drop_warm(j);
         if (j->slot >= 0) slot_used_[size_t(j->slot)] = 0;
         j->slot = -1;
         j->answered = true;
@@ -509,13 +525,33 @@ private:
         }
         j->plan.program_stack = j->program_mem->stack_top();
         j->plan.program_tp = j->program_mem->tp();
+        // A single run (never half of a pair) may be warm: the template's fork needs the
+        // run's stdio, and the init a pipe for that fork's pid.
+        if (tpl_fd_ >= 0 && in_fd < 0) {
+            int wp[2];
+            if (pipe2(wp, O_CLOEXEC) == 0) {
+                j->plan.warm_r = wp[0];
+                j->warm_w = wp[1];
+                j->warm_in = fcntl(in, F_DUPFD_CLOEXEC, 3);
+                j->warm_out = fcntl(out[1], F_DUPFD_CLOEXEC, 3);
+                j->warm_err = fcntl(err[1], F_DUPFD_CLOEXEC, 3);
+                if (j->warm_in < 0 || j->warm_out < 0 || j->warm_err < 0) {
+                    close_fd(j->plan.warm_r);
+                    drop_warm(j.get());
+                }
+            }
+        }
         return j;
+    }
+
+    static void drop_warm(Job* j) {
+        for (int* fd : {&j->warm_w, &j->warm_in, &j->warm_out, &j->warm_err}) close_fd(*fd);
     }
 
     // The descriptors only the init needs (the zygote's copies close after clone).
     static void close_child_ends(Job* j) {
         ChildPlan& p = j->plan;
-        for (int* fd : {&p.stdin_fd, &p.out_w, &p.err_w, &p.report_w, &p.go_r}) close_fd(*fd);
+        for (int* fd : {&p.stdin_fd, &p.out_w, &p.err_w, &p.report_w, &p.go_r, &p.warm_r}) close_fd(*fd);
     }
 
     // Clones the init; from here on it is reaped like any other. Returns false with `why`.
@@ -538,7 +574,7 @@ private:
         pid_t pid = clone(init_entry, j->mem->stack_top(), flags, &j->plan, &pidfd, j->mem->tp(), nullptr);
         int e = errno;
         // The plan keeps the numbers (the init has its own copies); these are the zygote's.
-        int ends[] = {j->plan.stdin_fd, j->plan.out_w, j->plan.err_w, j->plan.report_w, j->plan.go_r};
+        int ends[] = {j->plan.stdin_fd, j->plan.out_w, j->plan.err_w, j->plan.report_w, j->plan.go_r, j->plan.warm_r};
         for (int fd : ends) close(fd);
         if (pid < 0) {
             why = std::string("clone: ") + std::strerror(e);
@@ -554,6 +590,7 @@ private:
 
     void drop_job_fds(Job* j) {
         for (int* fd : {&j->out_r, &j->err_r, &j->report_r, &j->go_w, &j->stdin_w}) close_fd(*fd);
+        drop_warm(j);
     }
 
     // Keeps spares_target_ inits prepared for the next runs (after the queue had its turn).
@@ -737,6 +774,10 @@ private:
         j->plan.argv = j->argv.data();
         j->plan.envp = j->envp.data();
         j->plan.limits = &q.limits;
+        // Warm only with a template up (it may have died since this init was made); the init
+        // reads the flag after the go byte.
+        j->plan.warm = q.warm && tpl_fd_ >= 0 && j->warm_w >= 0;
+        if (!j->plan.warm) drop_warm(j.get());
         if (j->pid < 0) {
             // Prepared now, with the run already in its plan (where no spares are kept, the
             // init may be a copy of this memory rather than a sharer of it).
@@ -769,6 +810,135 @@ private:
         trace(jp, "zygote: run handed over");
         do n = write(jp->go_w, &go, 1); while (n < 0 && errno == EINTR);
         close_fd(jp->go_w);
+    }
+
+    // The warm Python template: `t` is its command and its stdin's data (the judge's bytecode
+    // and its sources). It is started by fork and execve, so none of this process's memory
+    // (queued runs' stdin: tokens and tests) reaches it; its descriptors are its stdin (a
+    // memfd: the seccomp filter, then `t`'s data), stderr and a socket to this process (3).
+    // It serves serve_warm() and nothing else. Without a pid and a mount namespace per run
+    // the template's fork could not join a run of its own: warm runs then simply run cold.
+    void start_template(const RunRequest& t) {
+        if (tpl_fd_ >= 0 || closing_ || !ns_.pidns || !ns_.mntns) return;
+        for (auto& p : t.ro_paths) {
+            size_t shown = ns_.shown.size();
+            if (!ensure_visible(ns_, p).empty()) return;
+            if (ns_.shown.size() != shown) retire_spares();
+        }
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return;
+        int mem = memfd_create("template", MFD_CLOEXEC);
+        std::string data;
+        uint64_t flen = filter_.size() * sizeof(sock_filter);
+        data.append(reinterpret_cast<const char*>(&flen), sizeof flen);
+        data.append(reinterpret_cast<const char*>(filter_.data()), size_t(flen));
+        data += t.stdin_data;
+        size_t off = 0;
+        while (mem >= 0 && off < data.size()) {
+            ssize_t n = write(mem, data.data() + off, data.size() - off);
+            if (n <= 0) break;
+            off += size_t(n);
+        }
+        if (mem < 0 || off < data.size()) {
+            close_fd(mem);
+            close(sv[0]);
+            close(sv[1]);
+            return;
+        }
+        lseek(mem, 0, SEEK_SET);
+        std::vector<char*> argv, envp;
+        for (auto& a : t.argv) argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        for (auto& e : t.envp) envp.push_back(const_cast<char*>(e.c_str()));
+        envp.push_back(nullptr);
+        pid_t pid = fork();
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() == 1) _exit(125);
+            // dup2 onto itself would keep close-on-exec: move both out of the way first.
+            int m = fcntl(mem, F_DUPFD, 10), s = fcntl(sv[1], F_DUPFD, 10);
+            if (m < 0 || s < 0 || dup2(m, 0) < 0 || dup2(2, 1) < 0 || dup2(s, 3) < 0) _exit(126);
+            syscall(SYS_close_range, 4u, ~0u, 0u);
+            signal(SIGPIPE, SIG_DFL);
+            execve(t.exe.c_str(), argv.data(), envp.data());
+            _exit(127);
+        }
+        close(mem);
+        close(sv[1]);
+        if (pid < 0) {
+            close(sv[0]);
+            return;
+        }
+        tpl_pid_ = pid;
+        tpl_fd_ = sv[0];
+        fcntl(tpl_fd_, F_SETFL, O_NONBLOCK);
+        tpl_pidfd_ = int(syscall(SYS_pidfd_open, pid, 0));
+        if (tpl_pidfd_ >= 0) {
+            fcntl(tpl_pidfd_, F_SETFD, FD_CLOEXEC);
+            add(tpl_pidfd_, nullptr, kTemplate, EPOLLIN);
+        }
+        // Spares made before now have no warm pipe.
+        retire_spares();
+    }
+
+    void template_gone() {
+        int st;
+        waitpid(tpl_pid_, &st, WNOHANG);
+        drop(tpl_pidfd_);
+        close_fd(tpl_fd_);
+        tpl_pid_ = -1;
+        if (!closing_) dprintf(2, "halo-forge sandbox zygote: the warm python template exited; python runs start cold\n");
+    }
+
+    // The init reported kWarmReady (its run's workdir is made): the template forks a process
+    // that joins the init's namespaces (by its pidfd), takes the run's stdio, cwd, rlimits,
+    // ids and seccomp filter, writes its pid to the init and runs the run's Python. What the
+    // template learns is this message: no stdin, token or test of the run (those stay in the
+    // memfd it passes on unread).
+    void serve_warm(Job* j) {
+        if (j->warm_w < 0) return;
+        Writer w;
+        uint32_t flags = 0;
+        if (ns_.userns) flags |= CLONE_NEWUSER;
+        if (ns_.pidns) flags |= CLONE_NEWPID;
+        if (ns_.mntns) flags |= CLONE_NEWNS;
+        if (ns_.ipcns && !ns_.ipc_shared) flags |= CLONE_NEWIPC;
+        if (ns_.utsns) flags |= CLONE_NEWUTS;
+        w.pod<uint32_t>(flags);
+        w.pod<uint32_t>(j->plan.uid);
+        w.pod<uint32_t>(j->plan.gid);
+        w.pod<uint8_t>(ns_.set_ids);
+        w.pod<uint32_t>(ns_.slot_uids ? 002 : 022);
+        w.str(j->req.cwd);
+        w.strs(j->req.argv);
+        w.strs(j->req.envp);
+        RlimitPlan rl = rlimit_plan(j->req.limits, ns_.userns || ns_.root);
+        w.pod<uint32_t>(uint32_t(rl.n));
+        for (int i = 0; i < rl.n; ++i) {
+            w.pod<int32_t>(rl.set[i].resource);
+            w.pod<uint64_t>(rl.set[i].soft);
+            w.pod<uint64_t>(rl.set[i].hard);
+        }
+        std::string body = w.take();
+        int fds[5] = {j->pidfd, j->warm_in, j->warm_out, j->warm_err, j->warm_w};
+        char ctl[CMSG_SPACE(sizeof fds)] = {};
+        iovec iov{body.data(), body.size()};
+        msghdr mh{};
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = ctl;
+        mh.msg_controllen = sizeof ctl;
+        cmsghdr* c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof fds);
+        std::memcpy(CMSG_DATA(c), fds, sizeof fds);
+        trace(j, "zygote: warm request");
+        ssize_t n;
+        do n = sendmsg(tpl_fd_, &mh, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+        // Sent or not, these are the template's now: unsent, the init reads end of file on
+        // its pid pipe and fails the run as the sandbox's failure.
+        drop_warm(j);
     }
 
     void reap(Job* j) {

@@ -386,13 +386,38 @@ class Sandbox:
         stdin: bytes = b"",
         limits: Limits = Limits(),  # noqa: B008 - frozen, shared safely
         env: Mapping[str, str] | None = None,
+        warm: bool = False,
     ) -> RunResult:
         """Runs `argv` in `cwd` (a path from `workdir()`), contained; never raises for what
-        the program does. Setup failures come back as status "sandbox_error"."""
-        job = self._submit(argv, cwd=cwd, stdin=stdin, limits=limits, env=env)
+        the program does. Setup failures come back as status "sandbox_error". `warm`: a
+        Python judge or runner command the warm template (start_template) may serve by fork;
+        without one it runs as given."""
+        job = self._submit(argv, cwd=cwd, stdin=stdin, limits=limits, env=env, warm=warm)
         if isinstance(job, RunResult):
             return job
         return await self._result(job)
+
+    def start_template(self, argv: Sequence[str], data: bytes) -> bool:
+        """Starts the warm Python template (verify/pywarm_main.py: `argv`, `data` on its stdin)
+        in the zygote, before any run it serves; False when the interpreter is not found. The
+        zygote starts it only where each run has its own pid and mount namespaces (else warm
+        runs start cold)."""
+        argv = [str(a) for a in argv]
+        if self._closed or self._dead or getattr(self, "_template", argv) != argv:
+            return False  # one template per sandbox: a run it serves must be its command's
+        if getattr(self, "_template", None) == argv:
+            return True
+        host_path = os.environ.get("PATH", _DEFAULT_PATH)
+        launch = self._launch(argv[0], self._base, host_path)
+        if launch is None:
+            return False
+        env = [f"PATH={launch.path}", "LANG=C.UTF-8"]
+        try:
+            self._client.start_template(launch.exe, argv, env, bytes(data), launch.ro_paths)
+        except (OSError, RuntimeError):
+            return False
+        self._template = argv
+        return True
 
     async def run_pair(
         self,
@@ -430,7 +455,7 @@ class Sandbox:
         return done[a], done[b]
 
     def _submit(self, argv: Sequence[str], *, cwd: Path, stdin: bytes, limits: Limits,
-                env: Mapping[str, str] | None, peer: int = 0) -> int | RunResult:
+                env: Mapping[str, str] | None, peer: int = 0, warm: bool = False) -> int | RunResult:
         """Sends one run to the zygote: its job id, or the sandbox error that stopped it."""
         if self._closed:
             return _sandbox_error("the sandbox is closed")
@@ -462,7 +487,7 @@ class Sandbox:
         self._results[job] = None
         try:
             self._client.submit(job, launch.exe, argv, envp, cwd_s, bytes(stdin), launch.ro_paths,
-                                self._limits_tuple(limits), peer)
+                                self._limits_tuple(limits), peer, warm)
         except (OSError, RuntimeError) as exc:
             del self._results[job]
             return _sandbox_error(f"submitting the run: {exc}")

@@ -58,6 +58,11 @@ class VerifierConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         "Python samples may import the interpreter's site-packages (numpy & co); default: the "
         "standard library only, and a problem's own python_packages asks for them"))] = False
 
+    python_warm: Annotated[bool, msgspec.Meta(description=(
+        "Python runs (stdlib only) are forks of one warm interpreter that has the judge loaded, "
+        "each still in a sandbox run of its own, instead of an interpreter start each; where "
+        "the sandbox has no pid and mount namespace per run they start cold"))] = True
+
     compile_limits: Limits = Limits(cpu_s=30.0, wall_s=60.0, memory_mb=4096, processes=64)
     run_limits: Limits = Limits(cpu_s=2.0, wall_s=5.0, memory_mb=1024)
 

@@ -114,6 +114,24 @@ def judge_input(test_code: str, python: str) -> tuple[bytes, str]:
     return judge_code(python) + (token + "\n" + test_code).encode("utf-8", errors="surrogatepass"), token
 
 
+@cache
+def warm_source() -> str:
+    """The warm template (pywarm_main.py): forks serve Python runs; see its docstring."""
+    return (Path(__file__).with_name("pywarm_main.py")).read_text(encoding="utf-8")
+
+
+def warm_argv(python: str, flags: tuple[str, ...]) -> list[str]:
+    return [python, *flags, "-S", "-c", warm_source()]
+
+
+def warm_data(python: str) -> bytes:
+    """The template's stdin: the two commands it serves (the judge's boot, the plain runner),
+    each with its bytecode for `python`. Nothing of any run."""
+    import marshal
+
+    return marshal.dumps((_BOOT % FAULT_EXIT, judge_code(python), run_source(), _compiled(python, run_source())), 4)
+
+
 def judge_fingerprint() -> str:
     """Part of the verdict cache key: a change to the judge's text is a new judge."""
     return hashlib.blake2b(judge_source().encode() + run_source().encode(), digest_size=8).hexdigest()

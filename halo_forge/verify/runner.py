@@ -143,6 +143,7 @@ class Verifier:
         self.judges = JudgeBuilds(self.config)
         # checker.DEFENCES switched off (tests only).
         self.judge_disabled: frozenset[str] = frozenset()
+        self._warm: dict[tuple[str, tuple[str, ...]], bool] = {}
         self._compile_limits = _limits(self.config.compile_limits)
         self._run_limits = _limits(self.config.run_limits)
 
@@ -359,7 +360,8 @@ class Verifier:
         if p.test_code:
             results.append(await self._run_test_code(p, workdir))
         elif not p.io_tests:  # no tests at all: it must run and exit 0
-            run = await self._sandbox.run(self._program_argv(p, workdir), cwd=workdir, limits=self._run_limits)
+            run = await self._sandbox.run(self._program_argv(p, workdir), cwd=workdir, limits=self._run_limits,
+                                          warm=self._python_warm(p))
             results.append(self._plain(run, total=0, python=tc.kind == "python"))
         timeouts = sum(r.status == "timeout" for r in results)
         for index, test in enumerate(p.io_tests):
@@ -367,7 +369,7 @@ class Verifier:
                 results.append(_TestResult(status="timeout", detail=f"test {index}: not run after {timeouts} timeout(s)"))
                 continue
             run = await self._sandbox.run(self._program_argv(p, workdir), cwd=workdir, stdin=test.stdin.encode(),
-                                          limits=self._run_limits)
+                                          limits=self._run_limits, warm=self._python_warm(p))
             result = self._plain(run, total=1, python=tc.kind == "python")
             if result.status == "compile_error":  # the same source for every test: none will run
                 return [result]
@@ -382,6 +384,25 @@ class Verifier:
             timeouts += result.status == "timeout"
             results.append(result)
         return results
+
+    def _python_warm(self, p: _Prepared) -> bool:
+        """May this Python run be a fork of the sandbox's warm template (pywarm_main.py)?
+        Started on the first one; site-packages runs start cold (site would run in the
+        template, for every run)."""
+        tc = p.toolchain
+        if tc.kind != "python" or not self.config.python_warm or p.python_packages or self.legacy_python_harness:
+            return False
+        key = (tc.path, tuple(tc.flags))
+        warm = self._warm.get(key)
+        if warm is None:
+            try:
+                data = pyjudge.warm_data(tc.path)
+            except HaloError:
+                data = None
+            start = getattr(self._sandbox, "start_template", None)  # a caller's own sandbox may lack it
+            warm = self._warm[key] = data is not None and start is not None and start(
+                pyjudge.warm_argv(tc.path, tc.flags), data)
+        return warm
 
     @staticmethod
     def _program_argv(p: _Prepared, workdir: os.PathLike) -> list[str]:
@@ -457,7 +478,8 @@ class Verifier:
         if tc.kind == "python":  # the judge: halo_forge/verify/pyjudge.py
             argv, stdin, token = python_test_run(tc.path, tc.flags, p.test_code,
                                                  legacy=self.legacy_python_harness, site=p.python_packages)
-            run = await self._sandbox.run(argv, cwd=workdir, stdin=stdin, limits=self._run_limits)
+            run = await self._sandbox.run(argv, cwd=workdir, stdin=stdin, limits=self._run_limits,
+                                          warm=self._python_warm(p))
             result = self._plain(run, total=1, python=True)
             judged = read_verdict(run, token)
             if result.status == "compile_error":

@@ -25,6 +25,21 @@ CONFIG = VerifierConfig(verifier="python", pch=False, cache=False,
                         run_limits=Limits(cpu_s=5.0, wall_s=10.0, memory_mb=1024))
 LADDER = RewardLadder()
 
+
+@pytest.fixture(autouse=True, scope="module", params=["cold", "warm"])
+def python_path(request):
+    """Every test here on both Python paths: one interpreter start per run, and a fork of the
+    warm template ([verifier] python_warm)."""
+    init = Verifier.__init__
+
+    def forced(self, config=None, **kw):
+        config = msgspec.structs.replace(config or VerifierConfig(), python_warm=request.param == "warm")
+        init(self, config, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Verifier, "__init__", forced)
+        yield request.param
+
 ADD = "def add(a, b):\n    return a + b\n"
 T_ADD = "assert add(1, 2) == 3\nassert add(-4, 10) == 6\nassert 7 == add(3, 4)\n"
 
@@ -236,9 +251,16 @@ def test_the_worker_finds_no_tests_in_what_it_inherits():
     assert (got["control"].status, got["control"].reward) == ("passed", 1.0)
 
 
-def test_with_a_buffered_boot_the_tests_leak(monkeypatch):
+def test_with_a_buffered_boot_the_tests_leak(monkeypatch, python_path):
     """The boot reads exactly the judge's bytecode with os.read: through sys.stdin's buffer it
-    would read ahead into the token and the tests before the worker is forked."""
+    would read ahead into the token and the tests before the worker is forked. On the warm path
+    the template's fork skips the boot's copy of the bytecode the same way."""
+    if python_path == "warm":
+        source = pyjudge.warm_source()
+        cut = '_take(int.from_bytes(_take(8), "big"))'
+        assert cut in source, "the template changed: update this test's cut"
+        monkeypatch.setattr(pyjudge, "warm_source", lambda: source.replace(
+            cut, 'sys.stdin.buffer.read(int.from_bytes(sys.stdin.buffer.read(8), "big"))'))
     assert "os.read(0, n - len(b))" in pyjudge._BOOT, "the boot changed: update this test's cut"
     monkeypatch.setattr(pyjudge, "_BOOT", pyjudge._BOOT.replace(
         "os.read(0, n - len(b))", "__import__('sys').stdin.buffer.read(n - len(b))"))
@@ -259,7 +281,7 @@ def test_the_wire_refuses_what_json_refuses():
         judge_main._dumps(object())
 
 
-def test_another_interpreter_compiles_the_judge_itself(monkeypatch):
+def test_another_interpreter_compiles_the_judge_itself(monkeypatch, python_path):
     """Bytecode is private to one Python version: an interpreter other than the verifier's own
     compiles the judge in a subprocess of its own, and the judge still works."""
     monkeypatch.setattr(pyjudge, "_same_interpreter", lambda python: False)
@@ -277,4 +299,5 @@ def test_another_interpreter_compiles_the_judge_itself(monkeypatch):
     finally:
         pyjudge._compiled.cache_clear()
     assert (got["ok"].status, got["ok"].reward) == ("passed", 1.0), got["ok"]
-    assert len(calls) == 1 and "marshal" in calls[0][-1]
+    # The warm template has the plain runner's bytecode too.
+    assert len(calls) == (2 if python_path == "warm" else 1) and all("marshal" in c[-1] for c in calls)

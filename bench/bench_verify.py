@@ -23,8 +23,10 @@ problems), same concurrency, same run, alternately, R rounds each, best round ke
 threads like the verifier's slots) against `halo-forge verify --verifier python --no-cache`
 end to end (a subprocess: the CLI's start from its cached bytecode and the sandbox's start
 included) and against the
-verifier in-process (sandbox started before the clock). Prints rates and ratios (target:
->= 1.0x the bare loop).
+verifier in-process (sandbox started before the clock) on both Python paths: cold (an
+interpreter start per run) and warm (each run a fork of the warm template, [verifier]
+python_warm). Prints rates and ratios (target: >= 1.0x the bare loop cold, >= 3x warm), the
+warm/cold ratio, and each path's CPU per sample.
 
     python bench/bench_verify.py --native-judge [--rounds R] [--limit N]
 
@@ -185,10 +187,12 @@ def python_speed_rows(argv: list[str]) -> int:
 
         config = VerifierConfig(verifier="python", pch=False, cache=False, concurrency=workers)
 
-        cpu_split: list[tuple[float, float, float]] = []  # per sample: run, interpreter start, host
+        # per sample: run, interpreter start, host; by path (cold: an interpreter start per run,
+        # warm: a fork of the warm template)
+        cpu_split: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
 
-        async def in_process() -> tuple[float, int]:
-            async with Verifier(config) as verifier:
+        async def in_process(warm: bool) -> tuple[float, int]:
+            async with Verifier(msgspec.structs.replace(config, python_warm=warm)) as verifier:
                 await verifier.verify(samples[0])  # the sandbox is up before the clock starts
                 passed, run_cpu = 0, 0.0
                 host = resource.getrusage(resource.RUSAGE_SELF)
@@ -206,34 +210,38 @@ def python_speed_rows(argv: list[str]) -> int:
                 with verifier.sandbox.workdir({}) as wd:
                     starts = [await verifier.sandbox.run([tc.path, "-I", "-S", "-c", "pass"], cwd=wd)
                               for _ in range(20)]
-                cpu_split.append((run_cpu / len(samples), sum(r.cpu_s for r in starts) / len(starts),
+                cpu_split[warm].append((run_cpu / len(samples), sum(r.cpu_s for r in starts) / len(starts),
                                   host_cpu / len(samples)))
                 return rate, passed
 
         bare()  # page cache, interpreters and bytecode caches warm for both sides (not counted)
         cli()
-        rows: dict[str, list[tuple[float, int]]] = {"bare": [], "cli": [], "inproc": []}
+        rows: dict[str, list[tuple[float, int]]] = {"bare": [], "cli": [], "inproc": [], "warm": []}
         for _ in range(args.rounds):  # alternate: load that comes and goes favours none of them
             rows["bare"].append(bare())
             rows["cli"].append(cli())
-            rows["inproc"].append(anyio.run(in_process))
+            rows["inproc"].append(anyio.run(in_process, False))
+            rows["warm"].append(anyio.run(in_process, True))
     print(f"bench verify --python-speed: {len(samples)} samples ({what}), concurrency {workers}, "
           f"{os.cpu_count()} cores, best of {args.rounds} rounds; bare interpreter {python}")
     print(f"{'run':52} {'samples/s':>10} {'ratio':>7} {'passed':>8}   rounds")
     best = {k: max(v) for k, v in rows.items()}
     names = {"bare": "bare `python3 -I file.py` loop",
-             "cli": "halo-forge verify --verifier python (end to end)",
-             "inproc": "verifier in-process (sandbox up before the clock)"}
+             "cli": "halo-forge verify --verifier python (end to end, warm)",
+             "inproc": "verifier in-process, cold (python_warm = false)",
+             "warm": "verifier in-process, warm (python_warm = true)"}
     for key, name in names.items():
         rate, passed = best[key]
         rounds = ", ".join(f"{r:.1f}" for r, _ in rows[key])
         print(f"{name:52} {rate:10.2f} {rate / best['bare'][0]:6.2f}x {passed:>4}/{len(samples)}   {rounds}")
-    run_cpu, start_cpu, host_cpu = (min(x[i] for x in cpu_split) for i in range(3))
+    print(f"warm / cold in-process: {best['warm'][0] / best['inproc'][0]:.2f}x")
     low_bare = min(bare_cpu[1:])  # the first was the warm-up
-    print(f"cpu per sample, lowest round: bare loop {low_bare * 1000:.1f} ms; verifier in-process "
-          f"{(run_cpu + host_cpu) * 1000:.1f} ms (bare / verifier {low_bare / (run_cpu + host_cpu):.2f}) = the sandboxed run "
-          f"{run_cpu * 1000:.1f} ms (an interpreter start, -I -S in the same sandbox: {start_cpu * 1000:.1f} ms) "
-          f"+ the verifier's own {host_cpu * 1000:.1f} ms")
+    for warm, label in ((False, "cold"), (True, "warm")):
+        run_cpu, start_cpu, host_cpu = (min(x[i] for x in cpu_split[warm]) for i in range(3))
+        print(f"cpu per sample, lowest round: bare loop {low_bare * 1000:.1f} ms; verifier in-process, {label}, "
+              f"{(run_cpu + host_cpu) * 1000:.1f} ms (bare / verifier {low_bare / (run_cpu + host_cpu):.2f}) = the "
+              f"sandboxed run {run_cpu * 1000:.1f} ms (an interpreter start, -I -S in the same sandbox: "
+              f"{start_cpu * 1000:.1f} ms) + the verifier's own {host_cpu * 1000:.1f} ms")
     return 0
 
 

@@ -20,16 +20,15 @@ run as the program's parent (a process that joined a pid namespace keeps its par
 hands the init what wait4 said of it: status, CPU and peak memory.
 """
 
-import builtins
-import marshal
-import sys
-
 import _socket
+import builtins
 import ctypes
 import gc
+import marshal
 import os
 import resource
 import signal
+import sys
 
 _PR_SET_DUMPABLE = 4
 _PR_SET_SECCOMP = 22
@@ -233,5 +232,4 @@ def _serve():
 
 
 _code, _scope = _serve()
-del _serve, _enter, _seccomp, _Prog, _Fields, _take, _read_rest
 exec(_code, _scope)

@@ -223,6 +223,7 @@ class Sandbox:
                 log.warning("sandbox protection %s is off: %s", name, reason)
         self._fd = self._client.fileno()
         self._next_id = 1
+        self._template: list[str] | None = None  # the warm Python template's command, once started
         self._results: dict[int, RunResult | None] = {}
         self._abandoned: set[int] = set()
         self._reading = False
@@ -403,10 +404,10 @@ class Sandbox:
         zygote starts it only where each run has its own pid and mount namespaces (else warm
         runs start cold)."""
         argv = [str(a) for a in argv]
-        if self._closed or self._dead or getattr(self, "_template", argv) != argv:
-            return False  # one template per sandbox: a run it serves must be its command's
-        if getattr(self, "_template", None) == argv:
-            return True
+        if self._template is not None:
+            return self._template == argv  # one per sandbox: a run it serves must be its command's
+        if self._closed or self._dead:
+            return False
         host_path = os.environ.get("PATH", _DEFAULT_PATH)
         launch = self._launch(argv[0], self._base, host_path)
         if launch is None:

@@ -217,3 +217,35 @@ def test_limits_hold_as_on_the_cold_path(code):
     warm = _in_order([_python("limit", code, io_tests=_io("1\n"))])["limit"]
     cold = _in_order([_python("limit", code, io_tests=_io("1\n"))], COLD)["limit"]
     assert warm.status == cold.status != "passed", (warm, cold)
+
+
+def test_when_the_template_dies_runs_start_cold():
+    """A template killed from outside costs the warm path, never a verdict."""
+    import os
+    import signal
+
+    async def main() -> list:
+        async with Verifier(WARM) as verifier:
+            first = await verifier.verify(_python("first", WHO, io_tests=_io("warm\n")))
+            zygote = verifier.sandbox._client.zygote_pid
+            killed = 0
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        template = b"The warm Python template" in f.read()
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid == zygote and template:
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed += 1
+            await anyio.sleep(0.2)  # the zygote notices the exit
+            after = await verifier.verify(_python("after", WHO, io_tests=_io("cold\n")))
+            judged = await verifier.verify(_python("judged", ADD, test_code=T_ADD))
+            return [killed, first, after, judged]
+
+    killed, *verdicts = anyio.run(main)
+    assert killed == 1
+    for v in verdicts:
+        assert (v.status, v.reward) == ("passed", 1.0), v

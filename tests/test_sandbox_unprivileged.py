@@ -43,7 +43,8 @@ def test_sandbox_tests_pass_as_an_unprivileged_user(tmp_path):
             setup += f"mkdir {top} && mount --move {stash} {top} && "
     os.chmod(tmp_path, 0o755)
     tests = (
-        "tests/test_sandbox.py tests/test_sandbox_prepared.py tests/test_sandbox_facade.py tests/test_sandbox_pair.py")
+        "tests/test_sandbox.py tests/test_sandbox_prepared.py tests/test_sandbox_facade.py tests/test_sandbox_pair.py "
+        "tests/test_verify_python_warm.py")
     cmd = (f"{setup}cd {REPO} && setpriv --reuid=65534 --regid=65534 --clear-groups -- "
            f"{python} -m pytest -q -p no:cacheprovider {tests} && "
            f"exec setpriv --reuid=65534 --regid=65534 --clear-groups -- {python} -m halo_forge sandbox check --strict")

@@ -341,21 +341,6 @@ def cycle_learning_rate(base: float, decay: float, cycle: int) -> float:
     return base * decay ** (cycle - 1)
 
 
-def stop_callback(stop: Stopper) -> Any:
-    """A transformers TrainerCallback that ends training at the next step when a stop is
-    requested, by raising (the checkpoints already written stay; train(resume=True) goes on)."""
-    from transformers import TrainerCallback
-
-    class _Stop(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            faults.point("train.step")
-            if stop.requested:
-                raise Interrupted(stop.reason)
-            return control
-
-    return _Stop()
-
-
 def status_counts(verdicts: Sequence[Verdict]) -> dict[str, int]:
     return dict(Counter(v.status for v in verdicts))
 

@@ -25,11 +25,19 @@ def register(subparsers) -> None:
                    help="read the complete frames of an unfinished or damaged shard")
     p.set_defaults(handler=_inspect)
 
-    p = sub.add_parser("export", help="shards -> JSONL")
-    p.add_argument("path", type=Path, help="a .shard file or a folder of them")
-    p.add_argument("--out", type=Path, required=True, help="JSONL file to write")
+    p = sub.add_parser("export", help="shards -> JSONL; a run's kept samples -> a dataset",
+                       description="Two forms. `data export SHARDS --out FILE.jsonl`: records "
+                       "as JSONL. `data export RUN_DIR --format parquet|jsonl --output DIR "
+                       "[--cycle N|all]`: each cycle's kept samples with their verdicts as a "
+                       "dataset folder (data/cycle_N.*, README.md card) that `datasets` loads.")
+    p.add_argument("path", type=Path, help="a .shard file or a folder of them; or a run folder "
+                   "(with --format)")
+    p.add_argument("--out", type=Path, help="JSONL file to write (shards form)")
     p.add_argument("--partial", action="store_true",
                    help="export the complete frames of an unfinished or damaged shard")
+    p.add_argument("--format", dest="fmt", help="run form: parquet or jsonl")
+    p.add_argument("--output", type=Path, help="run form: the dataset folder to create")
+    p.add_argument("--cycle", default="all", help="run form: a cycle number or all (default)")
     p.set_defaults(handler=_export)
 
     p = sub.add_parser("import", help="JSONL -> shards")
@@ -155,9 +163,26 @@ def _export(args) -> int:
     from halo_forge.data.jsonl import write_jsonl
     from halo_forge.shards import read_shards
 
+    if args.fmt is not None or args.output is not None:
+        return _export_run(args)
+    if args.out is None:
+        raise HaloError("data export: give --out FILE.jsonl (shards to JSONL), or --format "
+                        "parquet|jsonl --output DIR (a run's kept samples as a dataset)")
     check_output_file(args.out, what="data export --out", input_paths=[args.path])
     n = write_jsonl(args.out, read_shards(args.path, allow_partial=args.partial))
     print(f"exported {n} records to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _export_run(args) -> int:
+    from halo_forge.data.export import export_run, summary
+
+    if args.fmt is None or args.output is None or args.out is not None or args.partial:
+        raise HaloError("data export RUN_DIR: give both --format parquet|jsonl and --output DIR "
+                        "(--out and --partial belong to the shards form)")
+    check_output_dir(args.output, what="data export --output")
+    counts = export_run(args.path, args.output, fmt=args.fmt, cycle=args.cycle)
+    print(summary(counts, args.output, args.fmt), file=sys.stderr)
     return 0
 
 

@@ -68,6 +68,15 @@ def test_batch_form_matches_single_calls():
     assert [b["passed"] for b in batch] == [float(c[2] == "passed") for c in CASES]
 
 
+def test_numpy_columns_as_verl_hands_them_over():
+    import numpy as np
+
+    truth = {"language": "python", "io_tests": np.array(DOUBLE["io_tests"], dtype=object)}
+    got = verl.compute_score_batch(np.array(["halo"], dtype=object), [PASSING], np.array([truth], dtype=object),
+                                   np.array([{"index": 0}], dtype=object), config=CONFIG)
+    assert got[0]["score"] == 1.0
+
+
 def test_language_from_extra_info():
     truth = {"io_tests": DOUBLE["io_tests"]}
     unfenced = "print(int(input()) * 2)\n"

@@ -20,6 +20,9 @@ TEST_FIELDS = ("language", "io_tests", "test_code", "checker", "interactor", "py
 def _plain(value: Any) -> Any:
     if isinstance(value, msgspec.Struct):
         return msgspec.to_builtins(value)
+    # verl hands parquet columns over as numpy arrays (of dicts, for a struct column).
+    if not isinstance(value, str | bytes) and callable(getattr(value, "tolist", None)):
+        return value.tolist()
     return value
 
 

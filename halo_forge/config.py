@@ -212,9 +212,26 @@ class BenchmarkSection(_Section):
 class OutputSection(_Section):
     dir: str = "runs/halo-forge"  # relative paths are relative to the current directory
     plot: bool = True  # metrics.png next to metrics.jsonl (needs matplotlib)
-    tensorboard: bool = False  # OUTPUT/tensorboard (needs the tensorboard package)
+    # Where the per-cycle metrics and the trainer's steps also go (trackers.py); each needs
+    # its package: tensorboard, or `pip install 'halo-forge[trackers]'` for wandb and trackio.
+    trackers: Annotated[list[Literal["tensorboard", "wandb", "trackio"]], _doc(
+        "experiment trackers for cycle metrics and training steps")] = []
+    # Kept from before `trackers`: true is the same as "tensorboard" in trackers, except that a
+    # missing tensorboard package is a warning, as it always was, not an error.
+    tensorboard: bool = False
     progress: Annotated[Literal["auto", "rich", "plain"], _doc(
         "progress bars (auto: rich on a terminal, else log lines)")] = "auto"
+
+    def __post_init__(self) -> None:
+        if len(set(self.trackers)) != len(self.trackers):
+            raise ValueError(f"output.trackers names a tracker twice: {self.trackers}")
+
+    def tracker_names(self) -> list[str]:
+        """The trackers in use: output.trackers, and "tensorboard" when output.tensorboard."""
+        names = list(self.trackers)
+        if self.tensorboard and "tensorboard" not in names:
+            names.insert(0, "tensorboard")
+        return names
 
 
 class PipelineConfig(_Section):

@@ -1,5 +1,5 @@
-"""Per-cycle metrics: one JSON line per cycle, a PNG plot of the rates and loss next to it, and
-TensorBoard scalars when the tensorboard package is installed and asked for.
+"""Per-cycle metrics: one JSON line per cycle and a PNG plot of the rates and loss next to it
+(trackers.py sends the same rows to TensorBoard, wandb or trackio when asked).
 
 The JSONL is rewritten (atomically) from the finished cycles' records on every update, so a
 resumed run never writes a cycle twice.
@@ -139,31 +139,3 @@ def plot(rows: Sequence[CycleMetrics], path: Path) -> bool:
     finally:
         plt.close(fig)
     return True
-
-
-class TensorBoard:
-    """Scalars per cycle under OUTPUT/tensorboard; a no-op (said once) without tensorboard."""
-
-    def __init__(self, directory: Path, *, enabled: bool) -> None:
-        self._writer = None
-        if not enabled:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            log.warning("output.tensorboard is on but the tensorboard package is not installed "
-                        "(pip install tensorboard); writing metrics.jsonl and the plot only")
-            return
-        self._writer = SummaryWriter(str(directory))
-
-    def log(self, row: CycleMetrics) -> None:
-        if self._writer is None:
-            return
-        for name, value in msgspec.structs.asdict(row).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "cycle":
-                self._writer.add_scalar(f"raft/{name}", value, row.cycle)
-        self._writer.flush()
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()

@@ -39,7 +39,7 @@ from halo_forge.errors import HaloError, first_error, leaves
 from halo_forge.filter import FilterConfig
 from halo_forge.generate.base import VLLMConfig
 from halo_forge.generate.vllm_preflight import check_launch, check_memory_plan, visible_gpus
-from halo_forge.metrics import METRICS, PLOT, CycleMetrics, TensorBoard, plot, write_metrics
+from halo_forge.metrics import METRICS, PLOT, CycleMetrics, plot, write_metrics
 from halo_forge.oserrors import user_error
 from halo_forge.paths import check_output_dir
 from halo_forge.pipeline_state import StageState, StateStore
@@ -56,6 +56,7 @@ from halo_forge.raft import (
 )
 from halo_forge.records import Example, Problem, Verdict, untested_warning
 from halo_forge.run_lock import RunLock
+from halo_forge.trackers import CycleTrackers, check_trackers, trainer_report_to
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class Pipeline:
                 raise HaloError(f"--force-stage {name}: not a stage (stages: "
                                 f"{', '.join(STAGES)})")
         self._force_stages = tuple(force)
+        check_trackers(config.output.trackers)
         if isinstance(config.generation.engine, VLLMConfig):
             check_launch(config.generation.engine)
             check_memory_plan(config.generation.engine, gpus=visible_gpus())
@@ -314,7 +316,9 @@ class Pipeline:
         s = self.config.sft
         fields = {k: v for k, v in msgspec.structs.asdict(s).items()
                   if k not in ("enabled", "adapter")}
-        fields.update(model=model, progress=False, save_total_limit=1)
+        fields.update(model=model, progress=False, save_total_limit=1,
+                      report_to=trainer_report_to(self.config.output.trackers,
+                                                  tensorboard=self.config.output.tensorboard))
         fields.update(overrides)
         return SFTConfig(**fields)
 
@@ -427,7 +431,9 @@ class Pipeline:
     async def _raft(self, model: str, adapter: str, train: list[Problem],
                     test: list[Problem]) -> str:
         r = self.config.raft
-        tb = TensorBoard(self.out / "tensorboard", enabled=self.config.output.tensorboard)
+        o = self.config.output
+        tb = CycleTrackers(self.out, o.trackers, tensorboard=o.tensorboard,
+                           run_name=self.out.name, config=msgspec.to_builtins(self.config))
         try:
             for cycle in range(1, r.cycles + 1):
                 self.stop.check()

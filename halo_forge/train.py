@@ -73,11 +73,19 @@ class SFTConfig(SftSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     save_total_limit: Annotated[int, msgspec.Meta(
         description="checkpoints kept (the oldest go first)")] = 2
     progress: Annotated[bool, msgspec.Meta(description="Trainer's progress bar")] = True
+    # transformers' report_to; the pipeline fills it from [output] trackers (trackers.py).
+    report_to: Annotated[list[str], msgspec.Meta(
+        description="trackers for the training steps: tensorboard, wandb, trackio")] = []
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.save_total_limit < 1:
             raise ValueError("save_total_limit must be at least 1")
+        from halo_forge.trackers import TRACKERS
+
+        bad = [x for x in self.report_to if x not in TRACKERS]
+        if bad:
+            raise ValueError(f"report_to: unknown tracker(s) {bad}; use {', '.join(TRACKERS)}")
 
 
 class TrainResult(msgspec.Struct, kw_only=True):
@@ -263,6 +271,9 @@ def _training_args(config: SFTConfig, out: Path, *, has_eval: bool, dtype: Any,
     import torch
     from transformers import TrainingArguments
 
+    from halo_forge.trackers import PROJECT, check_trackers
+
+    check_trackers(config.report_to, key="report_to")
     cuda = torch.cuda.is_available()
     per_epoch = "epoch"
     kwargs: dict[str, Any] = dict(
@@ -283,7 +294,7 @@ def _training_args(config: SFTConfig, out: Path, *, has_eval: bool, dtype: Any,
         eval_strategy=("steps" if config.eval_steps else per_epoch) if has_eval else "no",
         bf16=cuda and dtype == torch.bfloat16,
         fp16=cuda and dtype != torch.bfloat16,
-        report_to="none",
+        report_to=list(config.report_to) or "none",
         seed=config.seed,
         data_seed=config.seed,
         remove_unused_columns=False,
@@ -295,9 +306,11 @@ def _training_args(config: SFTConfig, out: Path, *, has_eval: bool, dtype: Any,
         kwargs["use_cpu"] = True  # ranks on CPU (gloo): DDP only when the Trainer is told so
     if config.save_steps:
         kwargs["save_steps"] = config.save_steps
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if config.report_to and "project" in fields:  # trackio's project (transformers >= 4.55)
+        kwargs["project"] = os.environ.get("TRACKIO_PROJECT") or PROJECT
     if has_eval and config.eval_steps:
         kwargs["eval_steps"] = config.eval_steps
-    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
     if config.gradient_checkpointing:  # renamed "activation_checkpointing" in transformers 5
         name = ("activation_checkpointing" if "activation_checkpointing" in fields
                 else "gradient_checkpointing")

@@ -227,3 +227,42 @@ def test_grpo_trainer_two_steps(tiny_model, tmp_path):
     assert len({v.reward for v in all_verdicts}) > 1  # the rewards differed: there was a gradient
     changed = [n for n, p in trainer.model.named_parameters() if n in adapter and not p.detach().equal(adapter[n])]
     assert changed, "GRPO left the adapter's weights unchanged"
+
+
+def _child_rewards(reward, queue):
+    import os
+
+    got = asyncio.run(reward(prompts=["p"], completions=[fenced(ADD)], test_code=[T_ADD], language=["python"]))
+    own = reward.engine._pid == os.getpid()
+    reward.close()  # a forked Process leaves by os._exit: atexit would not stop this sandbox
+    queue.put((got, own))
+
+
+def test_forked_worker_gets_its_own_verifier():
+    """Under accelerate each rank, and any worker forked from one, verifies on a sandbox of its
+    own: a child inherits the parent's engine object, not its thread, and must start afresh
+    rather than wait forever on a loop that does not run there."""
+    import multiprocessing
+    import os
+
+    reward = code_reward(CONFIG)
+    try:
+        assert asyncio.run(reward(prompts=["p"], completions=[fenced(ADD)], test_code=[T_ADD],
+                                  language=["python"])) == [1.0]
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_child_rewards, args=(reward, queue))
+        child.start()
+        child.join(120)  # a guard against a hang, not a speed check
+        if child.is_alive():
+            child.kill()
+            pytest.fail("the forked worker's reward call hung")
+        assert child.exitcode == 0
+        got, own = queue.get(timeout=5)
+        assert got == [1.0] and own
+        # The parent's verifier still works after the child closed its own.
+        assert reward.engine._pid == os.getpid()
+        assert asyncio.run(reward(prompts=["p"], completions=[fenced(ADD)], test_code=[T_ADD],
+                                  language=["python"])) == [1.0]
+    finally:
+        reward.close()

@@ -3,7 +3,7 @@
     from halo_forge.integrations.trl import code_reward
     trainer = GRPOTrainer(model=..., reward_funcs=[code_reward()], train_dataset=dataset, ...)
 
-TRL's contract (GRPOTrainer, trl >= 1.0): the function gets `prompts`, `completions` (strings,
+TRL's contract (GRPOTrainer; checked against trl 1.16): the function gets `prompts`, `completions` (strings,
 or for conversational datasets lists of messages) and every other dataset column as a keyword
 argument holding one value per completion; it returns one reward per completion, where None
 means "no reward for this one" (TRL turns it into NaN and leaves it out of the means and of the
@@ -16,10 +16,11 @@ Rewards are the verdicts' rewards, halo-forge's ladder (halo_forge/verify/reward
 `VerifierConfig(ladder=...)`). A `sandbox_error` verdict says the infrastructure failed, not the
 program: it is returned as None (never scored as a failure), counted, and logged.
 
-Per batch it logs, through TRL's `log_metric` (averaged per logging step beside `reward`):
-`halo_forge/<status>` the fraction of completions with each verdict status, `halo_forge/guarded`
-the fraction a reward-hacking guard capped, `halo_forge/sandbox_errors` their count; and
-through `log_extra` the status of each completion in TRL's completions table. Without those
+Per batch it logs, through TRL's `log_metric` (averaged per logging step beside `reward`; <name>
+is the function's `__name__`, default `halo_forge`): `<name>/<status>` the fraction of
+completions with each verdict status, `<name>/guarded` the fraction a reward-hacking guard
+capped, `<name>/sandbox_errors` their count; and through `log_extra` the status of each
+completion (column `<name>_status`) in TRL's completions table. Without those
 hooks (another caller, older TRL) the same counts go to the `halo_forge.integrations.trl`
 logger. Running totals are on the object (`.status_counts`, `.guard_counts`).
 

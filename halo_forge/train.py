@@ -81,11 +81,10 @@ class SFTConfig(SftSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         super().__post_init__()
         if self.save_total_limit < 1:
             raise ValueError("save_total_limit must be at least 1")
-        from halo_forge.trackers import TRACKERS
+        from halo_forge.trackers import check_trackers
 
-        bad = [x for x in self.report_to if x not in TRACKERS]
-        if bad:
-            raise ValueError(f"report_to: unknown tracker(s) {bad}; use {', '.join(TRACKERS)}")
+        # Here, not when the Trainer is built: that comes after the model has loaded.
+        check_trackers(self.report_to, key="report_to")
 
 
 class TrainResult(msgspec.Struct, kw_only=True):
@@ -271,9 +270,8 @@ def _training_args(config: SFTConfig, out: Path, *, has_eval: bool, dtype: Any,
     import torch
     from transformers import TrainingArguments
 
-    from halo_forge.trackers import PROJECT, check_trackers
+    from halo_forge.trackers import PROJECT
 
-    check_trackers(config.report_to, key="report_to")
     cuda = torch.cuda.is_available()
     per_epoch = "epoch"
     kwargs: dict[str, Any] = dict(

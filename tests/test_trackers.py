@@ -194,8 +194,22 @@ def test_training_steps_report_through_transformers(tmp_path, monkeypatch) -> No
     off = _training_args(SFTConfig(model="m"), tmp_path / "u", has_eval=False,
                          dtype=torch.float32, learning_rate=1e-4)
     assert list(off.report_to) == []  # nothing by default
-    with pytest.raises(ValueError, match="unknown tracker"):
+    with pytest.raises(HaloError, match="report_to: unknown tracker 'mlflow'"):
         SFTConfig(model="m", report_to=["mlflow"])
+
+
+def test_sft_train_refuses_a_missing_tracker_before_loading_anything(tmp_path, monkeypatch,
+                                                                     capsys) -> None:
+    from halo_forge.cli import main
+
+    monkeypatch.setattr(trackers, "installed", lambda name: name != "wandb")
+    data = tmp_path / "sft.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    assert main(["sft", "train", "--data", str(data), "--output", str(tmp_path / "out"),
+                 "--model", str(tmp_path / "no-such-model"), "--report-to", "wandb"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("halo-forge: error: report_to names wandb but it is not installed: "
+                           "pip install 'halo-forge[trackers]' (or remove it from report_to)")
 
 
 @pytest.mark.slow

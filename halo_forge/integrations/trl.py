@@ -51,7 +51,8 @@ __all__ = ["AsyncCodeReward", "CodeReward", "code_reward", "trl_awaits_async_rew
 
 class CodeReward:
     """A synchronous TRL reward function: verifies the batch, returns one float (or None for a
-    sandbox_error) per completion."""
+    sandbox_error) per completion. It blocks its caller until the batch is done: a caller on an
+    event loop awaits AsyncCodeReward instead."""
 
     def __init__(self, config: VerifierConfig | None = None, *, name: str = "halo_forge") -> None:
         self.config = config or VerifierConfig()

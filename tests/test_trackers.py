@@ -5,7 +5,9 @@ package named up front."""
 from __future__ import annotations
 
 import importlib.machinery
+import json
 import logging
+import struct
 import sys
 import types
 from pathlib import Path
@@ -111,6 +113,63 @@ def test_wandb_and_trackio_get_a_run_per_process_and_every_cycle(tmp_path, monke
     assert ("dir" in init[1]) == (name == "wandb")
     assert log1 == ("log", scalars(rows[0]), 1) and log2 == ("log", scalars(rows[1]), 2)
     assert log1[1]["raft/pass_rate"] == 0.25 and finish == ("finish",)
+
+
+def _wandb_records(run_file: Path) -> list:
+    """The protobuf Records of a wandb run file (an offline run's run-ID.wandb): a 7-byte file
+    header, then 32 KiB blocks of chunks (crc32c u32, length u16, kind u8: 1 whole, 2 first,
+    3 middle, 4 last); a block's tail under 7 bytes is padding. wandb 0.31 reads it only in Go."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, block, pos, chunk, records = run_file.read_bytes(), 32768, 7, b"", []
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        _crc, n, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if n == 0 and kind == 0:  # zero padding up to the block's end
+            pos += left
+            continue
+        chunk += data[pos + 7:pos + 7 + n]
+        pos += 7 + n
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(chunk)
+            records.append(record)
+            chunk = b""
+    return records
+
+
+def test_wandb_offline_run_holds_every_cycle(tmp_path, monkeypatch) -> None:
+    wandb = pytest.importorskip("wandb")  # in [dev]; [trackers] for users
+    for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true",
+                        "WANDB_CONFIG_DIR": str(tmp_path / "cfg"),
+                        "WANDB_CACHE_DIR": str(tmp_path / "cache"),
+                        "WANDB_DATA_DIR": str(tmp_path / "data")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    t = CycleTrackers(tmp_path, ["wandb"], run_name="run7", config={"raft": {"cycles": 2}})
+    try:
+        for row in _rows():
+            t.log(row)
+    finally:
+        t.close()
+        wandb.teardown()
+    (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    records = _wandb_records(run_file)
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert run.display_name == "run7" and run.project == "halo-forge"
+    config = {i.key: json.loads(i.value_json) for i in run.config.update}
+    assert config["raft"] == {"cycles": 2}
+    def key(item) -> str:  # wandb writes a/b either whole or split
+        return item.key or "/".join(item.nested_key)
+
+    history = {r.history.step.num: {key(i): float(i.value_json) for i in r.history.item
+                                    if key(i).startswith("raft/")}
+               for r in records if r.WhichOneof("record_type") == "history"}
+    assert history == {row.cycle: pytest.approx(scalars(row)) for row in _rows()}
 
 
 def test_a_failing_tracker_is_dropped_and_the_others_keep_logging(tmp_path, monkeypatch,

@@ -290,3 +290,25 @@ def test_a_run_with_tensorboard_writes_each_cycles_metrics(tmp_path: Path) -> No
     assert row.samples > 0 and expected["raft/samples"] == row.samples
     assert {tag: values[-1] for tag, values in events.items()} == {
         tag: (1, pytest.approx(value)) for tag, value in expected.items()}
+
+
+@pytest.mark.slow
+def test_training_steps_reach_tensorboard_from_the_training_child(tiny_model, sft_examples,
+                                                                  tmp_path) -> None:
+    """report_to travels with the SFTConfig to the training child, whose Trainer writes the
+    step scalars under the training folder (transformers' TensorBoardCallback: output/runs/)."""
+    from halo_forge.cli import main
+    from halo_forge.data.chat import apply_chat_template
+
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps({"text": apply_chat_template(e.messages)}) + "\n"
+                            for e in sft_examples[:8]))
+    out = tmp_path / "run"
+    assert main(["sft", "train", "--data", str(data), "--output", str(out), "--model",
+                 str(tiny_model), "--max-steps", "3", "--batch-size", "2", "--grad-accum", "1",
+                 "--lora-rank", "4", "--logging-steps", "1", "--no-progress",
+                 "--train-process", "child", "--report-to", "tensorboard"]) == 0
+    (logdir,) = {p.parent for p in (out / "runs").rglob("events.out.tfevents.*")}
+    events = _events(logdir)
+    assert [step for step, _ in events["train/loss"]] == [1, 2, 3]
+    assert all(loss > 0 for _, loss in events["train/loss"])

@@ -226,13 +226,6 @@ class OutputSection(_Section):
         if len(set(self.trackers)) != len(self.trackers):
             raise ValueError(f"output.trackers names a tracker twice: {self.trackers}")
 
-    def tracker_names(self) -> list[str]:
-        """The trackers in use: output.trackers, and "tensorboard" when output.tensorboard."""
-        names = list(self.trackers)
-        if self.tensorboard and "tensorboard" not in names:
-            names.insert(0, "tensorboard")
-        return names
-
 
 class PipelineConfig(_Section):
     model: ModelSection

@@ -218,10 +218,10 @@ def test_run_command_refuses_a_missing_tracker_in_one_line(tmp_path, monkeypatch
     assert "Traceback" not in err
 
 
-def test_config_trackers_and_the_old_switch() -> None:
-    assert OutputSection().tracker_names() == []
-    assert OutputSection(tensorboard=True, trackers=["wandb"]).tracker_names() == [
-        "tensorboard", "wandb"]
+def test_config_trackers() -> None:
+    assert OutputSection().trackers == [] and not OutputSection().tensorboard  # none by default
+    assert msgspec.convert({"trackers": ["wandb", "tensorboard"]}, OutputSection).trackers == [
+        "wandb", "tensorboard"]
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"trackers": ["mlflow"]}, OutputSection)
     with pytest.raises(ValueError, match="names a tracker twice"):

@@ -14,7 +14,8 @@ sample ever passes, and RAFT has nothing to keep. The default corpus is the chat
 never seen), and the pretraining stops early on purpose: the model half-remembers the answers,
 so sampling at temperature ~0.7 gives the mix of passing and failing programs RAFT learns from.
 
-The CPU recipe (dataset `skills`) gets another base, base_recipe("skills"): pretrained on what
+A run on the `skills` problems (examples/cpu-skills.toml) gets another base,
+base_recipe("skills"): pretrained on what
 a base model would know (the training programs' code without prompts, the prompts' words, and
 unrelated chats), so that SFT has the prompt -> program mapping to teach and the benchmark's
 held-out problems, new combinations of the training programs' parts, are new to every stage.

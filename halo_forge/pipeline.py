@@ -716,6 +716,27 @@ class Pipeline:
 INTERRUPTED = "interrupted; rerun the same command to resume"
 
 
+# How long a second stop waits for cancellation to unwind before the process exits anyway.
+STUCK_GRACE_S = 5.0
+
+
+def _exit_if_stuck(progress: Progress, code: int) -> None:
+    """A second stop means now, but cancellation cannot interrupt a worker thread that is
+    inside a library call (a generate() on CPU can run for minutes). Every state a run can be
+    killed in resumes (the crash matrix proves it), so after a short grace the process leaves
+    without waiting for the thread, the way a kill would."""
+    import threading
+
+    def leave() -> None:
+        progress.log("halo-forge: a worker thread is still busy; leaving without it. "
+                     f"{INTERRUPTED}")
+        os._exit(code)
+
+    timer = threading.Timer(STUCK_GRACE_S, leave)
+    timer.daemon = True
+    timer.start()
+
+
 def run_pipeline(config: PipelineConfig, *, config_text: str = "", force: Sequence[str] = (),
                  progress: Progress | None = None) -> tuple[int, RunSummary | None]:
     """Runs the pipeline under signal handling; (exit code, summary). SIGINT/SIGTERM stop it at
@@ -740,6 +761,7 @@ def run_pipeline(config: PipelineConfig, *, config_text: str = "", force: Sequen
                         else:
                             progress.log(f"{name} again: stopping now")
                             tg.cancel_scope.cancel()
+                            _exit_if_stuck(progress, 128 + received[0])
 
             tg.start_soon(watch)
             result = await pipeline.run()

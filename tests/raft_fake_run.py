@@ -3,7 +3,8 @@
 Usage: python tests/raft_fake_run.py CONFIG.toml GEN_LOG
 Completions are deterministic per sample id; every id the backend generates is appended to
 GEN_LOG, so a test can see what a resumed run generated again. Programs sleep a little so a
-test can kill the run in the middle of a cycle's verification.
+test can kill the run in the middle of a cycle's verification. HALO_FAKE_STUCK=1: from the
+second batch on, generation blocks in a worker thread for an hour (a stuck library call).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class FakeBackend:
                                        params=GenerationParams(model=self.model)))
             with open(self.log, "a") as f:
                 f.writelines(f"{s.id}\n" for s in out)
+            if k and os.environ.get("HALO_FAKE_STUCK"):
+                # A library call in a worker thread that no cancellation can interrupt.
+                import time
+
+                await anyio.to_thread.run_sync(time.sleep, 3600)
             yield Batch(out, BatchStats(samples=len(out), completion_tokens=10 * len(out),
                                         wall_s=0.05))
 

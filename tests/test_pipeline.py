@@ -105,3 +105,46 @@ def test_sigterm_stops_at_safe_point_and_leaves_nothing_running(tmp_path: Path):
     assert rerun.returncode == 0, text[-3000:]
     final = [v.id for v in ShardReader(verdicts, Verdict)]
     assert sorted(final) == sorted(_expected_ids())
+
+
+def test_a_second_stop_leaves_even_when_a_worker_thread_is_stuck(tmp_path: Path):
+    """The second SIGTERM means now: a generate() stuck in a worker thread (no cancellation
+    reaches it) holds the process only for a short grace, and the rerun resumes."""
+    out = tmp_path / "run"
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(CONFIG.format(spp=SPP, out=out))
+    log = tmp_path / "gen1.log"
+    env_stuck = {**os.environ, "HALO_FAKE_STUCK": "1"}
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, str(Path(__file__).parent / "raft_fake_run.py"),
+                          str(cfg), str(log)], env={**_run_env(), **env_stuck},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and p.poll() is None and not (
+            log.exists() and len(log.read_text().split()) >= 4):
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the stuck second batch
+    children = _descendants(p.pid)
+    p.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    # The hour-long call is still running: without the grace exit this would time out.
+    text = p.communicate(timeout=120)[0].decode()
+    assert p.returncode == 128 + signal.SIGTERM, text[-3000:]
+    assert "leaving without it" in text and "rerun the same command to resume" in text
+    assert "Traceback" not in text
+    time.sleep(1.0)
+    assert not [c for c in children if _alive(c)], "the sandbox went with the run"
+    rerun = _run(cfg, tmp_path / "gen2.log")
+    text = rerun.communicate(timeout=300)[0].decode()
+    assert rerun.returncode == 0, text[-3000:]
+    final = [v.id for v in ShardReader(out / "raft" / "cycle_1" / "verdicts.shard", Verdict)]
+    assert sorted(final) == sorted(_expected_ids())
+
+
+def _run_env() -> dict[str, str]:
+    from tests.util import subprocess_env
+
+    return subprocess_env()

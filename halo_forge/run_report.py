@@ -91,9 +91,10 @@ def summary_lines(benchmark: Mapping[str, Any], *, sft_enabled: bool = True) -> 
             part = benchmark.get(key)
             if part and part.get("pass_at_k"):
                 chain.append((label, _first(part["pass_at_k"])))
-        if chain:
-            k = _first_k(benchmark["pass_at_k"])
-            final = _first(benchmark["pass_at_k"])
+        k = _first_k(benchmark["pass_at_k"])
+        final = _first(benchmark["pass_at_k"])
+        if chain and not (final == 0.0 and all(v == 0.0 for _, v in chain)):
+            # (all zero: the sentence above has said it)
             chain.append(("final", final))
             text = " -> ".join(f"{label} {v:.1%}" for label, v in chain)
             gain = final - chain[0][1]

@@ -41,6 +41,10 @@ def test_no_held_out_problem_solved_is_one_sentence_not_a_bare_zero():
     assert "pass@1 60.0% on its training split" in lines[0]
     assert "has not generalised" in lines[0]
     assert "0.0%, pass@4 0.0%" not in lines[0]
+    # SFT solved some and the final adapter none: that loss is shown.
+    assert lines[1].startswith("held-out pass@1: base 0.0% -> SFT 10.0% -> final 0.0%")
+    # Zero everywhere: the one sentence, no chain of zeros after it.
+    assert len(summary_lines(_benchmark(final1=0.0, final4=0.0, sft1=0.0))) == 1
 
 
 def test_untested_held_out_problems_report_run_and_compile_at_k_never_pass():

@@ -13,23 +13,7 @@ import pytest
 from halo_forge.records import Verdict
 from halo_forge.shards import ShardReader
 from tests.test_pipeline_resume import CONFIG, SPP, _expected_ids, _run
-from tests.util import shard_ids
-
-
-def _descendants(pid: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {c for c, p in parents.items() if p in frontier} - found
-        found |= frontier
-    return found
+from tests.util import descendants, shard_ids
 
 
 def _alive(pid: int) -> bool:
@@ -87,7 +71,7 @@ def test_sigterm_stops_at_safe_point_and_leaves_nothing_running(tmp_path: Path):
     while (time.monotonic() < deadline and p.poll() is None
            and len(shard_ids(verdicts, Verdict, allow_partial=True)) < 4):
         time.sleep(0.05)
-    children = _descendants(p.pid)
+    children = descendants(p.pid)
     assert children, "the sandbox runs in child processes"
     sent = time.monotonic()
     p.send_signal(signal.SIGTERM)
@@ -126,7 +110,7 @@ def test_a_second_stop_leaves_even_when_a_worker_thread_is_stuck(tmp_path: Path)
             log.exists() and len(log.read_text().split()) >= 4):
         time.sleep(0.05)
     time.sleep(0.5)  # inside the stuck second batch
-    children = _descendants(p.pid)
+    children = descendants(p.pid)
     p.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     p.send_signal(signal.SIGTERM)

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from halo_forge.config import DataSection
 from halo_forge.errors import HaloError
 from halo_forge.pipeline import load_prompts
-from halo_forge.config import DataSection
 
 
 def _write(path, rows) -> str:

@@ -26,7 +26,7 @@ from halo_forge.generate.base import Batch, BatchStats, GenerationParams, make_s
 from halo_forge.pipeline import INTERRUPTED, Pipeline
 from halo_forge.progress import Progress
 from halo_forge.train import SFTConfig
-from tests.util import subprocess_env
+from tests.util import descendants, subprocess_env
 
 # --- which way -------------------------------------------------------------------------------
 
@@ -98,7 +98,7 @@ def test_inline_training_drops_the_model_before_emptying_the_cache(
 
 def _training_children() -> list[int]:
     """This process's descendants that are training children."""
-    return sorted(pid for pid in _descendants(os.getpid()) if _is_trainer(pid))
+    return sorted(pid for pid in descendants(os.getpid()) if _is_trainer(pid))
 
 
 class Events:
@@ -301,7 +301,7 @@ def test_ctrl_c_during_training_in_a_child_stops_cleanly_and_the_rerun_resumes(
         child = None
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and run.poll() is None and child is None:
-            child = next((pid for pid in _descendants(run.pid) if _is_trainer(pid)
+            child = next((pid for pid in descendants(run.pid) if _is_trainer(pid)
                           and _state(pid) == "T"), None)
             time.sleep(0.1)
         assert child is not None, run.communicate(timeout=30)[0].decode()[-3000:]
@@ -329,22 +329,6 @@ def test_ctrl_c_during_training_in_a_child_stops_cleanly_and_the_rerun_resumes(
     assert rerun.returncode == 0, text[-3000:]
     assert f"resuming from {saved[0]}" in text
     assert (out / "sft" / "final_model" / "adapter_config.json").is_file()
-
-
-def _descendants(pid: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {c for c, p in parents.items() if p in frontier} - found
-        found |= frontier
-    return found
 
 
 def _is_trainer(pid: int) -> bool:

@@ -159,22 +159,6 @@ except HaloError as exc:
 """
 
 
-def _descendants(pid: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {c for c, p in parents.items() if p in frontier} - found
-        found |= frontier
-    return found
-
-
 def _state(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -187,7 +171,7 @@ def test_ctrl_c_during_generation_then_the_rerun_finishes_a_raft_cycle_and_bench
     from halo_forge.config import load_config, replace_key
     from halo_forge.examples import EXAMPLES_DIR
     from halo_forge.pipeline import INTERRUPTED, run_pipeline
-    from tests.util import subprocess_env
+    from tests.util import descendants, subprocess_env
 
     config, _ = load_config(str(EXAMPLES_DIR / "cpu-tiny-vllm.toml"))
     assert isinstance(config.generation.engine, VLLMConfig) and config.model.tiny_heads == 1
@@ -218,7 +202,7 @@ def test_ctrl_c_during_generation_then_the_rerun_finishes_a_raft_cycle_and_bench
         while time.monotonic() < deadline and run.poll() is None and _state(run.pid) != "T":
             time.sleep(0.2)
         assert _state(run.pid) == "T", run.communicate(timeout=60)[0].decode()[-4000:]
-        engine = _descendants(run.pid)
+        engine = descendants(run.pid)
         assert engine, "the engine runs in processes of its own"
         os.killpg(run.pid, signal.SIGINT)
         time.sleep(2.0)  # what the engine's processes do with it, they do while we wait

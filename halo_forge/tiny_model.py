@@ -87,7 +87,7 @@ class TinySpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     pretokenizer: str = ""
 
 
-# The pretraining the CPU recipe and the tests use: tuned (see tests/test_e2e_pipeline.py) so
+# The pretraining the CPU recipe and the tests use: tuned (see tests/test_readme_transcript.py) so
 # that after the recipe's short SFT the model passes some, not all, of its samples.
 PRETRAIN_STEPS = 250
 PRETRAIN_LR = 3e-3

@@ -5,10 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+# The interpreter a sandboxed run can start: a virtualenv's own bin/python may live under
+# /tmp (a CI clone), which every run replaces with a tmpfs of its own; the interpreter the
+# venv was made from is what the verifier runs too (verify/toolchains.py).
+PYTHON = getattr(sys, "_base_executable", "") or sys.executable
 
 
 def children(pid: int) -> list[int]:

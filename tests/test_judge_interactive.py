@@ -199,9 +199,9 @@ def test_a_pair_keeps_each_runs_protections():
         with Sandbox(max_concurrency=1) as sb:
             with sb.workdir({"a.py": probe + "print('ping', flush=True)\nprint(input(), file=sys.stderr)\n"}) as a, \
                     sb.workdir({"b.py": probe + "print(input() + ' pong', flush=True)\n", "secret": "42"}) as b:
-                import sys
+                from tests.sandbox_util import PYTHON
 
-                return await sb.run_pair([sys.executable, "a.py"], [sys.executable, "b.py"], cwd=(a, b),
+                return await sb.run_pair([PYTHON, "a.py"], [PYTHON, "b.py"], cwd=(a, b),
                                          limits=(Limits(wall_s=5), Limits(wall_s=5)))
 
     first, second = anyio.run(go)

@@ -4,14 +4,12 @@ it or one side going wild leaves nothing behind."""
 
 from __future__ import annotations
 
-import sys
-
 import anyio
 
 from halo_forge.sandbox import Limits, Sandbox
-from tests.sandbox_util import assert_nothing_left, loopback_listener
+from tests.sandbox_util import PYTHON, assert_nothing_left, loopback_listener
 
-PY = sys.executable
+PY = PYTHON
 ECHO = "import sys\nfor line in sys.stdin:\n    print(line.strip() + '!', flush=True)\n"
 ASK = "import sys\nfor w in ('a', 'b'):\n    print(w, flush=True)\n    print(input(), file=sys.stderr)\n"
 

@@ -21,24 +21,12 @@ from halo_forge.verify import pyjudge_main as judge_main
 from halo_forge.verify.config import VerifierConfig
 from halo_forge.verify.runner import Verifier, verify_many
 from halo_forge.verify.types import VerifySample
+from tests.util import python_path  # noqa: F401 - autouse: each test cold and warm
 
 CONFIG = VerifierConfig(verifier="python", pch=False, cache=False,
                         run_limits=Limits(cpu_s=5.0, wall_s=10.0, memory_mb=1024))
 
 
-@pytest.fixture(autouse=True, scope="module", params=["cold", "warm"])
-def python_path(request):
-    """Every test here on both Python paths: one interpreter start per run, and a fork of the
-    warm template ([verifier] python_warm)."""
-    init = Verifier.__init__
-
-    def forced(self, config=None, **kw):
-        config = msgspec.structs.replace(config or VerifierConfig(), python_warm=request.param == "warm")
-        init(self, config, **kw)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Verifier, "__init__", forced)
-        yield request.param
 
 # -- problems: tests the judge holds ---------------------------------------------------------
 

@@ -20,25 +20,13 @@ from halo_forge.verify.rewards import RewardLadder
 from halo_forge.verify.runner import Verifier
 from halo_forge.verify.toolchains import resolve_toolchain
 from halo_forge.verify.types import SampleIOTest, VerifySample, verify_input
+from tests.util import python_path  # noqa: F401 - autouse: each test cold and warm
 
 CONFIG = VerifierConfig(verifier="python", pch=False, cache=False,
                         run_limits=Limits(cpu_s=5.0, wall_s=10.0, memory_mb=1024))
 LADDER = RewardLadder()
 
 
-@pytest.fixture(autouse=True, scope="module", params=["cold", "warm"])
-def python_path(request):
-    """Every test here on both Python paths: one interpreter start per run, and a fork of the
-    warm template ([verifier] python_warm)."""
-    init = Verifier.__init__
-
-    def forced(self, config=None, **kw):
-        config = msgspec.structs.replace(config or VerifierConfig(), python_warm=request.param == "warm")
-        init(self, config, **kw)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Verifier, "__init__", forced)
-        yield request.param
 
 ADD = "def add(a, b):\n    return a + b\n"
 T_ADD = "assert add(1, 2) == 3\nassert add(-4, 10) == 6\nassert 7 == add(3, 4)\n"
@@ -251,7 +239,7 @@ def test_the_worker_finds_no_tests_in_what_it_inherits():
     assert (got["control"].status, got["control"].reward) == ("passed", 1.0)
 
 
-def test_with_a_buffered_boot_the_tests_leak(monkeypatch, python_path):
+def test_with_a_buffered_boot_the_tests_leak(monkeypatch, python_path):  # noqa: F811 - the fixture
     """The boot reads exactly the judge's bytecode with os.read: through sys.stdin's buffer it
     would read ahead into the token and the tests before the worker is forked. On the warm path
     the template's fork skips the boot's copy of the bytecode the same way."""
@@ -281,7 +269,7 @@ def test_the_wire_refuses_what_json_refuses():
         judge_main._dumps(object())
 
 
-def test_another_interpreter_compiles_the_judge_itself(monkeypatch, python_path):
+def test_another_interpreter_compiles_the_judge_itself(monkeypatch, python_path):  # noqa: F811 - the fixture
     """Bytecode is private to one Python version: an interpreter other than the verifier's own
     compiles the judge in a subprocess of its own, and the judge still works."""
     monkeypatch.setattr(pyjudge, "_same_interpreter", lambda python: False)

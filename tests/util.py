@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -65,3 +67,24 @@ def descendants(pid: int) -> set[int]:
         frontier = {c for c, p in parents.items() if p in frontier} - found
         found |= frontier
     return found
+
+
+@pytest.fixture(autouse=True, scope="module", params=["cold", "warm"])
+def python_path(request):
+    """A module's tests on both Python paths (import it into the module): one
+    interpreter start per run, and a fork of the warm template ([verifier] python_warm)."""
+    import msgspec
+
+    from halo_forge.verify.config import VerifierConfig
+    from halo_forge.verify.runner import Verifier
+
+    init = Verifier.__init__
+
+    def forced(self, config=None, **kw):
+        config = msgspec.structs.replace(config or VerifierConfig(),
+                                         python_warm=request.param == "warm")
+        init(self, config, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Verifier, "__init__", forced)
+        yield request.param

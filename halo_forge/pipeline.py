@@ -628,7 +628,7 @@ class Pipeline:
         self.stop.check()
         return result
 
-    def _benchmark_parts(self, model: str, adapter: str, sft_adapter: str,
+    def _benchmark_parts(self, adapter: str, sft_adapter: str,
                          train: list[Problem], test: list[Problem]
                          ) -> list[tuple[str, str, str, list[Problem], Path]]:
         """(key, label, adapter, problems, folder) of each score the benchmark stage records:
@@ -680,7 +680,7 @@ class Pipeline:
         # (an evaluation itself is not resumable: its folder starts clean).
         done: dict[str, Any] = state.result.setdefault("parts", {})
         for key, label, part_adapter, problems, folder in self._benchmark_parts(
-                model, adapter, sft_adapter, train, test):
+                adapter, sft_adapter, train, test):
             if done.get(key, {}).get("adapter") == part_adapter:
                 continue
             if key:

@@ -51,10 +51,17 @@ class ChatClient:
     def __init__(self, *, endpoint: Endpoint, base_url: str, model: str, api_key: str | None,
                  temperature: float = 1.0, max_tokens: int = 4096, retries: int = 6,
                  backoff_s: float = 1.0, max_backoff_s: float = 60.0, timeout_s: float = 300.0,
-                 max_connections: int = 100, transport: Any = None) -> None:
+                 max_connections: int = 100, transport: Any = None,
+                 retry_transport: bool = True) -> None:
         import httpx
 
         self.endpoint, self.model = endpoint, model
+        # The whole request's deadline: httpx's timeout is per phase, so a server that
+        # trickles bytes (or a test transport that never answers) could hold it far longer.
+        self.timeout_s = timeout_s
+        # False: an unreachable or silent server fails the request at once (ApiError
+        # "unreachable"), for a caller that has another server to send it to.
+        self.retry_transport = retry_transport
         self.temperature, self.max_tokens = temperature, max_tokens
         self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
         headers = {"Content-Type": "application/json"}
@@ -101,9 +108,13 @@ class ChatClient:
             self.requests += 1
             retry_after = None
             try:
-                resp = await self._http.post("chat/completions", json=self.body(messages, **fields))
-            except httpx.TransportError as exc:  # connection refused, reset, timeout
-                last = f"{type(exc).__name__}: {exc}"
+                with anyio.fail_after(self.timeout_s):
+                    resp = await self._http.post("chat/completions",
+                                                 json=self.body(messages, **fields))
+            except (httpx.TransportError, TimeoutError) as exc:  # refused, reset, timed out
+                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if not self.retry_transport:
+                    raise ApiError("unreachable", last) from None
             else:
                 if resp.status_code == 200:
                     try:

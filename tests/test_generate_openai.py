@@ -16,7 +16,8 @@ from halo_forge.generate.openai_backend import OpenAIBackend
 
 
 class Server:
-    """Answers chat completions with `n` choices (or `max_n`, like llama.cpp's one)."""
+    """Answers chat completions with `n` choices (or `max_n`, like llama.cpp's one), and the
+    health check (GET /models) with the model."""
 
     def __init__(self, *, max_n: int | None = None, fail: int | None = None,
                  delay: float = 0.0) -> None:
@@ -26,6 +27,8 @@ class Server:
         self.in_flight = self.max_in_flight = 0
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path == "/v1/models":
+            return httpx.Response(200, json={"object": "list", "data": [{"id": "qwen-coder"}]})
         self.requests.append(request)
         body = json.loads(request.content)
         self.bodies.append(body)
@@ -111,11 +114,13 @@ def test_a_server_that_ignores_n_is_asked_again_for_the_rest() -> None:
 
 
 def test_failures_count_as_missing_samples_and_a_refused_key_stops() -> None:
-    server = Server(fail=503)
+    server = Server(fail=503)  # its health check passes, its chat completions do not
     backend = OpenAIBackend(config(retries=1), transport=httpx.MockTransport(server))
     batches = run_stream(backend, load_problems("builtin")[:2], 3, SamplingSettings())
     assert sum(len(b) for b in batches) == 0 and batches[0].stats.failed == 6
-    assert len(server.requests) == 4  # each problem: one try and one retry
+    # Each problem: one try and one retry, then (the server answering its health check
+    # again) once more with its retry.
+    assert len(server.requests) == 8
     backend = OpenAIBackend(config(), transport=httpx.MockTransport(Server(fail=401)))
     with pytest.raises(HaloError, match=r"refused.*\$TEST_KEY"):
         run_stream(backend, load_problems("builtin")[:1], 1, SamplingSettings())
@@ -125,14 +130,19 @@ def test_adapters_load_into_vllm_serve_under_new_names(tmp_path) -> None:
     posted = []
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"data": [{"id": "qwen-coder"}]})
         posted.append((str(request.url), json.loads(request.content)))
         return httpx.Response(200, text="Success")
 
-    backend = OpenAIBackend(config(lora_loading="vllm"), transport=httpx.MockTransport(handler))
+    backend = OpenAIBackend(config(lora_loading="vllm", probe="off"),
+                            transport=httpx.MockTransport(handler))
     backend.load_adapter(str(tmp_path / "a"))
     backend.load_adapter(str(tmp_path / "a"))  # the same path retrained: a new name again
-    assert [u for u, _ in posted] == ["http://gpu:8000/v1/load_lora_adapter"] * 2
-    assert [b["lora_name"] for _, b in posted] == ["halo-forge-1", "halo-forge-2"]
+    assert [u for u, _ in posted] == ["http://gpu:8000/v1/load_lora_adapter"] * 2 + [
+        "http://gpu:8000/v1/unload_lora_adapter"]
+    assert [b["lora_name"] for _, b in posted] == ["halo-forge-1", "halo-forge-2",
+                                                    "halo-forge-1"]
     assert backend.served == "halo-forge-2" and backend.adapter == str(tmp_path / "a")
     with pytest.raises(HaloError, match="lora_loading"):
         OpenAIBackend(config()).load_adapter(str(tmp_path / "a"))

@@ -91,23 +91,47 @@ class VLLMConfig(_Common, tag="vllm", tag_field="backend"):
 
 
 class OpenAIConfig(_Common, tag="openai", tag_field="backend"):
-    base_url: str = "http://localhost:8000/v1"
+    # One server (base_url) or several (base_urls: each request goes to the live one with the
+    # fewest requests in flight; one that fails is taken out and its requests re-sent).
+    base_url: str = ""  # "" with no base_urls: http://localhost:8000/v1
+    base_urls: list[str] = []
     api_key_env: str = "OPENAI_API_KEY"  # read from the environment, never from the config
     batch_size: int = 256  # samples per yielded batch (its requests run concurrently)
-    concurrency: int = 32  # requests in flight
+    concurrency: int = 32  # requests in flight, over all servers together
     max_tokens_field: str = "max_tokens"  # OpenAI's own API wants "max_completion_tokens"
     send_n: bool = True  # ask for n choices per request (servers that ignore it get topped up)
-    timeout_s: float = 600.0
-    retries: int = 6
+    timeout_s: float = 600.0  # one request's deadline (and one adapter load's)
+    retries: int = 6  # per server, for 5xx answers (and transport errors with one server)
+    health_timeout_s: float = 10.0  # GET {base}/models must answer within this
     # How load_adapter reaches the server: "vllm" uses vLLM's runtime LoRA endpoint
     # (`vllm serve --enable-lora` with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True); "none" refuses.
     lora_loading: Literal["none", "vllm"] = "none"
+    # After each adapter load, per server: a greedy probe (with logprobs) must differ from the
+    # base model's and the previous adapter's, else the adapter is not applied there.
+    probe: Literal["error", "warn", "off"] = "error"
+    probe_tokens: int = 24
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.concurrency < 1:
             raise ValueError("batch_size and concurrency must be at least 1")
+        if self.base_url and self.base_urls:
+            raise ValueError("set base_url (one server) or base_urls (several), not both")
+        for url in self.urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"base_urls: {url!r} is not an http(s):// URL")
+        if len({u.rstrip("/") for u in self.urls}) != len(self.urls):
+            raise ValueError("base_urls: a server is listed twice")
+        if self.timeout_s <= 0 or self.health_timeout_s <= 0:
+            raise ValueError("timeout_s and health_timeout_s must be > 0")
+        if self.retries < 0 or self.probe_tokens < 1:
+            raise ValueError("retries must be >= 0 and probe_tokens >= 1")
         # `model` may be empty here: in a pipeline it comes from [model] when the backend is
         # made; OpenAIBackend refuses to start without it.
+
+    @property
+    def urls(self) -> list[str]:
+        """The servers' base URLs (base_url is the one-server shorthand)."""
+        return list(self.base_urls) or [self.base_url or "http://localhost:8000/v1"]
 
 
 GenerateConfig = TransformersConfig | VLLMConfig | OpenAIConfig

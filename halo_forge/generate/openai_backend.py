@@ -5,6 +5,12 @@ per problem asks for its `n` samples; a server that ignores `n` (llama.cpp answe
 choice) is asked again for the rest. Requests run concurrently (bounded by `concurrency`)
 through halo_forge.chat_client, the client `data generate` uses, with its retries and backoff.
 
+Several servers (`base_urls`) share the requests through generate.servers.ServerPool: the
+live server with the fewest requests in flight gets the next one; a server that fails is taken
+out and its requests re-sent to another. Each new adapter is loaded into every server through
+vLLM's runtime LoRA endpoint before the next stream starts, and a greedy probe per server must
+differ from the base model's (and the previous adapter's) there, as in the vllm backend.
+
 Each yielded batch is one window of problems whose requests ran together: the window's
 requests finish before the batch is yielded, so the task group never spans a `yield` (an
 async generator must not yield inside a task group; its cancel scope would leak into the
@@ -17,11 +23,13 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import anyio
+import msgspec
 
 from halo_forge.chat_client import ApiError, ChatClient, Endpoint
 from halo_forge.data.chat import DEFAULT_SYSTEM, problem_messages
@@ -36,12 +44,44 @@ from halo_forge.generate.base import (
     generation_params,
     make_sample,
 )
+from halo_forge.generate.servers import Server, ServerPool
+from halo_forge.generate.vllm_backend import PROBE_MESSAGES  # one probe prompt for both
 from halo_forge.records import Problem, Sample
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio depends on the backport there
     from exceptiongroup import BaseExceptionGroup
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+def run_blocking(fn: Callable[[], Awaitable[T]]) -> T:
+    """`fn()` to completion from synchronous code (load_adapter is synchronous: the pipeline
+    calls it from a worker thread), in a thread of its own when this one runs an event loop."""
+    try:
+        import sniffio
+
+        sniffio.current_async_library()
+    except Exception:  # no event loop in this thread
+        return anyio.run(fn)
+    result: list[Any] = []
+
+    def target() -> None:
+        try:
+            result.append(anyio.run(fn))
+        except BaseException as exc:  # handed to the caller below
+            result.append(exc)
+
+    thread = threading.Thread(target=target, name="halo-forge-openai-admin")
+    thread.start()
+    thread.join()
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
+
+Signature = tuple[str, "float | None"]  # a probe's greedy text and its summed logprob
 
 
 class OpenAIBackend:
@@ -57,19 +97,27 @@ class OpenAIBackend:
         self.adapter = ""
         self.system = DEFAULT_SYSTEM if config.system is None else (config.system or None)
         self._transport = transport
-        self._endpoint = Endpoint("openai-compatible", config.base_url, config.model,
+        self._endpoint = Endpoint("openai-compatible", config.urls[0], config.model,
                                   config.api_key_env, False, config.max_tokens_field)
         self._api_key = os.environ.get(config.api_key_env) or None
+        self.pool = ServerPool(config.urls, api_key=self._api_key,
+                               health_timeout_s=config.health_timeout_s, transport=transport)
+        self.pool.on_ready = self._ready
         self._loads = 0
+        self._switching = False  # load_adapter at work: servers that answer get the new one
+        self._probes: dict[tuple[str, str], Signature] = {}  # (server, served name) -> probe
         if config.adapter:
             self.load_adapter(config.adapter)
 
-    def _client(self, settings: SamplingSettings) -> ChatClient:
-        return ChatClient(endpoint=self._endpoint, base_url=self.config.base_url,
-                          model=self.served, api_key=self._api_key,
-                          temperature=settings.temperature, max_tokens=settings.max_new_tokens,
-                          retries=self.config.retries, timeout_s=self.config.timeout_s,
-                          max_connections=self.config.concurrency, transport=self._transport)
+    def _client(self, server: Server, settings: SamplingSettings) -> ChatClient:
+        # With several servers a silent or unreachable one fails its request at once: another
+        # server takes it, instead of it waiting out the retries' back-off.
+        return ChatClient(endpoint=self._endpoint, base_url=server.url, model=self.served,
+                          api_key=self._api_key, temperature=settings.temperature,
+                          max_tokens=settings.max_new_tokens, retries=self.config.retries,
+                          timeout_s=self.config.timeout_s,
+                          max_connections=self.config.concurrency, transport=self._transport,
+                          retry_transport=len(self.pool.servers) == 1)
 
     def _fields(self, settings: SamplingSettings, n: int) -> dict[str, Any]:
         fields: dict[str, Any] = {"top_p": settings.top_p}
@@ -81,7 +129,24 @@ class OpenAIBackend:
             fields["seed"] = settings.seed
         return fields
 
-    async def _one_problem(self, client: ChatClient, problem: Problem, n: int,
+    async def _send(self, clients: dict[str, ChatClient], messages: list[dict[str, str]],
+                    fields: dict[str, Any]) -> dict[str, Any]:
+        """One request's answer from whichever server takes it; a server that fails it is
+        taken out and the request goes to another (ApiError once each server had a go)."""
+        sends = 0
+        while True:
+            server = await self.pool.acquire()
+            sends += 1
+            try:
+                return await clients[server.url].chat(messages, **fields)
+            except ApiError as exc:
+                self.pool.take_out(server, str(exc))
+                if sends >= self.pool.max_sends:
+                    raise
+            finally:
+                self.pool.release(server)
+
+    async def _one_problem(self, clients: dict[str, ChatClient], problem: Problem, n: int,
                            settings: SamplingSettings, out: list[tuple[str, int, int]]) -> int:
         """Appends up to n (completion, prompt tokens, completion tokens); returns failures."""
         messages = [{"role": m.role, "content": m.content}
@@ -91,7 +156,7 @@ class OpenAIBackend:
             if missing <= 0:
                 break
             try:
-                data = await client.chat(messages, **self._fields(settings, missing))
+                data = await self._send(clients, messages, self._fields(settings, missing))
             except ApiError as exc:
                 log.warning("openai backend: %s: request failed (%s); %d samples missing",
                             problem.id, exc, missing)
@@ -109,18 +174,20 @@ class OpenAIBackend:
                 out.append((text, prompt_tokens, total // max(1, len(choices))))
         return max(0, n - len(out))
 
-    async def _limited(self, limiter: anyio.CapacityLimiter, client: ChatClient,
+    async def _limited(self, limiter: anyio.CapacityLimiter, clients: dict[str, ChatClient],
                        problem: Problem, n: int, settings: SamplingSettings,
                        out: list[tuple[str, int, int]], failed: list[int], i: int) -> None:
         async with limiter:
-            failed[i] = await self._one_problem(client, problem, n, settings, out)
+            failed[i] = await self._one_problem(clients, problem, n, settings, out)
 
     async def stream(self, problems: Sequence[Problem], *, samples_per_prompt: int,
                      params: SamplingSettings, cycle: int = 0) -> AsyncIterator[Batch]:
         check_samples_per_prompt(samples_per_prompt)
         n = samples_per_prompt
         per_window = max(1, math.ceil(self.config.batch_size / n))
-        client = self._client(params)
+        await self.pool.check_all()
+        self.pool.reset_stats()
+        clients = {s.url: self._client(s, params) for s in self.pool.servers}
         limiter = anyio.CapacityLimiter(self.config.concurrency)
         gp = generation_params(model=self.served, adapter=self.adapter, settings=params,
                                seed=params.seed)
@@ -133,7 +200,7 @@ class OpenAIBackend:
                 try:
                     async with anyio.create_task_group() as tg:
                         for i in range(len(window)):
-                            tg.start_soon(self._limited, limiter, client, window[i], n, params,
+                            tg.start_soon(self._limited, limiter, clients, window[i], n, params,
                                           results[i], failed, i)
                 except BaseExceptionGroup as group:  # a refused key: say so, not as a group
                     raise first_error(group) from None
@@ -150,10 +217,15 @@ class OpenAIBackend:
                     failed=sum(failed)))
         finally:
             with anyio.CancelScope(shield=True):
-                await client.aclose()
+                for client in clients.values():
+                    await client.aclose()
+            log.info("openai backend: cycle %d: %s", cycle, self.pool.describe())
+
+    # --- adapters ------------------------------------------------------------------------
 
     def load_adapter(self, path: str | None) -> None:
-        """Serve a new adapter: vLLM's runtime LoRA endpoint loads it under a new name."""
+        """Serve a new adapter: vLLM's runtime LoRA endpoint loads it into every live server
+        under a new name (vLLM caches adapters by name), then the probe checks each applies it."""
         if not path:
             self.served, self.adapter = self.model, ""
             return
@@ -162,29 +234,138 @@ class OpenAIBackend:
                 "the openai backend cannot load adapters into a server it does not run; set "
                 "lora_loading = \"vllm\" for `vllm serve --enable-lora` started with "
                 "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or use the vllm backend")
+        self._loads += 1
+        name = f"halo-forge-{self._loads}"
+        self._switching = True
+        try:
+            run_blocking(lambda: self._load_everywhere(name, str(path)))
+        except BaseExceptionGroup as group:  # a probe's one line, not a group of them
+            raise first_error(group) from None
+        finally:
+            self._switching = False
+
+    async def _load_everywhere(self, name: str, path: str) -> None:
+        await self.pool.check_all()
+        refused: dict[str, str] = {}
+
+        async def load(server: Server) -> None:
+            why = await self._load_into(server, name, path)
+            if why:
+                refused[server.url] = why
+                self.pool.take_out(server, why, count=False)
+
+        async with anyio.create_task_group() as tg:
+            for server in self.pool.live:
+                tg.start_soon(load, server)
+        if not self.pool.live:
+            why = "; ".join(f"{u}: {r}" for u, r in refused.items())
+            raise HaloError(
+                f"no generation server loaded adapter {path} ({why}); each needs `vllm serve "
+                "--enable-lora` started with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and the "
+                "adapter folder on a file system it sees")
+        if self.config.probe != "off":
+            async with anyio.create_task_group() as tg:
+                for server in self.pool.live:
+                    tg.start_soon(self._check_applied, server, name, path)
+            if not self.pool.live:
+                raise HaloError(f"adapter {path}: {self.pool.none_left()}")
+        old = self.served if self.served != self.model else ""
+        for server in self.pool.live if old else ():
+            await self._unload(server, old)
+        self._probes = {k: v for k, v in self._probes.items() if k[1] in (self.model, name)}
+        self.served, self.adapter = name, path
+
+    async def _post(self, server: Server, route: str, body: dict[str, Any]) -> tuple[int, str]:
+        """(status, text) of POST {base}{route}; status 0 and the reason when none came."""
         import httpx
 
-        self._loads += 1
-        name = f"halo-forge-{self._loads}"  # a new name per adapter: vLLM caches by name
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        url = self.config.base_url.rstrip("/") + "/load_lora_adapter"
-        transport = self._transport if isinstance(self._transport, httpx.BaseTransport) else None
+        timeout = self.config.timeout_s
         try:
-            with httpx.Client(timeout=self.config.timeout_s, transport=transport) as http:
-                resp = http.post(url, json={"lora_name": name, "lora_path": str(path)},
-                                 headers=headers)
-        except httpx.TransportError as exc:
-            raise HaloError(f"cannot reach {url} to load adapter {path} ({exc})") from None
-        if resp.status_code != 200:
-            raise HaloError(f"{url} refused adapter {path}: HTTP {resp.status_code} "
-                            f"{resp.text[:200].strip()}")
-        self.served, self.adapter = name, str(path)
+            with anyio.fail_after(timeout):
+                async with self.pool.http(timeout) as http:
+                    resp = await http.post(server.url + route, json=body)
+        except TimeoutError:
+            return 0, f"no answer to POST {route} within {timeout:g}s"
+        except httpx.HTTPError as exc:
+            return 0, f"POST {route}: {type(exc).__name__}: {exc}"
+        return resp.status_code, resp.text
+
+    async def _load_into(self, server: Server, name: str, path: str) -> str:
+        """"" when the server loaded adapter `path` as `name`, else why not."""
+        status, text = await self._post(server, "/load_lora_adapter",
+                                        {"lora_name": name, "lora_path": path})
+        if status == 200 or (status == 400 and "already" in text.lower()):
+            return ""  # 400 "already loaded": a server that kept it while it was out
+        if status == 0:
+            return text
+        return f"POST /load_lora_adapter refused {path}: HTTP {status} {text[:200].strip()}"
+
+    async def _unload(self, server: Server, name: str) -> None:
+        """Frees the previous adapter's slot; a server that cannot is only slower."""
+        status, text = await self._post(server, "/unload_lora_adapter", {"lora_name": name})
+        if status != 200:
+            log.info("openai backend: %s kept adapter %s (unload: %s %s)", server.url, name,
+                     status or "", text[:200].strip())
+
+    async def _ready(self, server: Server, served: list[str]) -> str:
+        """A server that answers again (perhaps restarted) gets the adapter in use first."""
+        if self._switching or not self.adapter or self.served in served:
+            return ""
+        return await self._load_into(server, self.served, self.adapter)
+
+    async def _probe(self, server: Server, model: str) -> Signature | str:
+        """The probe's signature on `server` for `model` (a base or adapter name), or why
+        there is none."""
+        body = {"model": model, "messages": PROBE_MESSAGES, "temperature": 0.0,
+                self.config.max_tokens_field: self.config.probe_tokens, "seed": 0,
+                "logprobs": True, "stream": False}
+        status, text = await self._post(server, "/chat/completions", body)
+        if status != 200:
+            return f"probe for {model}: " + (text if status == 0 else f"HTTP {status} "
+                                               f"{text[:200].strip()}")
+        try:
+            choice = msgspec.json.decode(text)["choices"][0]
+            content = choice["message"]["content"] or ""
+            tokens = (choice.get("logprobs") or {}).get("content") or []
+            # The log-probability moves with any change in the weights, even when the greedy
+            # text does not.
+            logprob = round(sum(float(t["logprob"]) for t in tokens), 4) if tokens else None
+        except (msgspec.DecodeError, KeyError, IndexError, TypeError, ValueError):
+            return f"probe for {model}: not a chat-completions answer"
+        return content, logprob
+
+    async def _check_applied(self, server: Server, name: str, path: str) -> None:
+        """Takes the server out when a probe cannot run; equal probes: error or warning."""
+        key = (server.url, self.model)
+        if key not in self._probes:
+            base = await self._probe(server, self.model)
+            if isinstance(base, str):
+                self.pool.take_out(server, base, count=False)
+                return
+            self._probes[key] = base
+        signature = await self._probe(server, name)
+        if isinstance(signature, str):
+            self.pool.take_out(server, signature, count=False)
+            return
+        self._probes[(server.url, name)] = signature
+        before = [("the base model", self._probes[key])]
+        previous = self._probes.get((server.url, self.served))
+        if self.served != self.model and previous is not None:
+            before.append((f"the previous adapter {self.adapter}", previous))
+        for what, old in before:
+            if signature == old:
+                msg = (f"adapter {path} is not applied on {server.url}: the probe's output "
+                       f"equals {what}'s (a server that ignores the adapter, or an untrained "
+                       "adapter); set probe = \"warn\" to continue anyway")
+                if self.config.probe == "error":
+                    raise HaloError(msg)
+                log.warning(msg)
 
     def sleep(self) -> None:
-        """The server owns its GPU; nothing to free here."""
+        """The servers own their GPUs; nothing to free here."""
 
     def wake_up(self) -> None:
-        """The server owns its GPU; nothing to restore here."""
+        """The servers own their GPUs; nothing to restore here."""
 
     def close(self) -> None:
         """Clients are per stream and closed with it."""

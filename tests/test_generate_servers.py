@@ -1,0 +1,255 @@
+"""The openai backend over several servers: balancing, failover, health checks, adapters.
+
+Each server is a FakeVLLM behind one httpx.MockTransport (routed by host): chat completions,
+GET /v1/models listing the base model and the loaded adapters, and vLLM's runtime LoRA routes
+(POST /v1/load_lora_adapter {lora_name, lora_path}, /v1/unload_lora_adapter {lora_name}).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import anyio
+import httpx
+import pytest
+
+from halo_forge.chat_client import ChatClient
+from halo_forge.config import parse_config
+from halo_forge.data.registry import load_problems
+from halo_forge.errors import HaloError
+from halo_forge.generate import OpenAIConfig, SamplingSettings
+from halo_forge.generate.openai_backend import OpenAIBackend
+
+MODEL = "qwen-coder"
+
+
+class FakeVLLM:
+    def __init__(self, host: str, *, delay: float = 0.0, fail_after: int | None = None,
+                 fail: str = "refused", applies: bool = True, refuses: bool = False) -> None:
+        self.host, self.delay = host, delay
+        self.fail_after, self.fail = fail_after, fail  # after this many chats: refused | 503
+        self.applies, self.refuses = applies, refuses  # applies: adapters change the output
+        self.down = ""  # "refused" | "503" | "hang": every route answers so
+        self.loaded: dict[str, str] = {}  # adapter name -> path
+        self.log: list[tuple[str, str, dict]] = []  # (method, route, body) as they came
+        self.chats = 0  # chat completions answered (probes included)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:8000/v1"
+
+    def generations(self) -> list[dict]:
+        return [b for m, r, b in self.log if r == "/chat/completions" and "logprobs" not in b]
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        route = request.url.path.removeprefix("/v1")
+        body = json.loads(request.content) if request.content else {}
+        self.log.append((request.method, route, body))
+        if self.down == "hang":
+            await anyio.sleep(3600)
+        if self.down == "refused":
+            raise httpx.ConnectError("connection refused", request=request)
+        if self.down == "503":
+            return httpx.Response(503, json={"error": "overloaded"})
+        if route == "/models":
+            return httpx.Response(200, json={"object": "list", "data": [
+                {"id": name} for name in (MODEL, *self.loaded)]})
+        if route == "/load_lora_adapter":
+            if self.refuses:
+                return httpx.Response(404, json={"message": "No adapter found"})
+            if body["lora_name"] in self.loaded:
+                return httpx.Response(400, json={"message": "The lora adapter "
+                                                 f"'{body['lora_name']}' has already been loaded."})
+            self.loaded[body["lora_name"]] = body["lora_path"]
+            return httpx.Response(200, text="Success")
+        if route == "/unload_lora_adapter":
+            self.loaded.pop(body["lora_name"], None)
+            return httpx.Response(200, text="Success")
+        assert route == "/chat/completions", route
+        if body["model"] not in (MODEL, *self.loaded):
+            return httpx.Response(404, json={"message": f"model {body['model']} not found"})
+        if self.fail_after is not None and self.chats >= self.fail_after:
+            self.down = self.fail
+            return await self.handle(request)
+        self.chats += 1
+        await anyio.sleep(self.delay)
+        model = body["model"] if self.applies else MODEL
+        if body.get("logprobs"):  # the probe: greedy text and logprobs that follow the weights
+            return httpx.Response(200, json={"choices": [{"index": 0, "message": {
+                "role": "assistant", "content": f"def total(xs): ...  # {model}"},
+                "logprobs": {"content": [{"token": "def", "logprob": -0.5 - len(model) / 100},
+                                         {"token": " total", "logprob": -1.25}]}}]})
+        user = body["messages"][-1]["content"][:12]
+        return httpx.Response(200, json={
+            "choices": [{"index": i, "message": {"role": "assistant",
+                                                 "content": f"print({user!r}, {i})"}}
+                        for i in range(body.get("n", 1))],
+            "usage": {"prompt_tokens": 30, "completion_tokens": 5 * body.get("n", 1)}})
+
+
+class Cluster:
+    def __init__(self, *servers: FakeVLLM) -> None:
+        self.servers = {s.host: s for s in servers}
+        self.transport = httpx.MockTransport(self)
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        return await self.servers[request.url.host].handle(request)
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch) -> None:
+    monkeypatch.setattr(ChatClient, "_delay", lambda self, attempt, ra: 0.0)
+
+
+def backend(*servers: FakeVLLM, **kw) -> OpenAIBackend:
+    settings = dict(base_urls=[s.url for s in servers], model=MODEL, batch_size=64,
+                    concurrency=4, retries=1, lora_loading="vllm", health_timeout_s=5.0)
+    settings.update(kw)
+    return OpenAIBackend(OpenAIConfig(**settings), transport=Cluster(*servers).transport)
+
+
+PROBLEMS = load_problems("builtin")[:12]
+
+
+def generate(b: OpenAIBackend, problems=PROBLEMS, n: int = 2) -> list:
+    async def go():
+        return [s async for batch in b.stream(problems, samples_per_prompt=n,
+                                              params=SamplingSettings(max_new_tokens=16))
+                for s in batch]
+    return anyio.run(go)
+
+
+def assert_each_sample_once(samples, problems=PROBLEMS, n: int = 2) -> None:
+    assert sorted(s.id for s in samples) == sorted(f"{p.id}/c0/s{i}" for p in problems
+                                                   for i in range(n))
+
+
+def test_the_server_with_fewer_requests_in_flight_gets_the_next() -> None:
+    fast, slow = FakeVLLM("fast"), FakeVLLM("slow", delay=0.5)
+    samples = generate(backend(fast, slow))
+    assert_each_sample_once(samples)
+    # The slow server holds its first requests while the fast one answers all the rest.
+    assert fast.chats > slow.chats >= 1 and fast.chats + slow.chats == len(PROBLEMS)
+    # Equally loaded servers take turns.
+    a, b, c = FakeVLLM("a"), FakeVLLM("b"), FakeVLLM("c")
+    generate(backend(a, b, c, concurrency=1), n=1)
+    assert (a.chats, b.chats, c.chats) == (4, 4, 4)
+
+
+@pytest.mark.parametrize("fail", ["refused", "503"])
+def test_a_server_failing_mid_cycle_is_taken_out_and_its_requests_resent(fail, caplog) -> None:
+    bad, good = FakeVLLM("bad", fail_after=3, fail=fail), FakeVLLM("good", delay=0.01)
+    b = backend(bad, good)
+    with caplog.at_level(logging.INFO, logger="halo_forge.generate"):
+        samples = generate(b)
+    assert_each_sample_once(samples)
+    assert bad.chats == 3 and good.chats == len(PROBLEMS) - 3
+    out = {s.url: s for s in b.pool.servers}[bad.url]
+    assert not out.live and out.failures >= 1
+    assert f"{bad.url}: " in caplog.text and "taken out" in caplog.text
+    assert f"{good.url}: {good.chats} requests, 0 failed" in caplog.text  # the cycle's stats
+
+
+def test_no_server_left_is_one_line_naming_them() -> None:
+    a, b = FakeVLLM("a"), FakeVLLM("b")
+    a.down, b.down = "refused", "503"
+    with pytest.raises(HaloError) as err:
+        generate(backend(a, b))
+    assert a.url in str(err.value) and b.url in str(err.value) and "\n" not in str(err.value)
+    assert "vllm serve" in str(err.value)
+    # Both die mid-cycle: the same line, not a hang or a traceback.
+    a, b = FakeVLLM("a", fail_after=2), FakeVLLM("b", fail_after=2, fail="503")
+    with pytest.raises(HaloError, match="no generation server is answering"):
+        generate(backend(a, b))
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    silent, good = FakeVLLM("silent"), FakeVLLM("good")
+    silent.down = "hang"
+    b = backend(silent, good, health_timeout_s=0.2)
+    assert_each_sample_once(generate(b))
+    out = {s.url: s for s in b.pool.servers}[silent.url]
+    assert not out.live and "no answer to GET /models within 0.2s" in out.reason
+    # Alone, it is a one-line error after the health check's deadline.
+    with pytest.raises(HaloError, match="no answer to GET /models"):
+        generate(backend(silent, health_timeout_s=0.2))
+    # One that answers the health check but not a request: the request's deadline.
+    late = FakeVLLM("late", delay=3600)
+    b = backend(late, FakeVLLM("good2"), timeout_s=0.2)
+    assert_each_sample_once(generate(b))
+    assert not {s.url: s for s in b.pool.servers}[late.url].live
+
+
+def test_each_adapter_is_loaded_into_every_server_before_the_cycle(tmp_path) -> None:
+    a, b = FakeVLLM("a"), FakeVLLM("b")
+    be = backend(a, b)
+    be.load_adapter(str(tmp_path / "cycle_1"))
+    for s in (a, b):
+        loads = [body for m, r, body in s.log if r == "/load_lora_adapter"]
+        assert loads == [{"lora_name": "halo-forge-1", "lora_path": str(tmp_path / "cycle_1")}]
+    generate(be)
+    for s in (a, b):
+        routes = [r for m, r, body in s.log]
+        first_generation = next(i for i, (m, r, body) in enumerate(s.log)
+                                if r == "/chat/completions" and "logprobs" not in body)
+        assert routes.index("/load_lora_adapter") < first_generation
+        assert {g["model"] for g in s.generations()} == {"halo-forge-1"}
+    # The next cycle's adapter: a new name everywhere, the old one unloaded.
+    be.load_adapter(str(tmp_path / "cycle_1"))  # the same folder retrained
+    assert a.loaded == b.loaded == {"halo-forge-2": str(tmp_path / "cycle_1")}
+    assert be.served == "halo-forge-2" and be.adapter == str(tmp_path / "cycle_1")
+    with pytest.raises(HaloError, match="lora_loading"):
+        backend(FakeVLLM("c"), lora_loading="none").load_adapter(str(tmp_path / "a"))
+
+
+def test_a_restarted_server_gets_the_adapter_again_before_requests(tmp_path) -> None:
+    a, b = FakeVLLM("a"), FakeVLLM("b")
+    be = backend(a, b)
+    be.load_adapter(str(tmp_path / "ad"))
+    a.loaded.clear()  # restarted between cycles: the runtime-loaded adapter is gone
+    assert_each_sample_once(generate(be))
+    assert a.loaded == {"halo-forge-1": str(tmp_path / "ad")}
+    assert {g["model"] for g in a.generations()} == {"halo-forge-1"}
+
+
+def test_a_server_that_ignores_the_adapter_fails_the_probe(tmp_path, caplog) -> None:
+    a, b = FakeVLLM("a"), FakeVLLM("b", applies=False)
+    with pytest.raises(HaloError) as err:
+        backend(a, b).load_adapter(str(tmp_path / "ad"))
+    assert f"not applied on {b.url}" in str(err.value) and "base model" in str(err.value)
+    assert "\n" not in str(err.value)
+    a, b = FakeVLLM("a"), FakeVLLM("b", applies=False)
+    with caplog.at_level(logging.WARNING):
+        backend(a, b, probe="warn").load_adapter(str(tmp_path / "ad"))
+    assert f"not applied on {b.url}" in caplog.text
+    a, b = FakeVLLM("a"), FakeVLLM("b", applies=False)
+    backend(a, b, probe="off").load_adapter(str(tmp_path / "ad"))
+    assert not [body for m, r, body in b.log if body.get("logprobs")]
+
+
+def test_a_server_that_refuses_the_adapter_is_taken_out(tmp_path) -> None:
+    a, b = FakeVLLM("a"), FakeVLLM("b", refuses=True)
+    be = backend(a, b)
+    be.load_adapter(str(tmp_path / "ad"))
+    assert [s.url for s in be.pool.live] == [a.url]
+    with pytest.raises(HaloError) as err:
+        backend(FakeVLLM("c", refuses=True), FakeVLLM("d", refuses=True)).load_adapter(
+            str(tmp_path / "ad"))
+    assert "no generation server loaded adapter" in str(err.value)
+    assert "http://c:8000/v1: POST /load_lora_adapter refused" in str(err.value)
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" in str(err.value) and "\n" not in str(err.value)
+
+
+MINIMAL = '[model]\ntiny = true\n[generation.engine]\n' \
+          'backend = "openai"\n'
+
+
+def test_base_url_and_base_urls_are_one_setting() -> None:
+    with pytest.raises(HaloError, match="set base_url .* or base_urls .*, not both"):
+        parse_config(MINIMAL + 'base_url = "http://a:8000/v1"\nbase_urls = ["http://b:8000/v1"]\n')
+    c = parse_config(MINIMAL + 'base_url = "http://a:8000/v1"\n').generation.engine
+    assert c.urls == ["http://a:8000/v1"]
+    assert parse_config(MINIMAL).generation.engine.urls == ["http://localhost:8000/v1"]
+    with pytest.raises(HaloError, match="listed twice"):
+        parse_config(MINIMAL + 'base_urls = ["http://b:8000/v1", "http://b:8000/v1/"]\n')

@@ -20,6 +20,8 @@ from halo_forge.data.registry import load_problems
 from halo_forge.errors import HaloError
 from halo_forge.generate import OpenAIConfig, SamplingSettings
 from halo_forge.generate.openai_backend import OpenAIBackend
+from halo_forge.raft import generate_and_verify, read_cycle
+from halo_forge.records import Verdict
 
 MODEL = "qwen-coder"
 
@@ -31,6 +33,7 @@ class FakeVLLM:
         self.fail_after, self.fail = fail_after, fail  # after this many chats: refused | 503
         self.applies, self.refuses = applies, refuses  # applies: adapters change the output
         self.down = ""  # "refused" | "503" | "hang": every route answers so
+        self.lists_models = True  # False: no GET /v1/models route (404)
         self.loaded: dict[str, str] = {}  # adapter name -> path
         self.log: list[tuple[str, str, dict]] = []  # (method, route, body) as they came
         self.chats = 0  # chat completions answered (probes included)
@@ -53,6 +56,8 @@ class FakeVLLM:
         if self.down == "503":
             return httpx.Response(503, json={"error": "overloaded"})
         if route == "/models":
+            if not self.lists_models:
+                return httpx.Response(404, json={"detail": "Not Found"})
             return httpx.Response(200, json={"object": "list", "data": [
                 {"id": name} for name in (MODEL, *self.loaded)]})
         if route == "/load_lora_adapter":
@@ -174,6 +179,10 @@ def test_a_server_that_never_answers_times_out() -> None:
     # Alone, it is a one-line error after the health check's deadline.
     with pytest.raises(HaloError, match="no answer to GET /models"):
         generate(backend(silent, health_timeout_s=0.2))
+    # A server without the /models route is up all the same (its requests say the rest).
+    plain = FakeVLLM("plain")
+    plain.lists_models = False
+    assert_each_sample_once(generate(backend(plain)))
     # One that answers the health check but not a request: the request's deadline.
     late = FakeVLLM("late", delay=3600)
     b = backend(late, FakeVLLM("good2"), timeout_s=0.2)
@@ -239,6 +248,30 @@ def test_a_server_that_refuses_the_adapter_is_taken_out(tmp_path) -> None:
     assert "no generation server loaded adapter" in str(err.value)
     assert "http://c:8000/v1: POST /load_lora_adapter refused" in str(err.value)
     assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" in str(err.value) and "\n" not in str(err.value)
+
+
+class _Verifier:
+    async def verify(self, sample):
+        return Verdict(id=sample.id, status="passed", reward=1.0, compiled=True)
+
+
+@pytest.mark.anyio
+async def test_a_raft_cycle_over_two_servers_one_failing_records_each_sample_once(
+        tmp_path) -> None:
+    bad, good = FakeVLLM("bad", fail_after=4), FakeVLLM("good", delay=0.01)
+    be = backend(bad, good)
+    be.load_adapter(str(tmp_path / "cycle_0_final"))  # the pipeline does this in a thread
+    stats = await generate_and_verify(problems=PROBLEMS, backend=be, verifier=_Verifier(),
+                                      cycle=1, cycle_dir=tmp_path / "c1", samples_per_prompt=3,
+                                      settings=SamplingSettings(max_new_tokens=16),
+                                      concurrency=2)
+    samples, verdicts = read_cycle(tmp_path / "c1")
+    want = sorted(f"{p.id}/c1/s{i}" for p in PROBLEMS for i in range(3))
+    assert sorted(s.id for s in samples) == sorted(v.id for v in verdicts) == want
+    assert stats.verdicts == len(want)
+    assert {s.params.adapter for s in samples} == {str(tmp_path / "cycle_0_final")}
+    assert {g["model"] for g in bad.generations() + good.generations()} == {"halo-forge-1"}
+    assert not {s.url: s for s in be.pool.servers}[bad.url].live
 
 
 MINIMAL = '[model]\ntiny = true\n[generation.engine]\n' \

@@ -55,7 +55,7 @@ class ServerPool:
         # before it gets requests; returns "" or why it cannot serve.
         self.on_ready: Callable[[Server, list[str]], Awaitable[str]] | None = None
         self._next = 0  # round robin among equally loaded servers
-        self._lock = anyio.Lock()
+        self._lock: anyio.Lock | None = None  # made in the event loop that uses it
         self._down: str = ""  # set when a full check found no server; cleared by check_all
 
     @property
@@ -94,8 +94,10 @@ class ServerPool:
         except httpx.HTTPError as exc:
             return (f"GET /models: {type(exc).__name__}: {exc}" if str(exc)
                     else f"GET /models: {type(exc).__name__}"), []
-        if resp.status_code != 200:
+        if resp.status_code >= 500:
             return f"GET /models: HTTP {resp.status_code}", []
+        if resp.status_code != 200:  # up, without the route (or with a key it refuses: the
+            return "", []            # requests will say so in one line)
         try:
             names = [str(m["id"]) for m in resp.json()["data"]]
         except (ValueError, KeyError, TypeError):
@@ -119,6 +121,7 @@ class ServerPool:
     async def check_all(self) -> None:
         """Ask every server (together); those that do not answer are out. None: HaloError."""
         self._down = ""
+        self._lock = anyio.Lock()
         async with anyio.create_task_group() as tg:
             for server in self.servers:
                 tg.start_soon(self._check, server)
@@ -153,6 +156,8 @@ class ServerPool:
             if not server.live and not server.checking and server.retry_at <= now:
                 await self._check(server)
         if not self.live:
+            if self._lock is None:
+                self._lock = anyio.Lock()
             async with self._lock:  # one full check at a time; the others see its result
                 if self._down:
                     raise HaloError(self._down)

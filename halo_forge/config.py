@@ -2,8 +2,8 @@
 values are errors that name the key.
 
 Sections: [model] [data] [sft] [raft] [generation] (+ [generation.engine]) [verifier]
-[benchmark] [output]; examples/cpu-tiny.toml documents every key. The values in the file are
-the values used: command-line flags override only the keys they name, when given.
+[benchmark] [output] [cluster]; examples/cpu-tiny.toml documents every key. The values in the
+file are the values used: command-line flags override only the keys they name, when given.
 
 This module imports no torch: `halo-forge run --help` and config errors stay fast.
 """
@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
+from halo_forge.cluster.settings import ClusterSettings
 from halo_forge.errors import HaloError
 from halo_forge.examples import EXAMPLES_DIR
 from halo_forge.generate.base import (
@@ -236,6 +237,7 @@ class PipelineConfig(_Section):
     verifier: VerifierConfig = VerifierConfig()
     benchmark: BenchmarkSection = BenchmarkSection()
     output: OutputSection = OutputSection()
+    cluster: ClusterSettings = ClusterSettings()  # verification on a Ray cluster
 
     def __post_init__(self) -> None:
         if self.raft.max_per_prompt > self.raft.samples_per_prompt:
@@ -382,7 +384,7 @@ NEUTRAL_KEYS = frozenset({
     "generation.engine.gpu_memory_utilization", "generation.engine.enable_sleep_mode",
     "generation.engine.probe", "sft.logging_steps", "sft.save_steps", "sft.train_process",
 })
-NEUTRAL_SECTIONS = ("output",)
+NEUTRAL_SECTIONS = ("output", "cluster")
 
 # Keys that came after runs were made: while one holds its default it is left out of a stage's
 # values, so a run started before the key existed resumes instead of being refused as changed.

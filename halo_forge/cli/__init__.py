@@ -28,6 +28,7 @@ _GROUPS = (
     "halo_forge.cli.verify",
     "halo_forge.cli.bench",
     "halo_forge.cli.sandbox",
+    "halo_forge.cli.cluster",
 )
 
 

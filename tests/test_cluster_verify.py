@@ -1,0 +1,158 @@
+"""Verification on a Ray cluster of two simulated nodes (one raylet each, as Ray's own tests
+do): the same verdicts as this machine's verifier, nothing lost or duplicated when a worker is
+SIGKILLed mid-batch, a worker with a broken sandbox retired while its neighbour keeps the full
+rewards, and `cluster check`'s table. The cluster starts once for the module (~20 s)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import anyio
+import msgspec
+import pytest
+
+from halo_forge.cluster import ClusterSettings, open_verifier
+from halo_forge.cluster.verifier import RayVerifier, pids_of
+from halo_forge.errors import HaloError
+from halo_forge.sandbox import Limits
+from halo_forge.verify.config import Compiler, VerifierConfig
+from halo_forge.verify.runner import verify_indexed
+from halo_forge.verify.types import VerifySample
+from tests.sandbox_util import PYTHON
+
+pytestmark = pytest.mark.slow
+
+CONFIG = VerifierConfig(
+    run_limits=Limits(cpu_s=1.0, wall_s=2.0, memory_mb=256, output_bytes=1 << 16),
+    pch=False, python=Compiler(command=PYTHON, flags=("-I",)),
+)
+AB = [{"stdin": "1 2\n", "stdout": "3\n"}, {"stdin": "40 2\n", "stdout": "42\n"}]
+C_SUM = ('#include <stdio.h>\nint main(void){long a,b;if(scanf("%ld %ld",&a,&b)!=2)return 1;'
+         'printf("%ld\\n",a+b);return 0;}\n')
+PY_SUM = "a, b = map(int, input().split())\nprint(a + b)\n"
+
+
+def sample(id: str, code: str, language: str, tests=AB) -> VerifySample:
+    return msgspec.convert({"id": id, "code": code, "language": language, "io_tests": tests},
+                           VerifySample)
+
+
+def corpus() -> list[VerifySample]:
+    return [
+        sample("c-ok", C_SUM, "c"),
+        sample("c-wrong", C_SUM.replace("a+b", "a-b"), "c"),
+        sample("c-compile", "int main(void){ return x; }\n", "c"),
+        sample("c-timeout", "int main(void){ for(;;){} }\n", "c"),
+        sample("py-ok", PY_SUM, "python"),
+        sample("py-wrong", PY_SUM.replace("a + b", "a * b"), "python"),
+        sample("py-compile", "def f(:\n", "python"),
+        sample("py-timeout", "while True:\n    pass\n", "python"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    # The head offers no CPUs, as a driver-only head would: the workers go to the two nodes.
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    c.add_node(num_cpus=1)
+    c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    yield c
+    c.shutdown()
+
+
+def settings(cluster, **kw) -> ClusterSettings:
+    return ClusterSettings(address=cluster.address, start_timeout_s=120, **kw)
+
+
+async def verify_all(verifier, samples, *, on_first=None) -> list[tuple[int, object]]:
+    out = []
+    async with verify_indexed(samples, verifier=verifier) as pairs:
+        async for index, verdict in pairs:
+            if not out and on_first is not None:
+                on_first()
+            out.append((index, verdict))
+    return out
+
+
+def essence(v) -> tuple:
+    return (v.id, v.status, v.reward, v.compiled, v.tests_passed, v.tests_total)
+
+
+@pytest.mark.anyio
+async def test_two_nodes_give_the_local_verdicts(cluster):
+    samples = corpus()
+    async with open_verifier(CONFIG) as local:
+        expected = sorted(essence(v) for _, v in await verify_all(local, samples))
+    async with open_verifier(CONFIG, settings(cluster)) as remote:
+        assert isinstance(remote, RayVerifier)
+        assert len({r.node_id for r in remote.reports}) == 2  # one worker on each node
+        assert remote.config.workers() == 2  # one slot per single-CPU node
+        got = sorted(essence(v) for _, v in await verify_all(remote, samples))
+    assert got == expected
+    statuses = {e[1] for e in expected}
+    assert {"passed", "wrong_answer", "compile_error", "timeout"} <= statuses
+
+
+@pytest.mark.anyio
+async def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(cluster):
+    # Slow, distinct samples keep both workers busy when one is killed.
+    samples = [sample(f"s{i}", f"import time\ntime.sleep(0.3)\nprint({i})\n", "python",
+                      tests=[{"stdin": "", "stdout": f"{i}\n"}]) for i in range(16)]
+    async with RayVerifier(CONFIG, settings(cluster, batch_size=4)) as remote:
+        victim = pids_of(remote)[0][0]
+        killed = []
+
+        def kill() -> None:
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+        pairs = await verify_all(remote, samples, on_first=kill)
+        assert killed and len(remote.live_workers()) == 1
+    indexes = [i for i, _ in pairs]
+    assert sorted(indexes) == list(range(16))  # each sample once: none lost, none twice
+    assert all(v.status == "passed" and v.reward == 1.0 for _, v in pairs)
+
+
+@pytest.mark.anyio
+async def test_a_worker_whose_sandbox_fails_is_retired_and_the_other_keeps_full_rewards(cluster):
+    samples = [sample(f"p{i}", PY_SUM.replace("a + b", f"a + b + {i} - {i}"), "python")
+               for i in range(10)]
+    async with RayVerifier(CONFIG, settings(cluster, max_sandbox_errors=2)) as remote:
+        (_, zygote), _ = pids_of(remote)
+        broken = remote.live_workers()[0].name
+        os.kill(zygote, signal.SIGKILL)  # that worker's sandbox is gone: every run fails
+        with anyio.fail_after(60):
+            pairs = await verify_all(remote, samples)
+        assert [w.name for w in remote.live_workers()] != [broken]
+        assert len(remote.live_workers()) == 1
+    # What the broken sandbox failed went to the honest worker: full reward for every sample.
+    assert sorted(i for i, _ in pairs) == list(range(10))
+    assert all(v.status == "passed" and v.reward == 1.0 for _, v in pairs), \
+        [(v.id, v.status, v.output[:80]) for _, v in pairs]
+
+
+@pytest.mark.anyio
+async def test_no_worker_left_is_one_line_naming_the_cluster(cluster):
+    async with RayVerifier(CONFIG, settings(cluster, max_sandbox_errors=1)) as remote:
+        for _, zygote in pids_of(remote):
+            os.kill(zygote, signal.SIGKILL)
+        with anyio.fail_after(60), pytest.raises(HaloError) as err:
+            await verify_all(remote, [sample(f"q{i}", PY_SUM, "python") for i in range(4)])
+    msg = str(err.value)
+    assert "\n" not in msg and cluster.address in msg and "no verifier worker left" in msg
+
+
+def test_cluster_check_lists_both_nodes(cluster, capsys):
+    from halo_forge.cli import main
+
+    assert main(["cluster", "check", "--ray-address", cluster.address]) == 0
+    out = capsys.readouterr().out.splitlines()
+    header, *rows = [line for line in out if line.strip()][:3]
+    assert header.split()[:5] == ["node", "ip", "workers", "slots", "cores"]
+    assert "gcc" in header and len(rows) == 2
+    assert all(row.split()[2] == "1" for row in rows)  # one worker per node
+    assert any("toolchains: the same on every node" in line for line in out)

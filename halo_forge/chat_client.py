@@ -45,6 +45,11 @@ class ApiError(Exception):
         self.reason = reason
 
 
+class NotFound(HaloError):
+    """HTTP 404: no such URL or model. A server that lost a runtime-loaded adapter (restarted)
+    answers so too, which a caller with other servers can recover from."""
+
+
 class ChatClient:
     """POST {base_url}/chat/completions with retries; one shared httpx.AsyncClient."""
 
@@ -129,9 +134,10 @@ class ChatClient:
                     raise HaloError(f"{self.endpoint.name}: the API key was refused "
                                     f"(HTTP {resp.status_code}); check ${self.endpoint.key_env}")
                 if resp.status_code in (400, 404, 422):
-                    raise HaloError(f"{self.endpoint.name}: HTTP {resp.status_code} from "
-                                    f"{resp.request.url}: {resp.text[:200].strip()}; check "
-                                    "--base-url and --model")
+                    kind = NotFound if resp.status_code == 404 else HaloError
+                    raise kind(f"{self.endpoint.name}: HTTP {resp.status_code} from "
+                               f"{resp.request.url}: {resp.text[:200].strip()}; check "
+                               "--base-url and --model")
                 if resp.status_code not in RETRY_STATUS:
                     raise ApiError(f"http_{resp.status_code}")
                 last = f"HTTP {resp.status_code}"

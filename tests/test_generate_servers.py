@@ -28,10 +28,12 @@ MODEL = "qwen-coder"
 
 class FakeVLLM:
     def __init__(self, host: str, *, delay: float = 0.0, fail_after: int | None = None,
-                 fail: str = "refused", applies: bool = True, refuses: bool = False) -> None:
+                 fail: str = "refused", applies: bool = True, refuses: bool = False,
+                 forget_after: int | None = None) -> None:
         self.host, self.delay = host, delay
         self.fail_after, self.fail = fail_after, fail  # after this many chats: refused | 503
         self.applies, self.refuses = applies, refuses  # applies: adapters change the output
+        self.forget_after = forget_after  # after this many chats: restarted, adapters gone
         self.down = ""  # "refused" | "503" | "hang": every route answers so
         self.lists_models = True  # False: no GET /v1/models route (404)
         self.loaded: dict[str, str] = {}  # adapter name -> path
@@ -72,6 +74,8 @@ class FakeVLLM:
             self.loaded.pop(body["lora_name"], None)
             return httpx.Response(200, text="Success")
         assert route == "/chat/completions", route
+        if self.forget_after is not None and self.chats >= self.forget_after:
+            self.loaded.clear()
         if body["model"] not in (MODEL, *self.loaded):
             return httpx.Response(404, json={"message": f"model {body['model']} not found"})
         if self.fail_after is not None and self.chats >= self.fail_after:
@@ -220,6 +224,19 @@ def test_a_restarted_server_gets_the_adapter_again_before_requests(tmp_path) -> 
     assert_each_sample_once(generate(be))
     assert a.loaded == {"halo-forge-1": str(tmp_path / "ad")}
     assert {g["model"] for g in a.generations()} == {"halo-forge-1"}
+
+
+def test_a_server_that_forgets_the_adapter_mid_cycle_is_taken_out(tmp_path) -> None:
+    a, b = FakeVLLM("a", forget_after=5), FakeVLLM("b", delay=0.01)  # 2 of a's 5: probes
+    be = backend(a, b)
+    be.load_adapter(str(tmp_path / "ad"))
+    assert_each_sample_once(generate(be))
+    out = {s.url: s for s in be.pool.servers}[a.url]
+    assert not out.live and "lost adapter halo-forge-1" in out.reason
+    assert {g["model"] for g in a.generations() + b.generations()} == {"halo-forge-1"}
+    # The base model missing is a wrong name, not a lost adapter: one line at once.
+    with pytest.raises(HaloError, match="HTTP 404.*check --base-url and --model"):
+        generate(backend(FakeVLLM("c"), model="no-such-model"))
 
 
 def test_a_server_that_ignores_the_adapter_fails_the_probe(tmp_path, caplog) -> None:

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import anyio
 import msgspec
 
-from halo_forge.chat_client import ApiError, ChatClient, Endpoint
+from halo_forge.chat_client import ApiError, ChatClient, Endpoint, NotFound
 from halo_forge.data.chat import DEFAULT_SYSTEM, problem_messages
 from halo_forge.errors import HaloError, first_error
 from halo_forge.generate.base import (
@@ -143,6 +143,12 @@ class OpenAIBackend:
                 self.pool.take_out(server, str(exc))
                 if sends >= self.pool.max_sends:
                     raise
+            except NotFound as exc:
+                if self.served == self.model or sends >= self.pool.max_sends:
+                    raise  # the base model is not there: a wrong URL or model name
+                # A restarted server forgot the adapter: out until its health check, which
+                # loads it again.
+                self.pool.take_out(server, f"lost adapter {self.served} ({exc})")
             finally:
                 self.pool.release(server)
 

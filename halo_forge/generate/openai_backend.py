@@ -19,6 +19,7 @@ consumer). Windows hold about `batch_size` samples, enough to keep `concurrency`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -55,14 +56,13 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+
 def run_blocking(fn: Callable[[], Awaitable[T]]) -> T:
     """`fn()` to completion from synchronous code (load_adapter is synchronous: the pipeline
     calls it from a worker thread), in a thread of its own when this one runs an event loop."""
     try:
-        import sniffio
-
-        sniffio.current_async_library()
-    except Exception:  # no event loop in this thread
+        asyncio.get_running_loop()  # halo-forge runs anyio on asyncio
+    except RuntimeError:  # no event loop in this thread
         return anyio.run(fn)
     result: list[Any] = []
 
@@ -80,8 +80,7 @@ def run_blocking(fn: Callable[[], Awaitable[T]]) -> T:
     return result[0]
 
 
-
-Signature = tuple[str, "float | None"]  # a probe's greedy text and its summed logprob
+Signature = tuple[str, float | None]  # a probe's greedy text and its summed logprob
 
 
 class OpenAIBackend:

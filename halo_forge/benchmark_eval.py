@@ -145,6 +145,8 @@ async def evaluate(
     ks: Sequence[int],
     verifier_config: Any = None,
     sandbox: Any = None,
+    verifier: Any = None,
+    cluster: Any = None,
     output_dir: Path | None = None,
     meta: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -159,13 +161,17 @@ async def evaluate(
     and score pass@k / compile@k for each k in `ks` (each k <= samples).
 
     `verifier_config`: a VerifierConfig (default: auto). `sandbox`: a running Sandbox to share
-    (default: the verifier starts its own). `output_dir`: where summary.json, results.jsonl,
-    samples.jsonl (unless keep_samples=False), report.md and pass_at_k.png go. `meta` is stored
+    (default: the verifier starts its own). `verifier`: a running verifier to use instead (the
+    pipeline's, local or on a cluster); `cluster`: ClusterSettings for one of its own.
+    `output_dir`: where summary.json, results.jsonl, samples.jsonl (unless
+    keep_samples=False), report.md and pass_at_k.png go. `meta` is stored
     in the summary as given (cycle, split, ...). `progress(done, total)` is called after each
     verdict. `sampling` defaults to DEFAULT_SAMPLING; `buffer` is how many samples may wait
     between generation and verification (default: 4 x the verifier's workers)."""
+    from contextlib import AsyncExitStack, nullcontext
+
+    from halo_forge.cluster import open_verifier
     from halo_forge.verify.config import VerifierConfig
-    from halo_forge.verify.runner import Verifier
 
     config = verifier_config if verifier_config is not None else VerifierConfig()
     ks = check_ks(ks, samples)
@@ -181,7 +187,8 @@ async def evaluate(
                             f"handles {', '.join(config.languages)}: use --verifier auto")
         by_id[p.id] = _Tally(p, samples)
     settings = sampling if sampling is not None else DEFAULT_SAMPLING
-    workers = concurrency or config.workers()
+    verifying = (nullcontext(verifier) if verifier is not None
+                 else open_verifier(config, cluster, sandbox=sandbox))
     total = samples * len(problems)
 
     samples_out = None
@@ -218,11 +225,13 @@ async def evaluate(
                 await aclose()
 
     try:
-        async with (
-            Verifier(config, sandbox=sandbox) as verifier,
-            rollout(batches(), verifier=verifier, problems={p.id: p for p in problems},
-                    buffer=buffer or 4 * workers, concurrency=workers) as pairs,
-        ):
+        async with AsyncExitStack() as stack:
+            verifier = await stack.enter_async_context(verifying)
+            # A cluster's verifier knows its slots once its workers are up.
+            workers = concurrency or verifier.config.workers()
+            pairs = await stack.enter_async_context(rollout(
+                batches(), verifier=verifier, problems={p.id: p for p in problems},
+                buffer=buffer or 4 * workers, concurrency=workers))
             async for sample, verdict in pairs:
                 by_id[sample.problem_id].add(verdict)
                 if samples_out is not None:

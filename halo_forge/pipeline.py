@@ -364,9 +364,9 @@ class Pipeline:
 
     async def _verifier_ready(self) -> Any:
         if self._verifier is None:
-            from halo_forge.verify.runner import Verifier
+            from halo_forge.cluster import open_verifier
 
-            verifier = Verifier(self.config.verifier)
+            verifier = open_verifier(self.config.verifier, self.config.cluster)
             await verifier.__aenter__()
             self._verifier = verifier
         return self._verifier
@@ -494,7 +494,7 @@ class Pipeline:
                     cycle_dir=cycle_dir, samples_per_prompt=r.samples_per_prompt,
                     settings=self._sampling(seed=r.seed * 1_000_003 + cycle * 7919),
                     buffer_batches=r.buffer_batches,
-                    concurrency=self.config.verifier.concurrency, stop=self.stop,
+                    concurrency=verifier.config.concurrency, stop=self.stop,
                     on_verdict=lambda v: bar.advance(1))
             rates = stats.rates()
             metrics = msgspec.structs.replace(
@@ -617,12 +617,16 @@ class Pipeline:
                 result = await evaluate(
                     problems=problems, backend=backend, samples=samples, ks=ks,
                     verifier_config=self.config.verifier,
-                    sandbox=verifier.sandbox, output_dir=folder,
+                    # On a cluster the run's own workers; here a verifier of its own on the
+                    # run's sandbox, as always.
+                    **({"verifier": verifier} if self.config.cluster.enabled
+                       else {"sandbox": verifier.sandbox}),
+                    output_dir=folder,
                     meta={"adapter": adapter, "cycle": cycle}, cycle=cycle,
                     sampling=self._sampling(seed=self.config.raft.seed + 17 * cycle,
                                             temperature=temperature),
                     dataset=self.config.data.dataset,
-                    concurrency=self.config.verifier.concurrency,
+                    concurrency=verifier.config.concurrency,
                     progress=lambda done, total: bar.advance(1))
                 tg.cancel_scope.cancel()
         self.stop.check()

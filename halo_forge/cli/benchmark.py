@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from halo_forge.argtypes import positive_int
+from halo_forge.cli.cluster import add_ray_address, cluster_settings
 from halo_forge.cli.flags import add_struct_flags
 from halo_forge.cli.parser import add_group
 from halo_forge.cli.verify import add_verifier_flags
@@ -70,6 +71,7 @@ def register(subparsers) -> None:
     src.add_argument("--split-seed", type=int, default=0, help="seed of the split and of --limit")
     src.add_argument("--limit", type=positive_int, default=None, help="at most N problems")
     add_verifier_flags(p)
+    add_ray_address(p)
     p.add_argument("--samples", type=positive_int, default=10, help="n: samples per problem")
     p.add_argument("--k", default=None, help="comma-separated ks, each <= --samples "
                    "(default: those of 1,5,10 that are <= --samples)")
@@ -245,6 +247,7 @@ def _run(args) -> int:
         verifier = VerifierConfig(verifier=args.verifier, concurrency=args.concurrency)
     except (ValueError, msgspec.ValidationError) as exc:
         raise HaloError(f"benchmark run: {exc}") from None
+    cluster = cluster_settings(args)
     engine = _backend_config(args)  # the engine's flags checked before anything loads
     if note and not args.quiet:  # after the checks, so that a usage error stays one line
         print(note, file=sys.stderr)
@@ -265,7 +268,8 @@ def _run(args) -> int:
         with _progress(args.quiet, len(problems) * args.samples) as report:
             summary = anyio.run(lambda: evaluate(
                 problems=problems, backend=backend, samples=args.samples, ks=ks,
-                verifier_config=verifier, output_dir=args.output, sampling=sampling,
+                verifier_config=verifier, cluster=cluster, output_dir=args.output,
+                sampling=sampling,
                 dataset=label, progress=report, meta={"command": "benchmark run"},
             ))
     finally:

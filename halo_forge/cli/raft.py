@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from halo_forge.argtypes import positive_int
+from halo_forge.cli.cluster import add_ray_address, ray_address
 from halo_forge.cli.flags import add_struct_flags, given, spellings
 from halo_forge.cli.parser import add_group
 from halo_forge.config import section_type
@@ -68,6 +69,7 @@ def register(subparsers) -> None:
     p.add_argument("--backend", choices=tuple(ENGINES), default=None,
                    help="generation backend (default transformers; vllm on GPUs)")
     add_struct_flags(p, VLLMConfig, only=("max_lora_rank",), dest_prefix="engine.")
+    add_ray_address(p)
     p.add_argument("--benchmark", action="store_true",
                    help="run the benchmark stage after the cycles (needs a held-out split, so a "
                         "--config with a dataset rather than --prompts)")
@@ -171,6 +173,8 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str]:
     for section, _, aliases in _SECTIONS:
         for name, value in given(section_type(section), args, dest_prefix=f"{section}.").items():
             put(f"{section}.{name}", value, spellings(name, aliases)[0])
+    if ray_address(args) is not None:
+        put("cluster.address", ray_address(args), "--ray-address")
     if args.backend is not None:
         engine = data.setdefault("generation", {}).get("engine") or {}
         if engine.get("backend", "transformers") != args.backend:

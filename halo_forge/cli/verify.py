@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from halo_forge.argtypes import positive_int
+from halo_forge.cli.cluster import add_ray_address, cluster_settings
 from halo_forge.cli.flags import add_struct_flags
 from halo_forge.errors import HaloError
 from halo_forge.verify.config import VerifierConfig
@@ -41,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("input", metavar="INPUT.jsonl", help="samples, one JSON object per line")
     verify.add_argument("--out", required=True, metavar="VERDICTS.jsonl", help="where verdicts go")
     add_verifier_flags(verify)
+    add_ray_address(verify)
     # From VerifierConfig; the two switches that turn a default off keep their seed spelling.
     add_struct_flags(verify, VerifierConfig, only=("cache_path", "compare", "float_tolerance"),
                      aliases={"cache_path": ("--cache",)}, defaults=True)
@@ -62,12 +64,13 @@ def run_verify(args: argparse.Namespace) -> int:
     import anyio
     import msgspec
 
+    from halo_forge.cluster import open_verifier
     from halo_forge.paths import check_output_file
     from halo_forge.progress import Progress
     from halo_forge.verify.cache import VerdictCache
     from halo_forge.verify.in_order import InOrder
     from halo_forge.verify.partial import PartialVerdicts, resume_key
-    from halo_forge.verify.runner import Verifier, verify_indexed
+    from halo_forge.verify.runner import verify_indexed
 
     source, out = Path(args.input), Path(args.out)
     try:
@@ -78,6 +81,7 @@ def run_verify(args: argparse.Namespace) -> int:
         )
     except (ValueError, TypeError) as exc:
         raise HaloError(f"verify: {exc}") from None
+    cluster = cluster_settings(args)
     check_output_file(out, what="verify --out", input_paths=[source])
     if config.cache and args.cache_path:
         check_output_file(args.cache_path, what="verify --cache", input_paths=[source, out])
@@ -108,8 +112,9 @@ def run_verify(args: argparse.Namespace) -> int:
     async def main(bar: Any) -> None:
         nonlocal rewards
         samples = itertools.islice((s for _, s in read_samples(source)), resumed, None)
-        async with Verifier(config, cache=cache) as verifier:
-            order: InOrder[Any, Any] = InOrder(window=_REORDER_PER_WORKER * config.workers())
+        async with open_verifier(config, cluster, cache=cache) as verifier:
+            order: InOrder[Any, Any] = InOrder(
+                window=_REORDER_PER_WORKER * verifier.config.workers())
             async with verify_indexed(order.gate(samples), verifier=verifier) as pairs:
                 async for index, verdict in pairs:
                     # Counted when written, so an interrupted run reports what it kept.

@@ -132,7 +132,7 @@ class RayVerifier:
         try:
             ray.init(address=None if address == "local" else address, **kwargs)
         except (Exception, SystemExit) as exc:  # Ray exits the process when the GCS is gone
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             raise HaloError(f"cluster.address {address}: cannot connect: {first}; start one "
                             "with `ray start --head` or fix the address") from None
         self._owns_ray = True

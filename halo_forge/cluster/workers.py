@@ -76,7 +76,10 @@ def toolchain_versions(config: VerifierConfig) -> dict[str, str]:
 class VerifyWorker:
     def __init__(self, config: bytes, concurrency: int, node_id: str = "") -> None:
         logging.basicConfig(level=logging.WARNING)
-        self.config = msgspec.structs.replace(CONFIG_IN.decode(config), concurrency=concurrency)
+        # The verdict cache lives in the worker's memory: a cache_path file named by the driver
+        # may not exist on this node, and workers sharing one node would contend for it.
+        self.config = msgspec.structs.replace(CONFIG_IN.decode(config), concurrency=concurrency,
+                                              cache_path=None)
         self.node_id = node_id
         self.verifier = None
 

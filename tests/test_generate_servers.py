@@ -20,6 +20,7 @@ from halo_forge.data.registry import load_problems
 from halo_forge.errors import HaloError
 from halo_forge.generate import OpenAIConfig, SamplingSettings
 from halo_forge.generate.openai_backend import OpenAIBackend
+from halo_forge.generate.servers import FIRST_BACKOFF_S, ServerPool
 from halo_forge.raft import generate_and_verify, read_cycle
 from halo_forge.records import Verdict
 
@@ -144,6 +145,27 @@ def test_the_server_with_fewer_requests_in_flight_gets_the_next() -> None:
     a, b, c = FakeVLLM("a"), FakeVLLM("b"), FakeVLLM("c")
     generate(backend(a, b, c, concurrency=1), n=1)
     assert (a.chats, b.chats, c.chats) == (4, 4, 4)
+
+
+def test_a_server_out_is_asked_again_after_its_backoff_and_comes_back() -> None:
+    a, b = FakeVLLM("a"), FakeVLLM("b")
+    pool = ServerPool([a.url, b.url], api_key=None, health_timeout_s=1.0,
+                      transport=Cluster(a, b).transport)
+
+    async def go() -> None:
+        await pool.check_all()
+        out, other = pool.servers
+        pool.take_out(out, "HTTP 503")
+        assert await pool.acquire() is other  # its back-off is running: not asked yet
+        assert [r for _, r, _ in a.log] == ["/models"]
+        a.down, out.retry_at = "503", 0.0  # the back-off ran out; still down
+        assert await pool.acquire() is other
+        assert not out.live and out.backoff_s == 2 * FIRST_BACKOFF_S
+        a.down, out.retry_at = "", 0.0
+        assert await pool.acquire() is out and out.live  # back, and the least loaded
+        assert out.backoff_s == FIRST_BACKOFF_S
+
+    anyio.run(go)
 
 
 @pytest.mark.parametrize("fail", ["refused", "503"])

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anyio
 import httpx
@@ -287,6 +290,62 @@ def test_a_server_that_refuses_the_adapter_is_taken_out(tmp_path) -> None:
     assert "no generation server loaded adapter" in str(err.value)
     assert "http://c:8000/v1: POST /load_lora_adapter refused" in str(err.value)
     assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" in str(err.value) and "\n" not in str(err.value)
+
+
+class _RealServer(BaseHTTPRequestHandler):
+    """A server on a real socket that stops answering (drops each connection) after
+    `server.fail_after` chat completions, as a vLLM process dying mid-cycle looks."""
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _reply(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        if not self.server.dead:
+            self._reply({"data": [{"id": MODEL}]})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            self.server.dead |= self.server.chats >= self.server.fail_after
+            if self.server.dead:
+                return  # no answer at all: the client sees the connection end
+            self.server.chats += 1
+        self._reply({"choices": [{"index": i, "message": {"role": "assistant", "content": "x"}}
+                                 for i in range(body.get("n", 1))],
+                     "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+
+
+def test_real_sockets_a_server_dying_mid_cycle_and_one_never_up() -> None:
+    servers = []
+    for fail_after in (3, 10**6):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _RealServer)
+        server.dead, server.chats, server.fail_after = False, 0, fail_after
+        server.lock = threading.Lock()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+    with socket.socket() as s:  # a port nothing listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        refused = s.getsockname()[1]
+    urls = [f"http://127.0.0.1:{srv.server_address[1]}/v1" for srv in servers]
+    urls.append(f"http://127.0.0.1:{refused}/v1")
+    try:
+        be = OpenAIBackend(OpenAIConfig(base_urls=urls, model=MODEL, batch_size=64,
+                                        concurrency=4, retries=1, timeout_s=30.0))
+        assert_each_sample_once(generate(be))
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    assert [s.live for s in be.pool.servers] == [False, True, False]
+    assert servers[0].chats == 3 and servers[1].chats == len(PROBLEMS) - 3
 
 
 class _Verifier:

@@ -232,12 +232,14 @@ class RayVerifier:
         self._kick_due = False
         while self._queue:
             live = self.live_workers()
-            if not live:
-                return
-            worker = max(live, key=lambda w: (w.free, -w.outstanding))
-            if worker.free <= 0:
-                return
-            batch = self._take(worker, min(worker.free, self.cluster.batch_size), len(live))
+            batch: list[Job] = []
+            # The least loaded first; the next when all the queue's head avoids that one.
+            for worker in sorted(live, key=lambda w: -w.free):
+                if worker.free <= 0:
+                    break
+                batch = self._take(worker, min(worker.free, self.cluster.batch_size), len(live))
+                if batch:
+                    break
             if not batch:
                 return
             worker.outstanding += len(batch)

@@ -7,17 +7,33 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+VENV = ROOT / ".venv-vllm"
+PYTHON = VENV / "bin" / "python"
+# .ci/vllm-venv makes the venv in the background while the suite runs, and says where it is:
+# .building, then .ready or .failed (its log: build/vllm-venv.log).
+MAKING_TIMEOUT_S = 2400
+
+
+def _wait_until_made() -> None:
+    deadline = time.monotonic() + MAKING_TIMEOUT_S
+    while (VENV / ".building").exists() and time.monotonic() < deadline:
+        time.sleep(5)
+    log = ROOT / "build" / "vllm-venv.log"
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+    assert not (VENV / ".building").exists(), f".ci/vllm-venv still making .venv-vllm: {tail}"
+    assert not (VENV / ".failed").exists(), f".ci/vllm-venv failed: {tail}"
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_engine_tests_pass_in_their_own_venv():
+    _wait_until_made()
     if not PYTHON.exists():
         pytest.skip("no .venv-vllm here (.ci/run makes it; see README, 'The vLLM engine on CPU')")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}

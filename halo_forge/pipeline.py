@@ -368,6 +368,8 @@ class Pipeline:
 
             verifier = open_verifier(self.config.verifier, self.config.cluster)
             await verifier.__aenter__()
+            if self.config.cluster.enabled:
+                self.progress.log(verifier.describe())
             self._verifier = verifier
         return self._verifier
 

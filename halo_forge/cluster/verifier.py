@@ -217,6 +217,13 @@ class RayVerifier:
             if self._waiting.pop(ticket, None) is not None:  # cancelled: drop what comes later
                 self._ledger.release(ticket)
 
+    def describe(self) -> str:
+        """One line for the run's log: where the samples are verified."""
+        live = self.live_workers()
+        nodes = len({w.report.node_id for w in live})
+        return (f"verifying on Ray cluster {self._where()}: {len(live)} worker(s) on {nodes} "
+                f"node(s), {sum(w.capacity for w in live)} samples at once")
+
     def live_workers(self) -> list[_Worker]:
         return [w for w in self._workers if w.alive]
 

@@ -22,7 +22,7 @@ name = "fake-model"
 [data]
 dataset = "builtin"
 languages = ["python"]
-test_fraction = 0.0
+test_fraction = 0.3
 [sft]
 enabled = false
 [raft]
@@ -31,6 +31,7 @@ samples_per_prompt = 2
 reward_threshold = 0.5
 max_per_prompt = 1
 seed = 3
+eval = true            # held-out pass@1 each cycle: evaluate() on the same verifier
 [verifier]
 concurrency = 2
 [verifier.python]
@@ -64,7 +65,9 @@ def _run(tmp_path: Path, name: str, cluster: str, monkeypatch) -> list[dict]:
     monkeypatch.setattr(pipeline.Pipeline, "_train", no_training)
     assert run_config(config, config_text=text) == 0
     kept = ShardReader(out / "raft" / "cycle_1" / "kept.shard", Example)
-    return sorted((msgspec.to_builtins(e) for e in kept), key=lambda e: e["id"])
+    metrics = msgspec.json.decode((out / "metrics.jsonl").read_bytes().splitlines()[0])
+    return (sorted((msgspec.to_builtins(e) for e in kept), key=lambda e: e["id"]),
+            {k: metrics[k] for k in ("pass_rate", "compile_rate", "kept", "eval_pass_at_1")})
 
 
 @pytest.mark.slow
@@ -85,7 +88,8 @@ def test_a_cycle_on_a_local_ray_keeps_what_the_local_run_keeps(tmp_path: Path, m
     assert not started
     on_ray = _run(tmp_path, "ray", '[cluster]\naddress = "local"', monkeypatch)
     assert started  # the second run verified on Ray workers
-    assert here and on_ray == here
+    assert here[0] and on_ray == here
+    assert here[1]["eval_pass_at_1"] > 0  # the held-out evaluation verified on Ray too
     import ray
 
     assert not ray.is_initialized()  # "local" shuts its Ray down at the end

@@ -182,14 +182,20 @@ class RayVerifier:
         self._tasks.clear()
         self._fail_waiting("the verifier was closed")
         workers, self._workers = self._workers, []
+
+        async def close(w: _Worker) -> None:
+            try:
+                await w.actor.close.remote()  # its sandbox ends its runs and its zygote
+            except Exception:  # noqa: S110 - closing what may be dead already
+                pass
+
         with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(10):  # a dead node does not hold the run's exit
+                async with anyio.create_task_group() as tg:
+                    for w in workers:
+                        if w.alive:
+                            tg.start_soon(close, w)
             for w in workers:
-                if w.alive:
-                    with anyio.move_on_after(10):
-                        try:
-                            await w.actor.close.remote()
-                        except Exception:  # noqa: S110 - closing what may be dead already
-                            pass
                 self._kill(w.actor)
         if self._owns_ray and self._ray is not None:
             self._owns_ray = False
@@ -206,6 +212,8 @@ class RayVerifier:
     async def verify(self, sample: VerifySample) -> Verdict:
         if self._error:
             raise HaloError(self._error)
+        if not self._workers:
+            raise RuntimeError("RayVerifier used outside `async with`")
         ticket = next(self._tickets)
         future = asyncio.get_running_loop().create_future()
         self._waiting[ticket] = _Waiting(sample, future)

@@ -146,6 +146,16 @@ async def test_no_worker_left_is_one_line_naming_the_cluster(cluster):
     assert "\n" not in msg and cluster.address in msg and "no verifier worker left" in msg
 
 
+@pytest.mark.anyio
+async def test_a_worker_that_cannot_start_is_one_line_naming_why(cluster):
+    config = msgspec.structs.replace(CONFIG, verifier="gcc", gcc_c=Compiler(command="no-such-gcc"))
+    with pytest.raises(HaloError) as err:
+        async with RayVerifier(config, settings(cluster)):
+            pass
+    msg = str(err.value)
+    assert "\n" not in msg and "failed to start" in msg and "no-such-gcc" in msg
+
+
 def test_cluster_check_lists_both_nodes(cluster, capsys):
     from halo_forge.cli import main
 

@@ -130,7 +130,7 @@ class RayVerifier:
         if address == "local":
             kwargs["include_dashboard"] = False
         try:
-            ray.init(address=None if address == "local" else address, **kwargs)
+            ray.init(address=address, **kwargs)  # "local": a new instance, whatever RAY_ADDRESS says
         except (Exception, SystemExit) as exc:  # Ray exits the process when the GCS is gone
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             raise HaloError(f"cluster.address {address}: cannot connect: {first}; start one "
@@ -161,13 +161,20 @@ class RayVerifier:
                 ).remote(encoded, concurrency, node["NodeID"])
                 actors.append(actor)
         self._workers = []
+        starts = [actor.start.remote() for actor in actors]  # all at once
         try:
-            reports = [REPORT_IN.decode(await actor.start.remote()) for actor in actors]
+            reports = [REPORT_IN.decode(await ref) for ref in starts]
         except self._ray.exceptions.RayError as exc:
             for actor in actors:
                 self._kill(actor)
+            # A task's error carries the worker's own exception (a missing compiler, say).
+            cause = getattr(exc, "cause", None)
             raise HaloError(f"cluster {self._where()}: a verifier worker failed to start: "
-                            f"{_first_line(exc)}") from None
+                            f"{_first_line(cause if cause is not None else exc)}") from None
+        except BaseException:
+            for actor in actors:
+                self._kill(actor)
+            raise
         for i, (actor, report) in enumerate(zip(actors, reports, strict=True)):
             self._workers.append(_Worker(f"w{i}@{report.ip}/{report.node_id[:8]}", actor, report))
         self.reports = reports

@@ -102,7 +102,9 @@ async def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(cluster):
     # Slow, distinct samples keep both workers busy when one is killed.
     samples = [sample(f"s{i}", f"import time\ntime.sleep(0.3)\nprint({i})\n", "python",
                       tests=[{"stdin": "", "stdout": f"{i}\n"}]) for i in range(16)]
-    async with RayVerifier(CONFIG, settings(cluster, batch_size=4)) as remote:
+    # Four at once per worker, in batches of four: the kill lands in the middle of a batch.
+    async with RayVerifier(CONFIG, settings(cluster, batch_size=4,
+                                            concurrency_per_worker=4)) as remote:
         victim = pids_of(remote)[0][0]
         killed = []
 
@@ -112,6 +114,7 @@ async def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(cluster):
 
         pairs = await verify_all(remote, samples, on_first=kill)
         assert killed and len(remote.live_workers()) == 1
+        assert remote.resent > 0  # the victim's unfinished samples went to the other worker
     indexes = [i for i, _ in pairs]
     assert sorted(indexes) == list(range(16))  # each sample once: none lost, none twice
     assert all(v.status == "passed" and v.reward == 1.0 for _, v in pairs)

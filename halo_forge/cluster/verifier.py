@@ -83,6 +83,7 @@ class RayVerifier:
         self._error = ""
         self._owns_ray = False
         self._ray: Any = None
+        self.resent = 0  # samples a lost or retired worker held, sent to another
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -339,10 +340,11 @@ class RayVerifier:
         if not worker.alive:
             return
         worker.alive = False
-        log.warning("cluster: verifier worker %s %s: %s", worker.name,
-                    "retired" if retire else "lost", why)
         self._kill(worker.actor)
         lost = [t for t in self._ledger.lost(worker.name) if t in self._waiting]
+        log.warning("cluster: verifier worker %s %s (%s); %d unfinished samples go to another",
+                    worker.name, "retired" if retire else "lost", why, len(lost))
+        self.resent += len(lost)
         self._queue.extendleft(reversed(lost))
         if not self.live_workers():
             self._error = (f"cluster {self._where()}: no verifier worker left (the last, "

@@ -100,9 +100,9 @@ def test_the_template_holds_no_other_samples_data(monkeypatch):
 
 def test_a_template_that_reads_the_runs_stdin_leaks_it(monkeypatch):
     # The defence cut: the template keeps each run's stdin (token and tests) in its memory.
-    _template_with(monkeypatch, "        pid = os.fork()\n        if pid == 0:\n",
+    _template_with(monkeypatch, "        try:\n            pid = _fork_into(",
                    "        _kept.append(os.pread(fds[1], 1 << 20, 0))\n"
-                   "        pid = os.fork()\n        if pid == 0:\n")
+                   "        try:\n            pid = _fork_into(")
     source = pyjudge.warm_source()
     monkeypatch.setattr(pyjudge, "warm_source", lambda: source.replace("def _serve():\n", "_kept = []\n\n\ndef _serve():\n"))
     got = _in_order([HOLDER, _python("scan", SCAN, io_tests=_io("found\n"))])

@@ -609,9 +609,14 @@ def _prctl():
         return ctypes.CDLL(None, use_errno=True).prctl, ctypes.get_errno
 
 
+_PRCTL = []  # (prctl, get_errno) once made: the warm template makes it before any run (prepare)
+
+
 def _nondumpable():
     """After this, no process of the run can open this one's /proc memory or descriptors."""
-    prctl, get_errno = _prctl()
+    if not _PRCTL:
+        _PRCTL.append(_prctl())
+    prctl, get_errno = _PRCTL[0]
     pr_set_dumpable, pr_get_dumpable = 4, 3
     if prctl(pr_set_dumpable, 0, 0, 0, 0) != 0 or prctl(pr_get_dumpable, 0, 0, 0, 0) != 0:
         raise OSError(get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
@@ -739,6 +744,14 @@ def _run(judge, tests):
         traceback.print_exc()
         return 1
     return 0
+
+
+def prepare():
+    """Called once by the warm template (pywarm_main.py), whose forks then call main(): what
+    every run would otherwise make or import for itself. Nothing of any run is read here."""
+    _PRCTL.append(_prctl())
+    import traceback  # noqa: F401  (the judge's and the worker's error paths)
+    import warnings  # noqa: F401  (compile_solution)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,16 @@ holds the other end of).
 
 A request (zygote.cpp, serve_warm): the run's init by pidfd, its stdin, stdout, stderr and a
 pipe to its init; the namespaces to join, ids, umask, cwd, argv, envp and rlimits. The
-template forks; that child joins the init's namespaces (setns on the pidfd: user, mount, pid,
-uts, ipc) and forks again, into the run's pid namespace: the grandchild is the run's program,
-killed with the run's pid namespace. It takes the run's stdio, cwd, rlimits and ids and the
+template sets where its next child goes to the init's pid namespace (setns on the pidfd, which
+moves no process), forks once, and sets it back to its own at once: the fork is the run's
+program, in the run's pid namespace and killed with it. The fork joins the init's other
+namespaces (user, mount, uts, ipc), takes the run's stdio, cwd, rlimits and ids and the
 seccomp filter every run's process has, tells the init it is set up, closes that pipe and
-runs the run's code here, as `python -I -S -c <code>` would have. The child stays outside the
-run as the program's parent (a process that joined a pid namespace keeps its parent) and
-hands the init what wait4 said of it: status, CPU and peak memory.
+runs the run's code here, as `python -I -S -c <code>` would have. The template stays outside
+the run as the program's parent (a process in a child pid namespace keeps a parent outside
+it, which it cannot name) and hands the init what wait4 said of it: status, CPU and peak
+memory. One fork per run: the judge's module is loaded here too, so a run's judge only calls
+its main().
 """
 
 import _socket
@@ -27,18 +30,22 @@ import gc
 import marshal
 import os
 import resource
-import signal
+import select
 import sys
 
 _PR_SET_DUMPABLE = 4
 _PR_SET_SECCOMP = 22
 _PR_SET_NO_NEW_PRIVS = 38
 _SECCOMP_MODE_FILTER = 2
+_CLONE_NEWPID = 0x20000000
 _FAULT_EXIT = 87  # the judge's "could not set itself up": a sandbox error, never the sample's
 # Imported once here instead of by each run: what the judge and the runner import, and what
 # solutions commonly do.
 _PRELOAD = ("_json", "json", "warnings", "traceback", "_sitebuiltins", "importlib", "collections", "functools",
             "itertools", "math", "re", "heapq", "bisect", "string", "typing", "fractions", "decimal")
+
+
+_JUDGE_MAIN = compile("_main()", "<python judge>", "exec")
 
 
 def _take(n):
@@ -93,23 +100,20 @@ def _seccomp(libc, filt):
 
 
 def _enter(req, fds, filt, libc):
-    """In the template's child: join the run, set it up, return its argv and envp (in the
-    grandchild; the child itself exits)."""
+    """In the run's program, the template's fork made in the run's pid namespace: join the
+    run's other namespaces, set it up, return its argv and envp."""
     pidfd, fin, fout, ferr, wpid = fds
     f = _Fields(req)
     flags, uid, gid, set_ids, umask = f.u(4), f.u(4), f.u(4), f.u(1), f.u(4)
     cwd, argv, envp = f.s(), f.ss(), f.ss()
     limits = [(f.u(4), f.u(8), f.u(8)) for _ in range(f.u(4))]
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    if libc.setns(pidfd, flags) != 0:
+    # The pid namespace was the fork's (the template's setns); the others are this process's.
+    if libc.setns(pidfd, flags & ~_CLONE_NEWPID) != 0:
         raise OSError(ctypes.get_errno(), "setns")
-    pid = os.fork()
-    if pid != 0:
-        _watch(pid, wpid)
     os.dup2(fin, 0)
     os.dup2(fout, 1)
     os.dup2(ferr, 2)
-    # Nothing of the template but the pipe to the init, closed once the pid is written.
+    # Nothing of the template but the pipe to the init, closed once it is set up.
     os.closerange(3, wpid)
     os.closerange(wpid + 1, 1 << 30)
     os.chdir(cwd)
@@ -132,31 +136,50 @@ def _enter(req, fds, filt, libc):
     return argv, envp
 
 
-def _watch(pid, wpid):
-    """The template's child, outside the run: the run's program is its child (a process that
-    joined a pid namespace keeps its parent, and its orphans would go to this side's reaper,
-    not the run's init), so it waits for it and hands the init what wait4 said."""
+def _fork_into(pidfd, own, libc):
+    """A fork made in the pid namespace of the init behind `pidfd`: setns on a pid namespace
+    changes only where this process's next children go, and it is set back to `own` (a pidfd
+    of this process) at once, so no later fork can land in this run. 0 in the fork."""
+    if libc.setns(pidfd, _CLONE_NEWPID) != 0:
+        raise OSError(ctypes.get_errno(), "setns pid")
+    pid = -1
     try:
-        os.closerange(0, wpid)
-        os.closerange(wpid + 1, 1 << 30)
-        while True:
-            try:
-                _, status, ru = os.wait4(pid, 0)
-                break
-            except InterruptedError:
-                continue
-        cpu_us = int((ru.ru_utime + ru.ru_stime) * 1e6)
+        pid = os.fork()
+    finally:
+        # (Not in the fork: its own namespace is the run's, and the template's is no
+        # namespace it could join.)
+        if pid != 0 and libc.setns(own, _CLONE_NEWPID) != 0:
+            os._exit(_FAULT_EXIT)  # the template cannot tell where its next fork would go
+    return pid
+
+
+def _reap(pid, wpid):
+    """The run's program ended (it is this process's child: a process that joined a pid
+    namespace keeps its parent): hand its init what wait4 said, status, CPU and peak memory."""
+    try:
+        _, status, ru = os.wait4(pid, 0)
+    except ChildProcessError:
+        os.close(wpid)
+        return
+    cpu_us = int((ru.ru_utime + ru.ru_stime) * 1e6)
+    try:
         os.write(wpid, b"S" + status.to_bytes(4, "little", signed=True) + cpu_us.to_bytes(8, "little")
                  + ru.ru_maxrss.to_bytes(8, "little"))
-    finally:
-        os._exit(0)
+    except OSError:
+        pass  # the init is gone (the run was killed): nobody waits for the record
+    os.close(wpid)
 
 
 def _serve():
     """The template's loop; returns only in a run's process, with what it runs."""
     filt = _take(int.from_bytes(_take(8), "little"))
     boot, judge, run_src, run = marshal.loads(_read_rest())
-    judge_code, run_code = marshal.loads(judge[8:]), marshal.loads(run)
+    run_code = marshal.loads(run)
+    # The judge's module runs here once (its functions, classes, codec and libc's prctl made
+    # before any run); each run's process calls its main(), as the cold boot's exec would.
+    judge_scope = {"__name__": "_halo_judge", "__builtins__": builtins}
+    exec(marshal.loads(judge[8:]), judge_scope)
+    judge_scope["prepare"]()
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)  # descriptor 0 is never one a request brings
     os.close(null)
@@ -170,14 +193,29 @@ def _serve():
     # write to (and copy) the template's pages.
     gc.collect()
     gc.freeze()
-    # Its children (one per running warm run, each waiting for its run) are reaped by the kernel.
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    own = os.pidfd_open(os.getpid())
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, 3)
     space = _socket.CMSG_SPACE(5 * 4)
+    poller = select.poll()
+    poller.register(3, select.POLLIN)
+    running = {}  # pidfd of a run's program -> (its pid, the pipe to its init)
     while True:
         try:
-            req, anc, _, _ = sock.recvmsg(1 << 20, space)
+            ready = poller.poll()
         except InterruptedError:
+            continue
+        for fd, _ in ready:
+            if fd == 3:
+                continue
+            pid, wpid = running.pop(fd)
+            poller.unregister(fd)
+            os.close(fd)
+            _reap(pid, wpid)
+        if not any(fd == 3 for fd, _ in ready):
+            continue
+        try:
+            req, anc, _, _ = sock.recvmsg(1 << 20, space)
+        except (InterruptedError, BlockingIOError):
             continue
         if not req:
             os._exit(0)  # the zygote is gone
@@ -190,7 +228,11 @@ def _serve():
             for fd in fds:
                 os.close(fd)
             continue
-        pid = os.fork()
+        try:
+            pid = _fork_into(fds[0], own, libc)
+        except OSError as exc:
+            os.write(2, f"halo-forge warm python: {exc}\n".encode())
+            pid = -1
         if pid == 0:
             try:
                 sock.close()
@@ -201,10 +243,20 @@ def _serve():
                     os.write(2, f"halo-forge warm python: {exc}\n".encode())
                 finally:
                     os._exit(126)
-        for fd in fds:
+        for fd in fds[:4]:
             os.close(fd)
+        if pid < 0:
+            os.close(fds[4])  # the init reads end of file: the sandbox's failure
+            continue
+        try:
+            watch = os.pidfd_open(pid)
+        except OSError:
+            _reap(pid, fds[4])  # cannot watch it: wait for it here (never the case on a kernel with pidfds)
+            continue
+        running[watch] = (pid, fds[4])
+        poller.register(watch, select.POLLIN)
     # A run's process, set up: the command is the cold run's, served from what is loaded.
-    del req, anc, fds
+    del req, anc, fds, running, poller
     os.environ.clear()
     for e in envp:
         k, _, v = e.partition("=")
@@ -216,7 +268,8 @@ def _serve():
     src, rest = (argv[i + 1], argv[i + 2:]) if i + 1 < len(argv) else (None, [])
     if src == boot:
         _take(int.from_bytes(_take(8), "big"))  # the cold boot's own copy of the judge, unread
-        code = judge_code
+        code = _JUDGE_MAIN
+        main_scope = {"__builtins__": builtins, "_main": judge_scope["main"]}
     elif src == run_src:
         code = run_code
     else:
@@ -228,6 +281,8 @@ def _serve():
     main = type(sys)("__main__")
     main.__builtins__ = builtins
     sys.modules["__main__"] = main
+    if code is _JUDGE_MAIN:
+        return code, main_scope
     return code, main.__dict__
 
 

@@ -245,7 +245,7 @@ def test_with_a_buffered_boot_the_tests_leak(monkeypatch, python_path):  # noqa:
     the template's fork skips the boot's copy of the bytecode the same way."""
     if python_path == "warm":
         source = pyjudge.warm_source()
-        cut = '_take(int.from_bytes(_take(8), "big"))'
+        cut = '_skip(int.from_bytes(_take(8), "big"))'
         assert cut in source, "the template changed: update this test's cut"
         monkeypatch.setattr(pyjudge, "warm_source", lambda: source.replace(
             cut, 'sys.stdin.buffer.read(int.from_bytes(sys.stdin.buffer.read(8), "big"))'))

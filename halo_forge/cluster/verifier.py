@@ -17,10 +17,14 @@ one) fails with one line naming the cluster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+import signal
 import socket
+import threading
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -131,7 +135,8 @@ class RayVerifier:
         if address == "local":
             kwargs["include_dashboard"] = False
         try:
-            ray.init(address=address, **kwargs)  # "local": a new instance, whatever RAY_ADDRESS says
+            with _signals_kept():
+                ray.init(address=address, **kwargs)  # "local": a new one, whatever RAY_ADDRESS says
         except (Exception, SystemExit) as exc:  # Ray exits the process when the GCS is gone
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             raise HaloError(f"cluster.address {address}: cannot connect: {first}; start one "
@@ -207,7 +212,8 @@ class RayVerifier:
                 self._kill(w.actor)
         if self._owns_ray and self._ray is not None:
             self._owns_ray = False
-            self._ray.shutdown()
+            with _signals_kept():
+                self._ray.shutdown()
 
     def _kill(self, actor: Any) -> None:
         try:
@@ -360,6 +366,22 @@ class RayVerifier:
             if not waiting.future.done():
                 waiting.future.set_exception(HaloError(message))
         self._queue.clear()
+
+
+@contextlib.contextmanager
+def _signals_kept() -> Iterator[None]:
+    """ray.init installs a SIGTERM handler of its own in the driver, which would end the run
+    on the spot instead of at its next safe point (pipeline.py's Stopper): keep the run's."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in kept.items():
+            if handler is not None:
+                signal.signal(s, handler)
 
 
 def _reachable(address: str) -> None:

@@ -221,3 +221,17 @@ def test_ray_address_flag_is_checked_as_the_setting(capsys):
     assert main(["verify", "in.jsonl", "--out", "o.jsonl", "--ray-address", "nowhere"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--ray-address" in err and "nowhere" in err
+
+
+def test_ray_address_overrides_the_config_files_cluster_address(tmp_path):
+    from halo_forge.cli import build_parser
+    from halo_forge.cli.raft import build_config
+
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('[model]\nname = "m"\n[cluster]\naddress = "auto"\nworkers_per_node = 2\n')
+    args = build_parser().parse_args(["raft", "train", "--config", str(cfg),
+                                      "--ray-address", "ray://head:10001"])
+    config, _ = build_config(args)
+    assert config.cluster.address == "ray://head:10001" and config.cluster.workers_per_node == 2
+    config, _ = build_config(build_parser().parse_args(["raft", "train", "--config", str(cfg)]))
+    assert config.cluster.address == "auto"

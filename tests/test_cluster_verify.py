@@ -179,3 +179,24 @@ def test_cluster_check_lists_both_nodes(cluster, capsys):
     assert "gcc" in header and len(rows) == 2
     assert all(row.split()[2] == "1" for row in rows)  # one worker per node
     assert any("toolchains: the same on every node" in line for line in out)
+
+
+def test_verify_cli_on_the_cluster_writes_the_local_verdicts_and_no_ray_noise(cluster, tmp_path,
+                                                                             capfd):
+    from halo_forge.cli import main
+
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(msgspec.json.encode(s) + b"\n" for s in corpus()
+                                if s.language == "c"))
+    here, there = tmp_path / "here.jsonl", tmp_path / "there.jsonl"
+    assert main(["verify", str(source), "--out", str(here)]) == 0
+    capfd.readouterr()
+    assert main(["verify", str(source), "--out", str(there), "--ray-address", cluster.address]) == 0
+    err = capfd.readouterr().err
+    assert "ray" not in err.lower() and "INFO" not in err  # Ray's logs stay off the terminal
+
+    def lines(path):
+        return [(v["id"], v["status"], v["reward"]) for v in
+                map(msgspec.json.decode, path.read_bytes().splitlines())]
+
+    assert lines(there) == lines(here) and len(lines(here)) == 4

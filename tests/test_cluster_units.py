@@ -144,6 +144,37 @@ async def test_no_worker_left_fails_waiting_and_later_calls_in_one_line():
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.anyio
+async def test_a_samples_own_error_reaches_its_caller_as_the_local_verifier_raises_it():
+    actor = _Actor()
+    v = _fake([actor])
+
+    class _Erring(_Stream):
+        async def __anext__(self):
+            job = self.jobs.pop(0)
+            return _Ref(JOBS.encode(Done(job.ticket, error="sample 's0' is rust but ...")), 0)
+
+    actor.verify_batch.remote = lambda data: _Erring(actor, data)
+    with anyio.fail_after(10), pytest.raises(HaloError, match="is rust"):
+        await v.verify(_sample(0))
+    assert v.live_workers()  # the sample's fault, not the worker's
+
+
+@pytest.mark.anyio
+async def test_a_garbled_reply_loses_the_worker_not_the_sample():
+    garbled, honest = _Actor(), _Actor()
+
+    class _Garbled(_Stream):
+        async def __anext__(self):
+            return _Ref(b"not msgpack", 0)
+
+    garbled.verify_batch.remote = lambda data: _Garbled(garbled, data)
+    v = _fake([garbled, honest])
+    with anyio.fail_after(10):
+        verdict = await v.verify(_sample(0))
+    assert verdict.status == "passed" and garbled.killed
+
+
 def test_done_round_trips_as_msgpack_bytes():
     done = Done(7, Verdict(id="a", status="passed", reward=1.0))
     assert DONE_IN.decode(JOBS.encode(done)) == done

@@ -309,6 +309,9 @@ class RayVerifier:
             self._lose(worker, f"no verdict for {self.cluster.timeout_s:g}s")
         except (ray.exceptions.RayError, StopAsyncIteration) as exc:
             self._lose(worker, _first_line(exc))
+        except Exception as exc:  # a bug here must not leave its samples waiting for ever
+            log.exception("cluster: batch on %s failed", worker.name)
+            self._lose(worker, f"internal error: {type(exc).__name__}: {_first_line(exc)}")
         finally:
             worker.outstanding -= left
             self._schedule_kick()

@@ -170,6 +170,44 @@ def test_a_template_that_leaks_the_status_pipe_is_forged(monkeypatch):
     assert got["forge"].status == "passed", got["forge"]
 
 
+# Forges an exit-0 record on every descriptor it may hold, again and again for a while.
+FORGE_OTHERS = ("import os, time\n"
+                "record = b'S' + (0).to_bytes(4, 'little') + bytes(16)\n"
+                "end = time.monotonic() + 0.8\n"
+                "while time.monotonic() < end:\n"
+                "    for fd in range(3, 256):\n"
+                "        try:\n"
+                "            os.write(fd, record)\n"
+                "        except OSError:\n"
+                "            pass\n"
+                "print(3)\n")
+# The right output, then a failing exit: wrong unless its init is told otherwise.
+LATE_FAIL = "import time\nprint(3, flush=True)\ntime.sleep(1.5)\nraise SystemExit(3)\n"
+
+
+def test_a_sample_cannot_forge_a_concurrent_runs_wait_status():
+    """The template holds the pipe to each running run's init, and a run started later is
+    forked with them: its program closes them all before any of its code runs, so a sample
+    cannot end the run beside it early."""
+
+    async def main() -> dict:
+        async with Verifier(msgspec.structs.replace(WARM, concurrency=2)) as verifier:
+            got = {}
+
+            async def one(sample: VerifySample) -> None:
+                got[sample.id] = await verifier.verify(sample)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one, _python("victim", LATE_FAIL, io_tests=_io("3\n")))
+                await anyio.sleep(0.4)  # the victim is running when the forger is forked
+                tg.start_soon(one, _python("forger", FORGE_OTHERS, io_tests=_io("3\n")))
+            return got
+
+    got = anyio.run(main)
+    assert got["victim"].status == "runtime_error", got["victim"]
+    assert (got["forger"].status, got["forger"].reward) == ("passed", 1.0), got["forger"]
+
+
 def test_only_stdio_is_inherited():
     code = "import os\nprint(sorted(int(f) for f in os.listdir('/proc/self/fd')))\n"
     got = _in_order([_python("fds", code, io_tests=_io("[0, 1, 2, 3]\n"))])  # 3: the listdir's own

@@ -47,9 +47,28 @@ def _site_builtins():
     builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
     builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
     builtins.help = _sitebuiltins._Helper()
-    builtins.copyright = _sitebuiltins._Printer("copyright", sys.copyright)
-    builtins.credits = _sitebuiltins._Printer("credits", "See https://www.python.org/.")
-    builtins.license = _sitebuiltins._Printer("license", "See https://www.python.org/psf/license/")
+    builtins.copyright = _Later(lambda: _sitebuiltins._Printer("copyright", sys.copyright))
+    builtins.credits = _Later(lambda: _sitebuiltins._Printer("credits", "See https://www.python.org/."))
+    builtins.license = _Later(lambda: _sitebuiltins._Printer("license", "See https://www.python.org/psf/license/"))
+
+
+class _Later:
+    """One of site's printers (copyright, credits, license), made when first shown: making one
+    imports `os`, a quarter of a cold interpreter's start, for what programs hardly ever use."""
+
+    def __init__(self, make):
+        self._make, self._made = make, None
+
+    def _printer(self):
+        if self._made is None:
+            self._made = self._make()
+        return self._made
+
+    def __repr__(self):
+        return repr(self._printer())
+
+    def __call__(self):
+        return self._printer()()
 
 
 def _main():

@@ -200,3 +200,22 @@ def test_verify_cli_on_the_cluster_writes_the_local_verdicts_and_no_ray_noise(cl
                 map(msgspec.json.decode, path.read_bytes().splitlines())]
 
     assert lines(there) == lines(here) and len(lines(here)) == 4
+
+
+@pytest.mark.anyio
+async def test_a_node_that_dies_mid_batch_loses_and_duplicates_nothing(cluster):
+    # Last in the module: it takes a node away (and puts a fresh one back for whatever follows).
+    samples = [sample(f"n{i}", f"import time\ntime.sleep(0.3)\nprint({i})\n", "python",
+                      tests=[{"stdin": "", "stdout": f"{i}\n"}]) for i in range(16)]
+    async with RayVerifier(CONFIG, settings(cluster, concurrency_per_worker=4,
+                                            timeout_s=60)) as remote:
+        doomed = remote.live_workers()[0].report.node_id
+        node = next(n for n in cluster.worker_nodes if n.node_id == doomed)
+        with anyio.fail_after(90):
+            pairs = await verify_all(remote, samples, on_first=lambda: cluster.remove_node(
+                node, allow_graceful=False))
+        assert [w.report.node_id for w in remote.live_workers()] != [doomed]
+        assert len(remote.live_workers()) == 1 and remote.resent > 0
+    assert sorted(i for i, _ in pairs) == list(range(16))
+    assert all(v.status == "passed" for _, v in pairs)
+    cluster.add_node(num_cpus=1)

@@ -107,17 +107,24 @@ def _seccomp(libc, filt):
             raise OSError(ctypes.get_errno(), "seccomp")
 
 
-def _enter(req, fds, filt, libc):
-    """In the run's program, the template's fork made in the run's pid namespace: join the
-    run's other namespaces, set it up, return its argv and envp."""
+def _enter(req, fds, filt, libc, direct):
+    """In the template's fork: join the run, set it up, return its argv and envp (in the run's
+    program). `direct`: the fork was made in the run's pid namespace and is the program;
+    otherwise it joins all the run's namespaces and forks the program, and stays outside the
+    run as its parent (_watch)."""
     pidfd, fin, fout, ferr, wpid = fds
     f = _Fields(req)
     flags, uid, gid, set_ids, umask = f.u(4), f.u(4), f.u(4), f.u(1), f.u(4)
     cwd, argv, envp = f.s(), f.ss(), f.ss()
     limits = [(f.u(4), f.u(8), f.u(8)) for _ in range(f.u(4))]
-    # The pid namespace was the fork's (the template's setns); the others are this process's.
-    if libc.setns(pidfd, flags & ~_CLONE_NEWPID) != 0:
+    # Direct: the pid namespace was the fork's (the template's setns); the others are this
+    # process's.
+    if libc.setns(pidfd, flags & ~_CLONE_NEWPID if direct else flags) != 0:
         raise OSError(ctypes.get_errno(), "setns")
+    if not direct:
+        pid = os.fork()
+        if pid != 0:
+            _watch(pid, wpid)
     os.dup2(fin, 0)
     os.dup2(fout, 1)
     os.dup2(ferr, 2)
@@ -144,6 +151,17 @@ def _enter(req, fds, filt, libc):
     return argv, envp
 
 
+def _watch(pid, wpid):
+    """The template's fork on the two-fork path, outside the run: it waits for the run's
+    program (its child) and hands the init what wait4 said (_reap)."""
+    try:
+        os.closerange(0, wpid)
+        os.closerange(wpid + 1, 1 << 30)
+        _reap(pid, wpid)
+    finally:
+        os._exit(0)
+
+
 def _fork_into(pidfd, own, libc):
     """A fork made in the pid namespace of the init behind `pidfd`: setns on a pid namespace
     changes only where this process's next children go, and it is set back to `own` (a pidfd
@@ -167,8 +185,11 @@ def _reap(pid, wpid):
     try:
         _, status, ru = os.wait4(pid, 0)
     except ChildProcessError:
-        os.close(wpid)
+        if wpid is not None:
+            os.close(wpid)
         return
+    if wpid is None:
+        return  # a fork of the two-fork path: it wrote the record itself
     cpu_us = int((ru.ru_utime + ru.ru_stime) * 1e6)
     try:
         os.write(wpid, b"S" + status.to_bytes(4, "little", signed=True) + cpu_us.to_bytes(8, "little")
@@ -206,7 +227,8 @@ def _serve():
     space = _socket.CMSG_SPACE(5 * 4)
     poller = select.poll()
     poller.register(3, select.POLLIN)
-    running = {}  # pidfd of a run's program -> (its pid, the pipe to its init)
+    running = {}  # pidfd of a run's program (or its watcher) -> (its pid, the pipe to its init or None)
+    direct = True  # one fork per run, straight into the run's pid namespace (_fork_into)
     while True:
         try:
             ready = poller.poll()
@@ -236,15 +258,24 @@ def _serve():
             for fd in fds:
                 os.close(fd)
             continue
+        pid = -1
         try:
-            pid = _fork_into(fds[0], own, libc)
+            pid = _fork_into(fds[0], own, libc) if direct else os.fork()
+        except PermissionError:
+            # Joining a pid namespace alone takes CAP_SYS_ADMIN in this process's own user
+            # namespace, which an unprivileged sandbox's template lacks: from now on its fork
+            # joins all the run's namespaces at once and forks the program (two forks).
+            direct = False
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                os.write(2, f"halo-forge warm python: {exc}\n".encode())
         except OSError as exc:
             os.write(2, f"halo-forge warm python: {exc}\n".encode())
-            pid = -1
         if pid == 0:
             try:
                 sock.close()
-                argv, envp = _enter(req, fds, filt, libc)
+                argv, envp = _enter(req, fds, filt, libc, direct)
                 break
             except BaseException as exc:
                 try:
@@ -259,9 +290,13 @@ def _serve():
         try:
             watch = os.pidfd_open(pid)
         except OSError:
-            _reap(pid, fds[4])  # cannot watch it: wait for it here (never the case on a kernel with pidfds)
+            _reap(pid, fds[4] if direct else None)  # cannot watch it: wait here (a kernel with pidfds can)
+            if not direct:
+                os.close(fds[4])
             continue
-        running[watch] = (pid, fds[4])
+        running[watch] = (pid, fds[4] if direct else None)
+        if not direct:
+            os.close(fds[4])  # its fork holds it, and writes the record
         poller.register(watch, select.POLLIN)
     # A run's process, set up: the command is the cold run's, served from what is loaded.
     del req, anc, fds, running, poller

@@ -36,6 +36,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
+import re
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -110,10 +112,11 @@ def default_corpus(*, split_seed: int = 0, test_fraction: float = 0.25) -> list[
     return [sft_text(p) for p in train if p.reference.strip()]
 
 
-# The skills base has more to know (60 programs, their prompts' words, the built-in chats) and
-# must know its code well before LoRA can map prompts onto it: 250 steps left it unable to
-# write a whole program (measured: SFT then passed 1% of the training prompts, 500 steps 22%).
-SKILLS_PRETRAIN_STEPS = 500
+# The skills base has more to know (60 programs, their prompts' words, the built-in chats, the
+# echo chats and block snippets) and must know its code well before LoRA can map prompts onto
+# it: 250 steps left it unable to write a whole program (measured: SFT then passed 1% of the
+# training prompts, 500 steps 22%); 800 since the echo chats and snippets joined the corpus.
+SKILLS_PRETRAIN_STEPS = 800
 
 
 class BaseRecipe(NamedTuple):
@@ -140,7 +143,11 @@ def skills_corpus() -> list[str]:
       them, but no prompt leads to one;
     - the training prompts as text of their own, apart from any code: their words are known;
     - unrelated instruction data, every built-in problem as a chat: it answers a chat with a
-      fenced program and ends its turn.
+      fenced program and ends its turn;
+    - chats that echo random instructions into comments (echo_chats): it can copy a sentence
+      of the question into the code, as code models do;
+    - the training programs' commented blocks in random order (block_snippets): a comment
+      decides the block below it.
     No held-out program, prompt or prompt -> program pair is in it: SFT teaches the mapping,
     and the held-out combinations are new to every stage."""
     from halo_forge.data.chat import fenced, sft_text
@@ -149,7 +156,87 @@ def skills_corpus() -> list[str]:
 
     train, _ = split_problems(load_problems("skills"), official=get_spec("skills").official_split)
     return ([fenced(p.reference, p.language) for p in train] + [p.prompt for p in train]
-            + [sft_text(p) for p in load_problems("builtin") if p.reference.strip()])
+            + [sft_text(p) for p in load_problems("builtin") if p.reference.strip()]
+            + echo_chats(train) + block_snippets())
+
+
+BLOCK_SNIPPETS = 120
+
+
+def block_snippets(n: int = BLOCK_SNIPPETS, seed: int = 0) -> list[str]:
+    """Code files of a few commented blocks of one language in random order: the code a base
+    knows, where each block follows its comment whatever came before.
+
+    In the programs alone, a compute block always follows one of five read blocks, and a tiny
+    model learns to write it from those; here it learns that the comment decides it (measured
+    without these: when a held-out sample's comment named the right task, the next block was
+    that task's 50-64% of the time). A read block is never followed by a compute block it makes
+    a held-out program with, so no held-out program's blocks are ever adjacent here."""
+    from halo_forge.data import skills
+    from halo_forge.data.chat import fenced
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        lang = rng.choice(skills.LANGUAGES)
+        picked: list[tuple[str, str]] = []  # ("read" | "compute", name)
+        while len(picked) < rng.randint(2, 5):  # 2 to 5 blocks, fewer more often
+            kind = rng.choice(("read", "compute"))
+            name = rng.choice(list(skills.FORMATS if kind == "read" else skills.TASKS))
+            if (kind == "compute" and picked and picked[-1][0] == "read"
+                    and (name, picked[-1][1], lang) in skills.HELD_OUT):
+                continue
+            picked.append((kind, name))
+        out.append(fenced("\n".join(skills.commented_block(kind, name, lang)
+                                     for kind, name in picked), lang))
+    return out
+
+
+# Verbs an echoed instruction starts with: the skills prompts' two among others, so that what
+# is learned is "repeat the sentence", not "repeat a Read sentence".
+ECHO_VERBS = ("Read", "Print", "Sort", "Count", "Find", "Parse", "Return", "Check", "Write",
+              "Keep", "Drop", "Take")
+ECHO_CHATS = 240
+
+
+def echo_chats(train: Sequence, n: int = ECHO_CHATS, seed: int = 0) -> list[str]:
+    """Chats whose answer repeats each instruction of the question as a comment above a line of
+    code: what a code base model knows (it has read plenty of code that echoes its spec).
+
+    The instructions are random words (the words of the training prompts, in random order), the
+    lines of code random lines of the training programs, so no chat is a skills prompt or
+    program: only the copying is taught. A 2-layer model does not learn to copy from 60
+    programs by itself; measured without these chats, the comment above a held-out triple's
+    compute block named the task of a training triple 85% of the time."""
+    from halo_forge.data.chat import DEFAULT_SYSTEM, LANGUAGE_NAMES, apply_chat_template
+    from halo_forge.data.skills import COMMENT
+    from halo_forge.records import Message
+
+    rng = random.Random(seed)
+    words = sorted({w for p in train for w in re.findall(r"[a-z]+", p.prompt.lower())})
+    lines: dict[str, list[str]] = {}
+    for p in train:
+        # The lines of its blocks (indented in C, C++ and Rust), never the comments.
+        lines.setdefault(p.language, []).extend(
+            ln for ln in p.reference.split("\n") if ln.strip() and COMMENT[p.language].strip()
+            not in ln and (ln.startswith(" ") or p.language == "python"))
+    languages = sorted(lines)
+    chats = []
+    for _ in range(n):
+        lang = rng.choice(languages)
+        sentences = [" ".join([rng.choice(ECHO_VERBS), *rng.choices(words, k=rng.randint(2, 9))])
+                     + "." for _ in range(rng.randint(1, 3))]
+        body = []
+        for sentence in sentences:
+            code = rng.choice(lines[lang])
+            indent = code[:len(code) - len(code.lstrip())]
+            body += [indent + COMMENT[lang] + sentence, code]
+        question = " ".join(sentences) + f" Write the program in {LANGUAGE_NAMES[lang]}."
+        answer = f"```{lang}\n" + "\n".join(body) + "\n```"
+        chats.append(apply_chat_template([
+            Message(role="system", content=DEFAULT_SYSTEM), Message(role="user", content=question),
+            Message(role="assistant", content=answer)]))
+    return chats
 
 
 def _corpus_digest(texts: Sequence[str]) -> str:

@@ -67,6 +67,32 @@ def test_a_held_out_reference_is_made_of_blocks_training_references_show() -> No
         assert any(compute in r for (t2, _, l2), r in train_refs.items() if (t2, l2) == (t, lang))
 
 
+def _commented_blocks(task: str, fmt: str, lang: str) -> list[tuple[str, str]]:
+    return [(skills.read_sentence(fmt), skills.FORMATS[fmt][2][lang]),
+            (skills.print_sentence(task), skills.TASKS[task][2][lang])]
+
+
+def test_each_block_follows_a_comment_that_repeats_the_prompt_sentence_asking_for_it() -> None:
+    # What makes a held-out triple local work for a small model: the comment is a copy of a
+    # prompt sentence, and the block right after it is what training shows after that comment
+    # in that language (held-out included: the comment + block is in a training reference).
+    train_refs = {skills.triple(p): p.reference for p in TRAIN}
+    for p in PROBLEMS:
+        task, fmt, lang = skills.triple(p)
+        lines = [line.strip() for line in p.reference.split("\n")]
+        for sentence, code in _commented_blocks(task, fmt, lang):
+            assert sentence in p.prompt
+            i = lines.index(skills.COMMENT[lang] + sentence)
+            block = [line.strip() for line in code.split("\n")]
+            assert lines[i + 1:i + 1 + len(block)] == block, (p.id, sentence)
+        if skills.triple(p) in skills.HELD_OUT:
+            for sentence, code in _commented_blocks(task, fmt, lang):
+                pad = skills.INDENT[lang]
+                shown = f"{pad}{skills.COMMENT[lang]}{sentence}\n{pad}{code.split(chr(10))[0]}"
+                assert shown in p.reference
+                assert any(shown in r for (_, _, l2), r in train_refs.items() if l2 == lang)
+
+
 def test_tests_tell_every_task_apart_and_hold_edge_cases() -> None:
     for p in PROBLEMS:
         task, _, _ = skills.triple(p)
@@ -151,3 +177,36 @@ def test_the_skills_recipe_loads_and_builds_its_base_from_skills() -> None:
     # A LoRA no wider than the model: rank above tiny_hidden would add nothing but cost.
     assert config.sft.lora_rank <= config.model.tiny_hidden
     assert base_recipe(config.data.dataset).pretrain_steps == SKILLS_PRETRAIN_STEPS
+
+
+def test_the_word_after_print_names_the_task() -> None:
+    # The comment above a compute block copies the prompt from " Print" on; a small model
+    # copies a token by the one before it, so the first word after "Print" must tell the
+    # tasks apart by itself ("the" for four of them left the copy to chance).
+    firsts = [skills.print_sentence(t).split()[1] for t in skills.TASKS]
+    assert len(set(firsts)) == len(firsts)
+    assert all(f not in skills.read_sentence(fmt).split() for f in firsts for fmt in skills.FORMATS)
+
+
+def test_the_skills_base_sees_blocks_after_their_comments_but_no_held_out_pair_adjacent() -> None:
+    from halo_forge.tiny_model import block_snippets, echo_chats
+
+    train_prompts = [p.prompt for p in TRAIN]
+    held_out = [(skills.commented_block("read", f, lang), skills.commented_block("compute", t, lang))
+                for t, f, lang in skills.HELD_OUT]
+    snippets = block_snippets()
+    assert len(set(snippets)) > 100
+    for text in snippets:
+        assert not any(f"{read}\n{compute}" in text for read, compute in held_out), text
+    # Every commented block is in some snippet, in each language.
+    joined = "\n".join(snippets)
+    for lang in skills.LANGUAGES:
+        for t in skills.TASKS:
+            assert skills.commented_block("compute", t, lang) in joined
+        for f in skills.FORMATS:
+            assert skills.commented_block("read", f, lang) in joined
+    # The echo chats teach copying with random words: never a skills prompt or program.
+    for text in echo_chats(TRAIN):
+        assert "Write the program in" in text
+        assert not any(p in text for p in train_prompts)
+        assert not any(p.reference.rstrip() in text for p in PROBLEMS)

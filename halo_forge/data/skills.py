@@ -3,7 +3,8 @@
 Every problem is a triple (task, input format, language): read a list of integers in one of
 FORMATS, compute one of TASKS over it, print the result, in C, C++, Rust or Python. Its
 reference is literally three blocks: a read block that depends only on (format, language), a
-compute block that depends only on (task, language), and the output line of the language. So
+compute block that depends only on (task, language), and the output line of the language, each
+block under a comment that repeats the prompt's sentence asking for it (see COMMENT). So
 a held-out triple is a program nobody showed the model, made of parts it has seen: the CPU
 recipe's held-out pass@1 then measures whether training taught the composition, which a set
 of unrelated problems (`builtin`) cannot show.
@@ -33,37 +34,37 @@ NAMES = {"c": "C", "cpp": "C++", "rust": "Rust", "python": "Python"}
 # task -> (the prompt's words, its value over a list, compute block per language). Each
 # compute block leaves the answer in `r`; the read blocks leave the list in `a` (C: a[0..n)).
 TASKS: dict[str, tuple[str, Any, dict[str, str]]] = {
-    "sum": ("the sum of the integers", sum, {
+    "sum": ("sum of the integers", sum, {
         "c": "long long r = 0;\nfor (int i = 0; i < n; i++) r += a[i];",
         "cpp": "long long r = 0;\nfor (long long x : a) r += x;",
         "rust": "let r: i64 = a.iter().sum();",
         "python": "r = sum(a)",
     }),
-    "max": ("the largest integer", max, {
+    "max": ("largest integer", max, {
         "c": "long long r = a[0];\nfor (int i = 1; i < n; i++) if (a[i] > r) r = a[i];",
         "cpp": "long long r = a[0];\nfor (long long x : a) if (x > r) r = x;",
         "rust": "let r = *a.iter().max().unwrap();",
         "python": "r = max(a)",
     }),
-    "min": ("the smallest integer", min, {
+    "min": ("smallest integer", min, {
         "c": "long long r = a[0];\nfor (int i = 1; i < n; i++) if (a[i] < r) r = a[i];",
         "cpp": "long long r = a[0];\nfor (long long x : a) if (x < r) r = x;",
         "rust": "let r = *a.iter().min().unwrap();",
         "python": "r = min(a)",
     }),
-    "even": ("how many of the integers are even", lambda a: sum(x % 2 == 0 for x in a), {
+    "even": ("count of the even integers", lambda a: sum(x % 2 == 0 for x in a), {
         "c": "long long r = 0;\nfor (int i = 0; i < n; i++) if (a[i] % 2 == 0) r++;",
         "cpp": "long long r = 0;\nfor (long long x : a) if (x % 2 == 0) r++;",
         "rust": "let r = a.iter().filter(|&&x| x % 2 == 0).count();",
         "python": "r = sum(1 for x in a if x % 2 == 0)",
     }),
-    "positive": ("how many of the integers are positive", lambda a: sum(x > 0 for x in a), {
+    "positive": ("number of the positive integers", lambda a: sum(x > 0 for x in a), {
         "c": "long long r = 0;\nfor (int i = 0; i < n; i++) if (a[i] > 0) r++;",
         "cpp": "long long r = 0;\nfor (long long x : a) if (x > 0) r++;",
         "rust": "let r = a.iter().filter(|&&x| x > 0).count();",
         "python": "r = sum(1 for x in a if x > 0)",
     }),
-    "squares": ("the sum of the squares of the integers", lambda a: sum(x * x for x in a), {
+    "squares": ("total of the squares of the integers", lambda a: sum(x * x for x in a), {
         "c": "long long r = 0;\nfor (int i = 0; i < n; i++) r += a[i] * a[i];",
         "cpp": "long long r = 0;\nfor (long long x : a) r += x * x;",
         "rust": "let r: i64 = a.iter().map(|x| x * x).sum();",
@@ -154,18 +155,41 @@ def official_split(problem: Problem) -> str:
 def prompt(task: str, fmt: str, language: str) -> str:
     # In the order the program needs them, counted back from the answer: the language (the
     # code fence, the answer's first token) last, nearest to where the answer starts.
-    return (f"Read {FORMATS[fmt][0]}. Print {TASKS[task][0]}. "
-            f"Write the program in {NAMES[language]}.")
+    return f"{read_sentence(fmt)} {print_sentence(task)} Write the program in {NAMES[language]}."
+
+
+# Each block is preceded by a comment that repeats the prompt's own sentence for it. A tiny
+# model writes a block from what is just before it, not from a prompt a hundred tokens back:
+# without the comments, samples for a held-out triple carried the compute block that training
+# paired with the read block just written. With them, writing a program is copying a sentence
+# of the prompt (a copy any pair of layers learns) and then the block that training shows after
+# that sentence in that language, so a held-out triple needs no association training lacks.
+COMMENT = {"c": "// ", "cpp": "// ", "rust": "// ", "python": "# "}
+
+
+def read_sentence(fmt: str) -> str:
+    return f"Read {FORMATS[fmt][0]}."
+
+
+def print_sentence(task: str) -> str:
+    return f"Print {TASKS[task][0]}."
+
+
+def commented_block(kind: str, name: str, language: str) -> str:
+    """A read block (kind "read", name a format) or a compute block ("compute", a task) of
+    `language`, below its comment and indented as in a reference."""
+    if kind == "read":
+        sentence, code = read_sentence(name), FORMATS[name][2][language]
+    else:
+        sentence, code = print_sentence(name), TASKS[name][2][language]
+    pad = INDENT[language]
+    lines = [COMMENT[language] + sentence, *code.split("\n")]
+    return "\n".join(pad + line if line else line for line in lines)
 
 
 def reference(task: str, fmt: str, language: str) -> str:
-    pad = INDENT[language]
-
-    def block(code: str) -> str:
-        return "\n".join(pad + line if line else line for line in code.split("\n"))
-
-    return FRAMES[language].replace("{read}", block(FORMATS[fmt][2][language])).replace(
-        "{compute}", block(TASKS[task][2][language]))
+    return FRAMES[language].replace("{read}", commented_block("read", fmt, language)).replace(
+        "{compute}", commented_block("compute", task, language))
 
 
 def input_lists(pid: str) -> list[list[int]]:

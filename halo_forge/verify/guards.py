@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import deque
+from collections.abc import Iterator
 
 
 def strip_comments_and_strings(code: str, *, language: str) -> str:
@@ -77,28 +79,51 @@ _C_MAIN_EMPTY = re.compile(
 _RUST_MAIN_EMPTY = re.compile(r"\bfn\s+main\s*\(\s*\)\s*\{\s*\}")
 
 
-def _python_stub(tree: ast.Module) -> str:
-    def is_stub_body(body: list[ast.stmt]) -> bool:
-        for stmt in body:
-            if isinstance(stmt, (ast.Pass, ast.Import, ast.ImportFrom)):
-                continue
-            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
-                continue  # a docstring or `...`
-            if isinstance(stmt, ast.Raise) and stmt.exc is not None:
-                exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
-                if isinstance(exc, ast.Name) and exc.id == "NotImplementedError":
-                    continue
-            return False
-        return True
+def _nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """ast.walk's nodes in ast.walk's order, without its generator per node: the guards walk
+    every sample's tree, and this is most of what they cost."""
+    todo, node_type = deque((tree,)), ast.AST
+    pop, push, extend = todo.popleft, todo.append, todo.extend
+    while todo:
+        node = pop()
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, node_type):
+                push(value)
+            elif isinstance(value, list):
+                extend([v for v in value if isinstance(v, node_type)])
+        yield node
 
-    if is_stub_body(tree.body):
+
+def _is_stub_body(body: list[ast.stmt]) -> bool:
+    for stmt in body:
+        if isinstance(stmt, (ast.Pass, ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # a docstring or `...`
+        if isinstance(stmt, ast.Raise) and stmt.exc is not None:
+            exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
+            if isinstance(exc, ast.Name) and exc.id == "NotImplementedError":
+                continue
+        return False
+    return True
+
+
+def _stub_function(node: ast.AST) -> str:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not (
+            node.name.startswith("__") and node.name.endswith("__")):  # `def __init__(self): pass` is ordinary
+        if _is_stub_body(node.body):
+            return f"stub: function {node.name!r} has an empty body"
+    return ""
+
+
+def _python_stub(tree: ast.Module) -> str:
+    if _is_stub_body(tree.body):
         return "stub: the program has no statements"
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            if node.name.startswith("__") and node.name.endswith("__"):
-                continue  # `def __init__(self): pass` is ordinary Python
-            if is_stub_body(node.body):
-                return f"stub: function {node.name!r} has an empty body"
+    for node in _nodes(tree):
+        reason = _stub_function(node)
+        if reason:
+            return reason
     return ""
 
 
@@ -153,24 +178,31 @@ _PY_TAMPER_CALLS = {"settrace", "setprofile", "get_referrers", "get_referents", 
 _PY_TAMPER_ATTRS = {"f_back", "f_globals", "f_locals", "tb_frame"}
 
 
+def _tamper_node(node: ast.AST) -> str:
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        for name in names:
+            if name.split(".")[0] in _PY_TAMPER_MODULES:
+                return f"imports {name}"
+    elif isinstance(node, ast.Attribute):
+        if node.attr in _PY_TAMPER_CALLS:
+            return f"calls {node.attr}()"
+        if node.attr in _PY_TAMPER_ATTRS:
+            return f"walks frames ({node.attr})"
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        if node.func.id in _PY_TAMPER_CALLS:
+            return f"calls {node.func.id}()"
+        if node.func.id == "__import__" and node.args and isinstance(node.args[0], ast.Constant) \
+                and str(node.args[0].value).split(".")[0] in _PY_TAMPER_MODULES:
+            return f"imports {node.args[0].value}"
+    return ""
+
+
 def _python_tamper(tree: ast.Module) -> str:
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            for name in names:
-                if name.split(".")[0] in _PY_TAMPER_MODULES:
-                    return f"imports {name}"
-        elif isinstance(node, ast.Attribute):
-            if node.attr in _PY_TAMPER_CALLS:
-                return f"calls {node.attr}()"
-            if node.attr in _PY_TAMPER_ATTRS:
-                return f"walks frames ({node.attr})"
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id in _PY_TAMPER_CALLS:
-                return f"calls {node.func.id}()"
-            if node.func.id == "__import__" and node.args and isinstance(node.args[0], ast.Constant) \
-                    and str(node.args[0].value).split(".")[0] in _PY_TAMPER_MODULES:
-                return f"imports {node.args[0].value}"
+    for node in _nodes(tree):
+        reason = _tamper_node(node)
+        if reason:
+            return reason
     return ""
 
 
@@ -190,8 +222,29 @@ def tamper_guard(code: str, *, language: str) -> str:
     return ""
 
 
+def _python_static_guard(code: str, has_test_code: bool) -> str:
+    """static_guard for Python: one parse and one walk for both guards (a stub's reason first,
+    as static_guard orders them)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ""  # the run's compile reports it
+    if _is_stub_body(tree.body):
+        return "stub: the program has no statements"
+    tamper = ""
+    for node in _nodes(tree):
+        reason = _stub_function(node)
+        if reason:
+            return reason
+        if has_test_code and not tamper:
+            tamper = _tamper_node(node)
+    return f"test tampering: {tamper}" if tamper else ""
+
+
 def static_guard(code: str, *, language: str, has_test_code: bool) -> str:
     """The first static guard that fires on a solution, "" when none does."""
+    if language == "python":
+        return _python_static_guard(code, has_test_code)
     reason = stub_guard(code, language=language)
     if not reason and has_test_code:
         reason = tamper_guard(code, language=language)

@@ -169,6 +169,19 @@ def _remove_tree(path: Path | str, _depth: int = 0) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(p)
 
+    # What nearly every run leaves is a flat directory of files: removed without rmtree's
+    # descriptor walk (a third of a millisecond per workdir); anything else falls through.
+    if _depth == 0:
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        raise IsADirectoryError(entry.path)
+                    os.unlink(entry.path)
+            os.rmdir(path)
+            return
+        except OSError:
+            pass
     if not os.path.lexists(path):
         return
     if sys.version_info >= (3, 12):

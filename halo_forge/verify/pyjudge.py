@@ -38,15 +38,22 @@ GUARD_EXIT = 88
 EXITED = "exited before its tests finished"
 
 
+def _program(name: str) -> str:
+    """A sandboxed Python program's text: the shared prelude (site's builtins), then its own."""
+    here = Path(__file__)
+    return (here.with_name("pysite_prelude.py").read_text(encoding="utf-8") + "\n\n"
+            + here.with_name(name).read_text(encoding="utf-8"))
+
+
 @cache
 def judge_source() -> str:
-    return (Path(__file__).with_name("pyjudge_main.py")).read_text(encoding="utf-8")
+    return _program("pyjudge_main.py")
 
 
 @cache
 def run_source() -> str:
     """The plain runner (pyrun_main.py): Python samples without test code."""
-    return (Path(__file__).with_name("pyrun_main.py")).read_text(encoding="utf-8")
+    return _program("pyrun_main.py")
 
 
 def run_argv(python: str, flags: tuple[str, ...], *, site: bool) -> list[str]:

@@ -212,40 +212,6 @@ def _no_int_digit_limit():
         setter(0)
 
 
-def _site_builtins():
-    """What `site` puts in builtins (exit, quit, help, copyright, credits, license), without
-    site itself: -S leaves them out, and honest programs end with exit()."""
-    try:
-        import _sitebuiltins
-    except ImportError:
-        return
-    builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
-    builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
-    builtins.help = _sitebuiltins._Helper()
-    builtins.copyright = _Later(lambda: _sitebuiltins._Printer("copyright", sys.copyright))
-    builtins.credits = _Later(lambda: _sitebuiltins._Printer("credits", "See https://www.python.org/."))
-    builtins.license = _Later(lambda: _sitebuiltins._Printer("license", "See https://www.python.org/psf/license/"))
-
-
-class _Later:
-    """One of site's printers (copyright, credits, license), made when first shown: making one
-    imports `os`, a quarter of a cold interpreter's start, for what programs hardly ever use."""
-
-    def __init__(self, make):
-        self._make, self._made = make, None
-
-    def _printer(self):
-        if self._made is None:
-            self._made = self._make()
-        return self._made
-
-    def __repr__(self):
-        return repr(self._printer())
-
-    def __call__(self):
-        return self._printer()()
-
-
 # -- the worker: the solution's process -------------------------------------------------------
 
 def _worker(req_r, resp_w, code):
@@ -255,7 +221,7 @@ def _worker(req_r, resp_w, code):
     os.dup2(null, 0)
     os.close(null)
     os.dup2(2, 1)
-    _site_builtins()
+    _site_builtins()  # noqa: F821 - pysite_prelude.py's, put before this file by pyjudge.py
     if "site" in sys.argv[1:]:  # the problem asked for site-packages (numpy & co)
         try:
             import site

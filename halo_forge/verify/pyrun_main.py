@@ -9,7 +9,6 @@ problem asked for site-packages (`site` among the arguments). Standard library o
 the sandbox sees no halo_forge package.
 """
 
-import builtins
 import sys
 
 COMPILE_EXIT = 85  # the same code as the judge's (pyjudge_main.py)
@@ -37,43 +36,9 @@ def _compile(path):
     return code
 
 
-def _site_builtins():
-    """What `site` puts in builtins (exit, quit, help, copyright, credits, license), without
-    site itself: -S leaves them out, and honest programs end with exit()."""
-    try:
-        import _sitebuiltins
-    except ImportError:
-        return
-    builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
-    builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
-    builtins.help = _sitebuiltins._Helper()
-    builtins.copyright = _Later(lambda: _sitebuiltins._Printer("copyright", sys.copyright))
-    builtins.credits = _Later(lambda: _sitebuiltins._Printer("credits", "See https://www.python.org/."))
-    builtins.license = _Later(lambda: _sitebuiltins._Printer("license", "See https://www.python.org/psf/license/"))
-
-
-class _Later:
-    """One of site's printers (copyright, credits, license), made when first shown: making one
-    imports `os`, a quarter of a cold interpreter's start, for what programs hardly ever use."""
-
-    def __init__(self, make):
-        self._make, self._made = make, None
-
-    def _printer(self):
-        if self._made is None:
-            self._made = self._make()
-        return self._made
-
-    def __repr__(self):
-        return repr(self._printer())
-
-    def __call__(self):
-        return self._printer()()
-
-
 def _main():
     code = _compile("main.py")
-    _site_builtins()
+    _site_builtins()  # noqa: F821 - pysite_prelude.py's, put before this file by pyjudge.py
     if "site" in sys.argv[1:]:
         import site
         site.main()

@@ -64,6 +64,12 @@ def cluster():
     c.shutdown()
 
 
+def slow_samples(prefix: str, count: int = 16) -> list[VerifySample]:
+    """Slow, distinct samples: workers are still busy with them when a fault is injected."""
+    return [sample(f"{prefix}{i}", f"import time\ntime.sleep(0.3)\nprint({i})\n", "python",
+                   tests=[{"stdin": "", "stdout": f"{i}\n"}]) for i in range(count)]
+
+
 def settings(cluster, **kw) -> ClusterSettings:
     return ClusterSettings(address=cluster.address, start_timeout_s=120, **kw)
 
@@ -110,8 +116,7 @@ async def test_two_nodes_give_the_local_verdicts(cluster):
 @pytest.mark.anyio
 async def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(cluster):
     # Slow, distinct samples keep both workers busy when one is killed.
-    samples = [sample(f"s{i}", f"import time\ntime.sleep(0.3)\nprint({i})\n", "python",
-                      tests=[{"stdin": "", "stdout": f"{i}\n"}]) for i in range(16)]
+    samples = slow_samples("s")
     # Four at once per worker, in batches of four: the kill lands in the middle of a batch.
     async with RayVerifier(CONFIG, settings(cluster, batch_size=4,
                                             concurrency_per_worker=4)) as remote:
@@ -205,8 +210,7 @@ def test_verify_cli_on_the_cluster_writes_the_local_verdicts_and_no_ray_noise(cl
 @pytest.mark.anyio
 async def test_a_node_that_dies_mid_batch_loses_and_duplicates_nothing(cluster):
     # Last in the module: it takes a node away (and puts a fresh one back for whatever follows).
-    samples = [sample(f"n{i}", f"import time\ntime.sleep(0.3)\nprint({i})\n", "python",
-                      tests=[{"stdin": "", "stdout": f"{i}\n"}]) for i in range(16)]
+    samples = slow_samples("n")
     async with RayVerifier(CONFIG, settings(cluster, concurrency_per_worker=4,
                                             timeout_s=60)) as remote:
         doomed = remote.live_workers()[0].report.node_id

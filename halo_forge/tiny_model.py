@@ -14,10 +14,9 @@ sample ever passes, and RAFT has nothing to keep. The default corpus is the chat
 never seen), and the pretraining stops early on purpose: the model half-remembers the answers,
 so sampling at temperature ~0.7 gives the mix of passing and failing programs RAFT learns from.
 
-A run on the `skills` problems (examples/cpu-skills.toml) gets another base,
-base_recipe("skills"): pretrained on what
-a base model would know (the training programs' code without prompts, the prompts' words, and
-unrelated chats), so that SFT has the prompt -> program mapping to teach and the benchmark's
+A run on the `skills` problems (examples/cpu-tiny.toml, the default) gets another base,
+base_recipe("skills"): pretrained on what a base model would know (the training programs' code
+without prompts, the prompts' words, and unrelated chats), so that SFT has the prompt -> program mapping to teach and the benchmark's
 held-out problems, new combinations of the training programs' parts, are new to every stage.
 
 The tokenizer splits text with Qwen2's own pipeline, and the pretraining tokenizes the corpus
@@ -89,8 +88,8 @@ class TinySpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     pretokenizer: str = ""
 
 
-# The pretraining the CPU recipe and the tests use: tuned (see tests/test_readme_transcript.py) so
-# that after the recipe's short SFT the model passes some, not all, of its samples.
+# The pretraining of the tests' base and of a tiny run on any dataset but skills: tuned so that
+# after a short SFT the model passes some, not all, of its samples.
 PRETRAIN_STEPS = 250
 PRETRAIN_LR = 3e-3
 PRETRAIN_BATCH = 8

@@ -167,12 +167,11 @@ def test_the_generated_problems_are_stable() -> None:
     assert [p.reference for p in again] == [p.reference for p in PROBLEMS]
 
 
-def test_the_skills_recipe_loads_and_builds_its_base_from_skills() -> None:
+def test_the_default_recipe_runs_on_skills_and_builds_its_base_from_skills() -> None:
     from halo_forge.config import load_config
-    from halo_forge.examples import EXAMPLES_DIR
     from halo_forge.tiny_model import SKILLS_PRETRAIN_STEPS, base_recipe
 
-    config, _ = load_config(EXAMPLES_DIR / "cpu-skills.toml")
+    config, _ = load_config(None)
     assert config.data.dataset == "skills" and config.model.tiny
     # A LoRA no wider than the model: rank above tiny_hidden would add nothing but cost.
     assert config.sft.lora_rank <= config.model.tiny_hidden

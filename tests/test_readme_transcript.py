@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,44 +46,44 @@ def test_readme_states_the_setup_and_the_test_command_ci_runs():
 
 
 @pytest.mark.slow
-def test_the_main_job_as_written_shows_held_out_gain_and_the_training_split(tiny_model,
-                                                                           tmp_path):
+def test_the_main_job_as_written_shows_held_out_gain_and_the_training_split(tmp_path):
     setup, _ = _commands()
     job = shlex.split(setup.split("&&")[-1])
     assert job[:3] == ["python", "-m", "halo_forge"]
-    # The session's tiny model has the default recipe's spec; the run reuses it as a rerun
-    # would (building it is tests/test_tiny.py's), which keeps two minutes out of CI.
-    shutil.copytree(tiny_model, tmp_path / "runs" / "cpu-tiny" / "model")
+    # From an empty folder, as a new user runs it: the default's tiny base is the skills one
+    # (base_recipe("skills")), which no other test builds, so the run builds it here once
+    # rather than a fixture building it for this test alone.
     # `python` is the set-up venv's interpreter: this one.
     got = subprocess.run([sys.executable, *job[1:]], cwd=tmp_path, env=subprocess_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=2400)
     text = got.stdout.decode()
     (tmp_path / "transcript.log").write_text(text)
     assert got.returncode == 0, text[-4000:]
     assert "Traceback" not in text
+    assert "has not generalised" not in text, text[-3000:]
 
-    # The benchmark: held-out and training-split numbers side by side, or, when nothing held
-    # out was solved, one sentence saying so beside the training split's number.
-    lines = text.splitlines()
-    train_pass = None
-    line = next((x for x in lines if "benchmark (final adapter):" in x), None)
-    if line is not None:
-        held = re.search(r"held-out \((\d+) problems x \d+ samples\) pass@1 ([\d.]+)%", line)
-        train = re.search(r"training split \((\d+) problems\) pass@1 ([\d.]+)%", line)
-        assert held and train, line
-        train_pass = float(train.group(2))
-        # The gain: base -> SFT -> final, each measured on the held-out split.
-        gain = re.search(r"held-out pass@1: base ([\d.]+)% -> SFT ([\d.]+)% -> final "
-                         r"([\d.]+)% \(([+-][\d.]+) points over the base\)", text)
-        assert gain, text[-3000:]
-        assert float(gain.group(3)) == float(held.group(2))
-    else:
-        line = next(x for x in lines if "solved none of the" in x)
-        assert "has not generalised" in line
-        train_pass = float(re.search(r"pass@1 ([\d.]+)% on its training split", line).group(1))
-    # The method's gain where this recipe shows it: the final adapter passes more of the
-    # training prompts' samples than the SFT adapter did in cycle 1 (the same prompts and
-    # temperature; metrics.jsonl is cycle 1's verified samples).
+    # The benchmark: held-out and training-split numbers side by side.
+    line = next((x for x in text.splitlines() if "benchmark (final adapter):" in x), None)
+    assert line is not None, text[-3000:]
+    held = re.search(r"held-out \((\d+) problems x \d+ samples\) pass@1 ([\d.]+)%", line)
+    train = re.search(r"training split \((\d+) problems\) pass@1 ([\d.]+)%", line)
+    assert held and train, line
+    assert (int(held.group(1)), int(train.group(1))) == (12, 60), line  # skills' own split
+    train_pass = float(train.group(2))
+    # The method's gain on problems no stage trained on: held-out pass@1 rises from the base
+    # (which solves none: it never saw a prompt with its program) through SFT to the final
+    # adapter. The run is deterministic on CPU for the default seed (two runs of this recipe
+    # printed the same line), so this is the default's behaviour, not a lucky draw; the
+    # recipe's MEASURED block shows the same rise on a second seed.
+    gain = re.search(r"held-out pass@1: base ([\d.]+)% -> SFT ([\d.]+)% -> final "
+                     r"([\d.]+)% \(([+-][\d.]+) points over the base\)", text)
+    assert gain, text[-3000:]
+    base, sft, final = (float(gain.group(i)) for i in (1, 2, 3))
+    assert final == float(held.group(2)), (gain.group(0), line)
+    assert base < sft < final, gain.group(0)
+    # On the training prompts too: the final adapter passes more of their samples than the
+    # SFT adapter did in cycle 1 (the same prompts and temperature; metrics.jsonl is cycle 1's
+    # verified samples).
     run = tmp_path / "runs" / "cpu-tiny"
     cycles = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert train_pass > 100 * cycles[0]["pass_rate"], (train_pass, cycles[0]["pass_rate"])

@@ -72,15 +72,16 @@ def test_the_main_job_as_written_shows_held_out_gain_and_the_training_split(tmp_
     train_pass = float(train.group(2))
     # The method's gain on problems no stage trained on: held-out pass@1 rises from the base
     # (which solves none: it never saw a prompt with its program) through SFT to the final
-    # adapter. The run is deterministic on CPU for the default seed (two runs of this recipe
-    # printed the same line), so this is the default's behaviour, not a lucky draw; the
-    # recipe's MEASURED block shows the same rise on a second seed.
+    # adapter. Two runs of the default seed on one machine differ (cycle 1 passed 23% and 28%
+    # of its samples), so the test asserts what held in every run of this recipe (4, two
+    # seeds: base 0%, SFT 6-19%, final 25-42%): the final adapter well above both, and SFT
+    # not below the base (3 of 48 samples separate SFT from the base, too few to assert).
     gain = re.search(r"held-out pass@1: base ([\d.]+)% -> SFT ([\d.]+)% -> final "
                      r"([\d.]+)% \(([+-][\d.]+) points over the base\)", text)
     assert gain, text[-3000:]
     base, sft, final = (float(gain.group(i)) for i in (1, 2, 3))
     assert final == float(held.group(2)), (gain.group(0), line)
-    assert base < sft < final, gain.group(0)
+    assert base <= sft < final and final - base >= 10, gain.group(0)
     # On the training prompts too: the final adapter passes more of their samples than the
     # SFT adapter did in cycle 1 (the same prompts and temperature; metrics.jsonl is cycle 1's
     # verified samples).

@@ -38,6 +38,7 @@ from halo_forge.data.chat import apply_chat_template, problem_messages
 from halo_forge.errors import HaloError
 from halo_forge.model_loading import (
     AdapterMeta,
+    fit_cpu_threads,
     load_causal_lm,
     load_tokenizer,
     pick_dtype,
@@ -457,6 +458,7 @@ def train(
 
     dtype = pick_dtype(config.dtype, training=True)
     model = load_causal_lm(base_model, dtype=dtype)
+    fit_cpu_threads(model, "cuda" if torch.cuda.is_available() else "cpu")
     if config.gradient_checkpointing:
         model.config.use_cache = False
         model.enable_input_require_grads()  # frozen embeddings + checkpointing need this

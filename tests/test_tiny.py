@@ -251,3 +251,30 @@ def test_heads_option_gives_wide_heads_and_the_default_shape_is_unchanged(tmp_pa
     with pytest.raises(HaloError, match="multiple of heads"):
         build_tiny_model(tmp_path / "bad", corpus=CORPUS, vocab_size=300, pretrain_steps=0,
                          heads=3)
+
+
+def test_a_narrow_model_on_cpu_runs_torch_on_one_thread(tiny_model) -> None:
+    # The tiny recipe's 64-wide matrices gain nothing from threads, whose spinning on a busy
+    # machine cost the CPU recipe 3.4x its CPU time; a wide model or a GPU keeps the default.
+    import types
+
+    import torch
+
+    from halo_forge.generate.base import TransformersConfig
+    from halo_forge.generate.transformers_backend import TransformersBackend
+    from halo_forge.model_loading import fit_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        wide = types.SimpleNamespace(config=types.SimpleNamespace(hidden_size=4096))
+        fit_cpu_threads(wide, "cpu")
+        assert torch.get_num_threads() == 2
+        TransformersBackend(TransformersConfig(model=str(tiny_model), device="cpu"))
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        narrow = types.SimpleNamespace(config=types.SimpleNamespace(hidden_size=64))
+        fit_cpu_threads(narrow, "cuda:0")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -29,6 +29,7 @@ from halo_forge.generate.base import (
     truncate_at_stop,
 )
 from halo_forge.model_loading import (
+    fit_cpu_threads,
     load_causal_lm,
     load_tokenizer,
     pick_dtype,
@@ -57,6 +58,7 @@ class TransformersBackend:
         if self.device.type == "cpu":
             dtype = torch.float32  # half precision on CPU is slow or unsupported
         self._base = load_causal_lm(self.model, dtype=dtype).to(self.device).eval()
+        fit_cpu_threads(self._base, self.device)
         self._net: Any = self._base  # the base model, or a PeftModel wrapping it
         self._lock = threading.Lock()  # one generate() at a time on this model
         self._loads = 0

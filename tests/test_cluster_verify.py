@@ -5,6 +5,7 @@ rewards, and `cluster check`'s table. The cluster starts once for the module (~2
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -23,8 +24,11 @@ from tests.sandbox_util import PYTHON
 
 pytestmark = pytest.mark.slow
 
+# The CPU limit ends the endless loops; the wall limit only guards against a hang, since load
+# stretches an honest run's wall time (at load 10, runs of a 0.3 s sleep hit a 2 s wall limit
+# having used 0.00 s of CPU).
 CONFIG = VerifierConfig(
-    run_limits=Limits(cpu_s=1.0, wall_s=2.0, memory_mb=256, output_bytes=1 << 16),
+    run_limits=Limits(cpu_s=1.0, wall_s=60.0, memory_mb=256, output_bytes=1 << 16),
     pch=False, python=Compiler(command=PYTHON, flags=("-I",)),
 )
 AB = [{"stdin": "1 2\n", "stdout": "3\n"}, {"stdin": "40 2\n", "stdout": "42\n"}]
@@ -64,10 +68,28 @@ def cluster():
     c.shutdown()
 
 
-def slow_samples(prefix: str, count: int = 16) -> list[VerifySample]:
-    """Slow, distinct samples: workers are still busy with them when a fault is injected."""
-    return [sample(f"{prefix}{i}", f"import time\ntime.sleep(0.3)\nprint({i})\n", "python",
+def distinct_samples(prefix: str, count: int = 16) -> list[VerifySample]:
+    """Samples no verdict cache answers. The fault tests need no slow ones: the worker that
+    faults is frozen (below), so it still holds its batch whatever the samples' speed."""
+    return [sample(f"{prefix}{i}", f"print({i})\n", "python",
                    tests=[{"stdin": "", "stdout": f"{i}\n"}]) for i in range(count)]
+
+
+@contextlib.contextmanager
+def frozen(pid: int):
+    """The worker `pid` stopped (SIGSTOP) until the block ends: a batch sent to it stays
+    unfinished however fast the samples are, so a fault injected at the first verdict (which
+    can only come from another worker) finds it mid-batch. Resumed at the end if still there."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+def not_passed(pairs) -> list[tuple[str, str, str]]:
+    return [(v.id, v.status, v.output[:80]) for _, v in pairs if v.status != "passed"]
 
 
 def settings(cluster, **kw) -> ClusterSettings:
@@ -115,9 +137,9 @@ async def test_two_nodes_give_the_local_verdicts(cluster):
 
 @pytest.mark.anyio
 async def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(cluster):
-    # Slow, distinct samples keep both workers busy when one is killed.
-    samples = slow_samples("s")
-    # Four at once per worker, in batches of four: the kill lands in the middle of a batch.
+    samples = distinct_samples("s")
+    # Four at once per worker, in batches of four: the victim (the first worker, so the first
+    # batch is its own) is frozen with that batch and killed at the other's first verdict.
     async with RayVerifier(CONFIG, settings(cluster, batch_size=4,
                                             concurrency_per_worker=4)) as remote:
         victim = pids_of(remote)[0][0]
@@ -127,12 +149,13 @@ async def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(cluster):
             os.kill(victim, signal.SIGKILL)
             killed.append(victim)
 
-        pairs = await verify_all(remote, samples, on_first=kill)
+        with frozen(victim):
+            pairs = await verify_all(remote, samples, on_first=kill)
         assert killed and len(remote.live_workers()) == 1
         assert remote.resent > 0  # the victim's unfinished samples went to the other worker
     indexes = [i for i, _ in pairs]
     assert sorted(indexes) == list(range(16))  # each sample once: none lost, none twice
-    assert all(v.status == "passed" and v.reward == 1.0 for _, v in pairs)
+    assert all(v.status == "passed" and v.reward == 1.0 for _, v in pairs), not_passed(pairs)
 
 
 @pytest.mark.anyio
@@ -210,16 +233,24 @@ def test_verify_cli_on_the_cluster_writes_the_local_verdicts_and_no_ray_noise(cl
 @pytest.mark.anyio
 async def test_a_node_that_dies_mid_batch_loses_and_duplicates_nothing(cluster):
     # Last in the module: it takes a node away (and puts a fresh one back for whatever follows).
-    samples = slow_samples("n")
+    samples = distinct_samples("n")
     async with RayVerifier(CONFIG, settings(cluster, concurrency_per_worker=4,
                                             timeout_s=60)) as remote:
-        doomed = remote.live_workers()[0].report.node_id
-        node = next(n for n in cluster.worker_nodes if n.node_id == doomed)
-        with anyio.fail_after(90):
-            pairs = await verify_all(remote, samples, on_first=lambda: cluster.remove_node(
-                node, allow_graceful=False))
-        assert [w.report.node_id for w in remote.live_workers()] != [doomed]
+        doomed = remote.live_workers()[0].report
+        node = next(n for n in cluster.worker_nodes if n.node_id == doomed.node_id)
+
+        def node_dies() -> None:
+            # remove_node kills the raylet only; its worker runs on until it notices (up to a
+            # second), long enough on an idle machine to finish and send all it held. A node
+            # that dies takes its worker with it.
+            cluster.remove_node(node, allow_graceful=False)
+            os.kill(doomed.pid, signal.SIGKILL)
+
+        # A hang's guard only: Ray reports the dead actor in seconds, timeout_s in a minute.
+        with frozen(doomed.pid), anyio.fail_after(600):
+            pairs = await verify_all(remote, samples, on_first=node_dies)
+        assert [w.report.node_id for w in remote.live_workers()] != [doomed.node_id]
         assert len(remote.live_workers()) == 1 and remote.resent > 0
     assert sorted(i for i, _ in pairs) == list(range(16))
-    assert all(v.status == "passed" for _, v in pairs)
+    assert all(v.status == "passed" for _, v in pairs), not_passed(pairs)
     cluster.add_node(num_cpus=1)

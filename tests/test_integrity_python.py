@@ -55,13 +55,26 @@ PAIR = ("class Pair:\n    def __init__(self, a, b):\n        self.a, self.b = a,
 ALWAYS_EQUAL = ("class Any:\n    def __eq__(self, other):\n        return True\n"
                 "    def __ne__(self, other):\n        return False\n    __hash__ = object.__hash__\n")
 
-# A lookup table from whatever source of the tests an attack finds; 0 where it finds none.
+# A lookup table from whatever source of the tests an attack finds; 0 where it finds none. The
+# host sends the judge its tests compiled when it can (the token's line, a NUL, their marshalled
+# code): their instructions are read too.
 TABLE = '''
 import re
 def _table(text):
-    if isinstance(text, bytes):
-        text = text.decode("latin-1")
     found = {}
+    if isinstance(text, bytes):
+        for m in re.finditer(rb"[0-9a-f]{32}\\n\\x00", text):
+            try:
+                seq = [i.argval for i in __import__("dis").get_instructions(__import__("marshal").loads(text[m.end():]))
+                       if i.opname == "LOAD_CONST" and type(i.argval) is int or i.argval == "add"]
+            except Exception:
+                continue
+            for k in range(len(seq) - 3):  # add(a, b) == c, or c == add(a, b)
+                if seq[k] == "add" and "add" not in seq[k + 1:k + 4]:
+                    found[(seq[k + 1], seq[k + 2])] = seq[k + 3]
+                elif seq[k + 1] == "add" and "add" not in (seq[k], *seq[k + 2:k + 4]):
+                    found[(seq[k + 2], seq[k + 3])] = seq[k]
+        text = text.decode("latin-1")
     for a, b, c in re.findall(r"add\\((-?\\d+), (-?\\d+)\\) == (-?\\d+)", text):
         found[(int(a), int(b))] = int(c)
     for c, a, b in re.findall(r"(-?\\d+) == add\\((-?\\d+), (-?\\d+)\\)", text):

@@ -186,11 +186,27 @@ def test_the_problems_field_survives_a_prompts_file(tmp_path):
 
 # -- the judge's bytecode ahead of the secrets ---------------------------------------------------
 
+# The tests as the host compiled them: the token's line, a NUL, then their marshalled code,
+# whose instructions hold each assert's operands (add(a, b) == c).
+FROM_BYTECODE = (
+    "def _from_bytecode(text):\n"
+    "    found = {}\n"
+    "    for m in re.finditer(rb'[0-9a-f]{32}\\n\\x00', text):\n"
+    "        try:\n"
+    "            seq = [i.argval for i in __import__('dis').get_instructions(__import__('marshal').loads(text[m.end():]))\n"
+    "                   if i.opname == 'LOAD_CONST' and type(i.argval) is int or i.argval == 'add']\n"
+    "        except Exception:\n"
+    "            continue\n"
+    "        for k in range(len(seq) - 3):\n"
+    "            if seq[k] == 'add' and 'add' not in seq[k + 1:k + 4]:\n"
+    "                found[(seq[k + 1], seq[k + 2])] = seq[k + 3]\n"
+    "    return found\n"
+)
 # The worker scans its own memory: whatever the judge held before the fork is there.
 OWN_MEMORY = (
-    "import re\n"
+    "import re\n" + FROM_BYTECODE +
     "def _table(text):\n"
-    "    found = {}\n"
+    "    found = _from_bytecode(text)\n"
     "    for a, b, c in re.findall(rb'add\\((-?\\d+), (-?\\d+)\\) == (-?\\d+)', text):\n"
     "        found[(int(a), int(b))] = int(c)\n"
     "    for c, a, b in re.findall(rb'(-?\\d+) == add\\((-?\\d+), (-?\\d+)\\)', text):\n"
@@ -216,13 +232,14 @@ OWN_MEMORY = (
 )
 # The judge's stdin object, inherited by the worker: a read-ahead buffer would hold the tests.
 STDIN_BUFFER = (
-    "import re, sys\n"
+    "import re, sys\n" + FROM_BYTECODE +
     "def _found():\n"
     "    try:\n"
     "        text = sys.stdin.buffer.peek(1 << 20)\n"
     "    except Exception:\n"
     "        return {}\n"
-    "    return {(int(a), int(b)): int(c) for a, b, c in re.findall(rb'add\\((-?\\d+), (-?\\d+)\\) == (-?\\d+)', text)}\n"
+    "    return {**_from_bytecode(text), **{(int(a), int(b)): int(c) for a, b, c in\n"
+    "            re.findall(rb'add\\((-?\\d+), (-?\\d+)\\) == (-?\\d+)', text)}}\n"
     "_FOUND = _found()\n"
     "def add(a, b):\n"
     "    return _FOUND.get((a, b), 0)\n"
@@ -239,6 +256,11 @@ def test_the_worker_finds_no_tests_in_what_it_inherits():
     assert (got["control"].status, got["control"].reward) == ("passed", 1.0)
 
 
+# A read-ahead buffer as large as the run's stdin: whatever reads through it first takes the
+# token and the tests too, whatever the frames' sizes.
+READ_AHEAD = "sys.stdin = open(0, closefd=False, buffering=1 << 20); "
+
+
 def test_with_a_buffered_boot_the_tests_leak(monkeypatch, python_path):  # noqa: F811 - the fixture
     """The boot reads exactly the judge's bytecode with os.read: through sys.stdin's buffer it
     would read ahead into the token and the tests before the worker is forked. On the warm path
@@ -248,10 +270,30 @@ def test_with_a_buffered_boot_the_tests_leak(monkeypatch, python_path):  # noqa:
         cut = '_skip(int.from_bytes(_take(8), "big"))'
         assert cut in source, "the template changed: update this test's cut"
         monkeypatch.setattr(pyjudge, "warm_source", lambda: source.replace(
-            cut, 'sys.stdin.buffer.read(int.from_bytes(sys.stdin.buffer.read(8), "big"))'))
+            cut, READ_AHEAD + 'sys.stdin.buffer.read(int.from_bytes(sys.stdin.buffer.read(8), "big"))'))
     assert "os.read(0, n - len(b))" in pyjudge._BOOT, "the boot changed: update this test's cut"
-    monkeypatch.setattr(pyjudge, "_BOOT", pyjudge._BOOT.replace(
-        "os.read(0, n - len(b))", "__import__('sys').stdin.buffer.read(n - len(b))"))
+    monkeypatch.setattr(pyjudge, "_BOOT", "import sys; " + READ_AHEAD + "\n" + pyjudge._BOOT.replace(
+        "os.read(0, n - len(b))", "sys.stdin.buffer.read(n - len(b))"))
+    _buffered_solution_read(monkeypatch, "")  # the judge's own reads follow the boot's buffer
+    got, _ = _verify([_python(id=name, code=code, test_code=T_ADD_FWD) for name, code in ATTACKS.items()])
+    assert all(v.status == "passed" for v in got.values()), got
+
+
+def _buffered_solution_read(monkeypatch, read_ahead):
+    source = pyjudge.judge_source()
+    cuts = {"size = _read_exact(0, 8)": read_ahead + "size = sys.stdin.buffer.read(8)",
+            '_read_exact(0, int.from_bytes(size, "big"))': 'sys.stdin.buffer.read(int.from_bytes(size, "big"))'}
+    for cut, buffered in cuts.items():
+        assert cut in source, "the judge changed: update this test's cut"
+        source = source.replace(cut, buffered)
+    monkeypatch.setattr(pyjudge, "judge_source", lambda: source)
+
+
+def test_with_a_buffered_read_of_the_solutions_bytecode_the_tests_leak(monkeypatch):
+    """The host's bytecode of the solution comes ahead of the token, and the judge reads it
+    with os.read to its last byte: a buffered read would take the token and the tests with
+    it, into the memory the worker is forked from next."""
+    _buffered_solution_read(monkeypatch, READ_AHEAD)
     got, _ = _verify([_python(id=name, code=code, test_code=T_ADD_FWD) for name, code in ATTACKS.items()])
     assert all(v.status == "passed" for v in got.values()), got
 

@@ -68,7 +68,8 @@ def test_site_packages_runs_start_cold():
 # A secret in one sample's tests, found by the next sample only if the memory it is forked
 # from held it. The pattern's own text ("L[E]AK...") never matches itself.
 SECRET = "LEAKPFX" + "0123456789abcdef" * 2
-HOLDER = _python("holder", ADD, test_code=f"assert add(1, 2) == 3  # {SECRET}\n")
+# (A constant, not a comment: the host may send the tests compiled.)
+HOLDER = _python("holder", ADD, test_code=f"assert add(1, 2) == 3, {SECRET!r}\n")
 SCAN = ("import re\n"
         "def scan():\n"
         "    pattern = re.compile(rb'L[E]AKPFX[0-9a-f]{32}')\n"

@@ -9,7 +9,10 @@ One interpreter per sample, started with -S (no site-packages, no .pth files: a 
 imports certifi once cost two thirds of every start): the judge compiles main.py itself and a
 syntax error is COMPILE_EXIT, a compile error. The judge's own code is compiled once per
 interpreter on the host (`judge_code`) and reaches the run as bytecode ahead of the token on
-stdin, so no run spends its time compiling the judge.
+stdin, so no run spends its time compiling the judge. When the run's interpreter is this one,
+the host compiles the solution and the tests too (`_host_compiled`: a compile in a fresh fork
+copies every page it writes); a solution that does not compile cleanly (an error or a warning)
+is still compiled by the run, which reports it as before.
 
 What the runner reads back (`read_verdict`): a pass is exit status 0 AND the token as the last
 line of stdout, which only the judge ever held; a defence that fired is exit GUARD_EXIT with
@@ -22,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import subprocess
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +118,46 @@ def judge_argv(python: str, flags: tuple[str, ...] = ("-I",), *, site: bool = Fa
     return [python, *flags, "-S", "-c", _BOOT % FAULT_EXIT, *(("site",) if site else ())]
 
 
-def judge_input(test_code: str, python: str) -> tuple[bytes, str]:
-    """(stdin for the judge, the token that proves its pass)."""
+# Interpreter flags that leave compile() as it is in the verifier's own process: with others
+# (-O, -X, -W) the run compiles for itself.
+_PLAIN_FLAGS = frozenset({"-I", "-S", "-E", "-s", "-B", "-u"})
+
+
+def _host_compiled(python: str, flags: tuple[str, ...], source: str, filename: str) -> bytes:
+    """`source` compiled here, marshalled, for a run of `python`: b"" when the run must compile
+    it itself (another interpreter or other flags, a syntax error, or any warning, which the
+    run's compile reports as it always has). A compile in a fresh fork of the warm template
+    copies every page it writes: here it costs a third as much."""
+    import marshal
+    import warnings
+
+    if not _PLAIN_FLAGS.issuperset(flags) or not _same_interpreter(python):
+        return b""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = compile(source, filename, "exec", dont_inherit=True, optimize=0)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return b""
+    return b"" if caught else marshal.dumps(code)
+
+
+@lru_cache(maxsize=256)
+def _tests_compiled(python: str, flags: tuple[str, ...], test_code: str) -> bytes:
+    # Per problem: RAFT verifies many samples against the same test code.
+    return _host_compiled(python, flags, test_code, "<tests>")
+
+
+def judge_input(test_code: str, python: str, *, flags: tuple[str, ...] = ("-I",), solution: str | None = None
+                ) -> tuple[bytes, str]:
+    """(stdin for the judge, the token that proves its pass). Ahead of the token, the judge's
+    bytecode and the solution's (empty: the judge compiles main.py); after it the tests, as
+    source or as NUL and their bytecode (source never holds a NUL)."""
     token = secrets.token_hex(16)
-    return judge_code(python) + (token + "\n" + test_code).encode("utf-8", errors="surrogatepass"), token
+    code = _host_compiled(python, flags, solution, "main.py") if solution is not None else b""
+    tests = _tests_compiled(python, flags, test_code)
+    body = b"\0" + tests if tests else test_code.encode("utf-8", errors="surrogatepass")
+    return judge_code(python) + len(code).to_bytes(8, "big") + code + token.encode() + b"\n" + body, token
 
 
 @cache
@@ -170,14 +209,14 @@ _halo_harness()
 
 
 def python_test_run(python: str, flags: tuple[str, ...], test_code: str, *, legacy: bool = False,
-                    site: bool = False) -> tuple[list[str], bytes, str]:
-    """(argv, stdin, token) of the run that judges `test_code`; `legacy` is the unsafe
-    baseline for benchmarks."""
+                    site: bool = False, solution: str | None = None) -> tuple[list[str], bytes, str]:
+    """(argv, stdin, token) of the run that judges `test_code` against main.py (`solution`, its
+    text, lets the host compile it); `legacy` is the unsafe baseline for benchmarks."""
     if legacy:
         token = secrets.token_hex(16)
         stdin = (token + "\n" + test_code).encode("utf-8", errors="surrogatepass")
         return [python, *flags, "-S", "-c", LEGACY_HARNESS], stdin, token  # -S: as the judge, for a fair cost
-    stdin, token = judge_input(test_code, python)
+    stdin, token = judge_input(test_code, python, flags=flags, solution=solution)
     return judge_argv(python, flags, site=site), stdin, token
 
 

@@ -2,12 +2,15 @@
 
 Run by `python -I -S -c <boot>` in the sample's workdir, which holds main.py (the solution) and
 nothing else: the boot reads this file's compiled code from stdin (compiled once per interpreter
-by the host, pyjudge.py) and runs it; the rest of stdin is one line with a one-time token, then
-the test code. Standard library only: the sandbox sees no halo_forge package, and the solution
-sees site-packages only when the problem asks for them (`site` among the arguments).
+by the host, pyjudge.py) and runs it; the rest of stdin is the solution's bytecode (framed by its
+length; empty when the host left main.py to the judge), one line with a one-time token, then the
+test code (its source, or a NUL and its bytecode). Standard library only: the sandbox sees no
+halo_forge package, and the solution sees site-packages only when the problem asks for them
+(`site` among the arguments).
 
-One interpreter per sample: the judge compiles main.py itself, before anything else, and a
-syntax error ends the run with COMPILE_EXIT and a compiler-style message (the solution never ran).
+One interpreter per sample: without the host's bytecode the judge compiles main.py itself, before
+anything else, and a syntax error ends the run with COMPILE_EXIT and a compiler-style message
+(the solution never ran).
 
 Two processes, one run:
 - the judge (this process) makes itself non-dumpable, so no other process of the run can read
@@ -217,6 +220,9 @@ def _no_int_digit_limit():
 def _worker(req_r, resp_w, code):
     # Nothing of the judge's stdin or stdout reaches the solution: both are replaced before
     # any of its code runs. print() goes to the run's stderr.
+    if type(code) is bytes:  # the host's bytecode: loaded here, where it runs
+        import marshal
+        code = marshal.loads(code)
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -640,8 +646,19 @@ def _finish(code, line=""):
     os._exit(code)
 
 
+def _host_code():
+    """The solution's bytecode the host put ahead of the token (b"": compile main.py here),
+    read with os.read to its last byte and no further: the worker is forked next."""
+    size = _read_exact(0, 8)
+    code = _read_exact(0, int.from_bytes(size, "big")) if size is not None else None
+    if code is None:
+        print("python judge: stdin ended before the solution's bytecode", file=sys.stderr)
+        _finish(FAULT_EXIT)
+    return code
+
+
 def main():
-    code = compile_solution()
+    code = _host_code() or compile_solution()
     try:
         _nondumpable()
         req_r, req_w = os.pipe()
@@ -669,7 +686,11 @@ def main():
     judge = _Judge(req_w, resp_r)
     status = 0
     try:
-        tests = compile(test_source, "<tests>", "exec", dont_inherit=True)
+        if test_source[:1] == b"\0":  # compiled by the host (source never holds a NUL)
+            import marshal
+            tests = marshal.loads(memoryview(test_source)[1:])
+        else:
+            tests = compile(test_source, "<tests>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
         print(f"python judge: the test code does not compile: {exc}", file=sys.stderr)
         status = 1

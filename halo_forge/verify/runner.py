@@ -476,7 +476,7 @@ class Verifier:
     async def _run_test_code(self, p: _Prepared, workdir: os.PathLike) -> _TestResult:
         tc = p.toolchain
         if tc.kind == "python":  # the judge: halo_forge/verify/pyjudge.py
-            argv, stdin, token = python_test_run(tc.path, tc.flags, p.test_code,
+            argv, stdin, token = python_test_run(tc.path, tc.flags, p.test_code, solution=p.program,
                                                  legacy=self.legacy_python_harness, site=p.python_packages)
             run = await self._sandbox.run(argv, cwd=workdir, stdin=stdin, limits=self._run_limits,
                                           warm=self._python_warm(p))

@@ -324,10 +324,12 @@ def test_another_interpreter_compiles_the_judge_itself(monkeypatch, python_path)
 
     monkeypatch.setattr(pyjudge.subprocess, "run", run)
     pyjudge._compiled.cache_clear()
+    pyjudge._tests_compiled.cache_clear()
     try:
         got, _ = _verify([_python(id="ok", code=ADD, test_code=T_ADD)])
     finally:
         pyjudge._compiled.cache_clear()
+        pyjudge._tests_compiled.cache_clear()
     assert (got["ok"].status, got["ok"].reward) == ("passed", 1.0), got["ok"]
     # The warm template has the plain runner's bytecode too.
     assert len(calls) == (2 if python_path == "warm" else 1) and all("marshal" in c[-1] for c in calls)

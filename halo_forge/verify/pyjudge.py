@@ -77,6 +77,7 @@ _BOOT = ("import posix as os, marshal\n"
          "exec(marshal.loads(_take(int.from_bytes(_take(8), 'big'))))\n")
 
 
+@cache
 def _same_interpreter(python: str) -> bool:
     import os
     import sys

@@ -62,11 +62,17 @@ try:
     def _dumps(obj):
         return "".join(_dumps_c(obj, 0))
 
+    class _Context:
+        """What _json's scanner reads its options from, once (a class per process cost each
+        forked run a type's making and copy-on-write faults)."""
+
+        strict, object_pairs_hook, parse_float, parse_int = True, None, float, int
+        parse_constant = staticmethod(_CONSTANTS.__getitem__)
+
     def _scanner(hook):
-        context = type("_Context", (), {"strict": True, "object_hook": staticmethod(hook), "object_pairs_hook": None,
-                                        "parse_float": float, "parse_int": int,
-                                        "parse_constant": staticmethod(_CONSTANTS.__getitem__)})
-        scan = _json.make_scanner(context())
+        context = _Context()
+        context.object_hook = hook
+        scan = _json.make_scanner(context)
 
         def loads(data):
             text = data.decode("utf-8")

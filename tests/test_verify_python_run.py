@@ -324,12 +324,47 @@ def test_another_interpreter_compiles_the_judge_itself(monkeypatch, python_path)
 
     monkeypatch.setattr(pyjudge.subprocess, "run", run)
     pyjudge._compiled.cache_clear()
-    pyjudge._tests_compiled.cache_clear()
+    pyjudge._TESTS.clear()
     try:
         got, _ = _verify([_python(id="ok", code=ADD, test_code=T_ADD)])
     finally:
         pyjudge._compiled.cache_clear()
-        pyjudge._tests_compiled.cache_clear()
+        pyjudge._TESTS.clear()
     assert (got["ok"].status, got["ok"].reward) == ("passed", 1.0), got["ok"]
     # The warm template has the plain runner's bytecode too.
     assert len(calls) == (2 if python_path == "warm" else 1) and all("marshal" in c[-1] for c in calls)
+
+
+# -- the host's bytecode ---------------------------------------------------------------------------
+
+def _frames(stdin: bytes, python: str) -> tuple[bytes, bytes]:
+    """(the solution's bytecode, what follows the token's line) of a judge's stdin."""
+    rest = stdin[len(pyjudge.judge_code(python)):]
+    size = int.from_bytes(rest[:8], "big")
+    return rest[8:8 + size], rest[8 + size:].partition(b"\n")[2]
+
+
+def test_the_host_compiles_only_what_compiles_cleanly_and_only_alone(monkeypatch):
+    import threading
+
+    python = resolve_toolchain("python", CONFIG.compiler("python")).path
+    alone = pyjudge._alone
+    monkeypatch.setattr(pyjudge, "_alone", lambda: True)  # whatever other tests left running
+    code, tests = _frames(pyjudge.judge_input(T_ADD, python, solution=ADD)[0], python)
+    assert code and tests[:1] == b"\0"
+    warned, _ = _frames(pyjudge.judge_input(T_ADD, python, solution="x = 1 is 1\n" + ADD)[0], python)
+    assert warned == b""  # the run's own compile prints the warning, as before
+    broken, _ = _frames(pyjudge.judge_input(T_ADD, python, solution="def add(:\n")[0], python)
+    assert broken == b""
+    # Another thread could cross the warnings state the compile swaps: the run compiles.
+    monkeypatch.setattr(pyjudge, "_alone", alone)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        pyjudge._TESTS.clear()
+        code, tests = _frames(pyjudge.judge_input(T_ADD, python, solution=ADD)[0], python)
+    finally:
+        stop.set()
+        other.join()
+    assert code == b"" and tests == T_ADD.encode()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import subprocess
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -124,15 +124,25 @@ def judge_argv(python: str, flags: tuple[str, ...] = ("-I",), *, site: bool = Fa
 _PLAIN_FLAGS = frozenset({"-I", "-S", "-E", "-s", "-B", "-u"})
 
 
+def _alone() -> bool:
+    import threading
+
+    return threading.active_count() == 1
+
+
 def _host_compiled(python: str, flags: tuple[str, ...], source: str, filename: str) -> bytes:
     """`source` compiled here, marshalled, for a run of `python`: b"" when the run must compile
     it itself (another interpreter or other flags, a syntax error, or any warning, which the
     run's compile reports as it always has). A compile in a fresh fork of the warm template
-    copies every page it writes: here it costs a third as much."""
+    copies every page it writes: here it costs a third as much.
+
+    Only while this process has no other thread: catching the compiler's warnings swaps the
+    process-wide warnings state, and another thread's catch_warnings crossing it would leave
+    one of the two in place for good."""
     import marshal
     import warnings
 
-    if not _PLAIN_FLAGS.issuperset(flags) or not _same_interpreter(python):
+    if not _PLAIN_FLAGS.issuperset(flags) or not _alone() or not _same_interpreter(python):
         return b""
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -143,10 +153,21 @@ def _host_compiled(python: str, flags: tuple[str, ...], source: str, filename: s
     return b"" if caught else marshal.dumps(code)
 
 
-@lru_cache(maxsize=256)
+_TESTS: dict[tuple[str, tuple[str, ...], str], bytes] = {}  # the tests' bytecode, by problem
+
+
 def _tests_compiled(python: str, flags: tuple[str, ...], test_code: str) -> bytes:
-    # Per problem: RAFT verifies many samples against the same test code.
-    return _host_compiled(python, flags, test_code, "<tests>")
+    # Kept per problem: RAFT verifies many samples against the same test code. (What could
+    # not be compiled now, with another thread about, is not kept.)
+    key = (python, flags, test_code)
+    code = _TESTS.get(key)
+    if code is None:
+        code = _host_compiled(python, flags, test_code, "<tests>")
+        if code:
+            if len(_TESTS) >= 256:
+                _TESTS.pop(next(iter(_TESTS)))
+            _TESTS[key] = code
+    return code
 
 
 def judge_input(test_code: str, python: str, *, flags: tuple[str, ...] = ("-I",), solution: str | None = None

@@ -368,3 +368,13 @@ def test_the_host_compiles_only_what_compiles_cleanly_and_only_alone(monkeypatch
         stop.set()
         other.join()
     assert code == b"" and tests == T_ADD.encode()
+
+
+def test_the_hosts_bytecode_reads_main_py_as_the_run_would(monkeypatch):
+    """A coding cookie means what it means to the run's own compile of main.py's bytes."""
+    monkeypatch.setattr(pyjudge, "_alone", lambda: True)
+    latin = "# -*- coding: latin-1 -*-\ndef f():\n    return 'é'\n"  # main.py holds its UTF-8 bytes
+    python = resolve_toolchain("python", CONFIG.compiler("python")).path
+    assert _frames(pyjudge.judge_input("", python, solution=latin)[0], python)[0]
+    got, _ = _verify([_python(id="latin", code=latin, test_code="assert f() == 'Ã©'\n")])
+    assert (got["latin"].status, got["latin"].reward) == ("passed", 1.0), got["latin"]

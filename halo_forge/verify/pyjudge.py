@@ -130,8 +130,9 @@ def _alone() -> bool:
     return threading.active_count() == 1
 
 
-def _host_compiled(python: str, flags: tuple[str, ...], source: str, filename: str) -> bytes:
-    """`source` compiled here, marshalled, for a run of `python`: b"" when the run must compile
+def _host_compiled(python: str, flags: tuple[str, ...], source: bytes, filename: str) -> bytes:
+    """`source` compiled here, marshalled, for a run of `python`: the same bytes the run would
+    compile (a coding cookie means the same), b"" when the run must compile
     it itself (another interpreter or other flags, a syntax error, or any warning, which the
     run's compile reports as it always has). A compile in a fresh fork of the warm template
     copies every page it writes: here it costs a third as much.
@@ -162,7 +163,7 @@ def _tests_compiled(python: str, flags: tuple[str, ...], test_code: str) -> byte
     key = (python, flags, test_code)
     code = _TESTS.get(key)
     if code is None:
-        code = _host_compiled(python, flags, test_code, "<tests>")
+        code = _host_compiled(python, flags, test_code.encode("utf-8", errors="surrogatepass"), "<tests>")
         if code:
             if len(_TESTS) >= 256:
                 _TESTS.pop(next(iter(_TESTS)))
@@ -176,7 +177,12 @@ def judge_input(test_code: str, python: str, *, flags: tuple[str, ...] = ("-I",)
     bytecode and the solution's (empty: the judge compiles main.py); after it the tests, as
     source or as NUL and their bytecode (source never holds a NUL)."""
     token = secrets.token_hex(16)
-    code = _host_compiled(python, flags, solution, "main.py") if solution is not None else b""
+    code = b""
+    if solution is not None:
+        try:
+            code = _host_compiled(python, flags, solution.encode(), "main.py")  # main.py's bytes (Sandbox.workdir)
+        except UnicodeEncodeError:
+            pass
     tests = _tests_compiled(python, flags, test_code)
     body = b"\0" + tests if tests else test_code.encode("utf-8", errors="surrogatepass")
     return judge_code(python) + len(code).to_bytes(8, "big") + code + token.encode() + b"\n" + body, token

@@ -5,6 +5,8 @@ reaches the run ahead of the token leaks nothing of the token or the tests to th
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 
 import anyio
@@ -16,6 +18,7 @@ from halo_forge.sandbox import Limits
 from halo_forge.verify import pyjudge
 from halo_forge.verify import pyjudge_main as judge_main
 from halo_forge.verify.config import VerifierConfig
+from halo_forge.verify.pycompile import PythonCompiler
 from halo_forge.verify.rewards import RewardLadder
 from halo_forge.verify.runner import Verifier
 from halo_forge.verify.toolchains import resolve_toolchain
@@ -344,37 +347,36 @@ def _frames(stdin: bytes, python: str) -> tuple[bytes, bytes]:
     return rest[8:8 + size], rest[8 + size:].partition(b"\n")[2]
 
 
-def test_the_host_compiles_only_what_compiles_cleanly_and_only_alone(monkeypatch):
-    import threading
-
+def test_the_hosts_compiler_makes_bytecode_only_of_what_compiles_cleanly():
     python = resolve_toolchain("python", CONFIG.compiler("python")).path
-    alone = pyjudge._alone
-    monkeypatch.setattr(pyjudge, "_alone", lambda: True)  # whatever other tests left running
-    code, tests = _frames(pyjudge.judge_input(T_ADD, python, solution=ADD)[0], python)
-    assert code and tests[:1] == b"\0"
-    warned, _ = _frames(pyjudge.judge_input(T_ADD, python, solution="x = 1 is 1\n" + ADD)[0], python)
-    assert warned == b""  # the run's own compile prints the warning, as before
-    broken, _ = _frames(pyjudge.judge_input(T_ADD, python, solution="def add(:\n")[0], python)
-    assert broken == b""
-    # Another thread could cross the warnings state the compile swaps: the run compiles.
-    monkeypatch.setattr(pyjudge, "_alone", alone)
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
+    compiler = PythonCompiler(python)
     try:
+        code, tests = _frames(pyjudge.judge_input(T_ADD, python, compiler=compiler, solution=ADD)[0], python)
+        assert code and tests[:1] == b"\0"
+        warned, _ = _frames(pyjudge.judge_input(T_ADD, python, compiler=compiler,
+                                                solution="x = 1 is 1\n" + ADD)[0], python)
+        assert warned == b""  # the run's own compile prints the warning, as before
+        broken, _ = _frames(pyjudge.judge_input(T_ADD, python, compiler=compiler, solution="def add(:\n")[0], python)
+        assert broken == b""
+        # A compiler that is gone leaves every compile to the runs, which still pass.
+        os.kill(compiler.pid, signal.SIGKILL)
         pyjudge._TESTS.clear()
-        code, tests = _frames(pyjudge.judge_input(T_ADD, python, solution=ADD)[0], python)
+        code, tests = _frames(pyjudge.judge_input(T_ADD, python, compiler=compiler, solution=ADD)[0], python)
+        assert code == b"" and tests == T_ADD.encode()
     finally:
-        stop.set()
-        other.join()
-    assert code == b"" and tests == T_ADD.encode()
+        compiler.close()
+    got, _ = _verify([_python(id="ok", code=ADD, test_code=T_ADD)])
+    assert (got["ok"].status, got["ok"].reward) == ("passed", 1.0), got["ok"]
 
 
-def test_the_hosts_bytecode_reads_main_py_as_the_run_would(monkeypatch):
+def test_the_hosts_bytecode_reads_main_py_as_the_run_would():
     """A coding cookie means what it means to the run's own compile of main.py's bytes."""
-    monkeypatch.setattr(pyjudge, "_alone", lambda: True)
     latin = "# -*- coding: latin-1 -*-\ndef f():\n    return 'é'\n"  # main.py holds its UTF-8 bytes
     python = resolve_toolchain("python", CONFIG.compiler("python")).path
-    assert _frames(pyjudge.judge_input("", python, solution=latin)[0], python)[0]
+    compiler = PythonCompiler(python)
+    try:
+        assert _frames(pyjudge.judge_input("", python, compiler=compiler, solution=latin)[0], python)[0]
+    finally:
+        compiler.close()
     got, _ = _verify([_python(id="latin", code=latin, test_code="assert f() == 'Ã©'\n")])
     assert (got["latin"].status, got["latin"].reward) == ("passed", 1.0), got["latin"]

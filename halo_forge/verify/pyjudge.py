@@ -9,10 +9,10 @@ One interpreter per sample, started with -S (no site-packages, no .pth files: a 
 imports certifi once cost two thirds of every start): the judge compiles main.py itself and a
 syntax error is COMPILE_EXIT, a compile error. The judge's own code is compiled once per
 interpreter on the host (`judge_code`) and reaches the run as bytecode ahead of the token on
-stdin, so no run spends its time compiling the judge. When the run's interpreter is this one,
-the host compiles the solution and the tests too (`_host_compiled`: a compile in a fresh fork
-copies every page it writes); a solution that does not compile cleanly (an error or a warning)
-is still compiled by the run, which reports it as before.
+stdin, so no run spends its time compiling the judge. The host has the solution and the tests
+compiled too (pycompile.py: a compile in a fresh fork copies every page it writes); a solution
+that does not compile cleanly (an error or a warning) is still compiled by the run, which
+reports it as before.
 
 What the runner reads back (`read_verdict`): a pass is exit status 0 AND the token as the last
 line of stdout, which only the judge ever held; a defence that fired is exit GUARD_EXIT with
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from halo_forge.errors import HaloError
+from halo_forge.verify.pycompile import PythonCompiler
 
 # Bump when the judge's behaviour changes: it is part of the verdict cache key.
 JUDGE_VERSION = 2
@@ -119,51 +120,15 @@ def judge_argv(python: str, flags: tuple[str, ...] = ("-I",), *, site: bool = Fa
     return [python, *flags, "-S", "-c", _BOOT % FAULT_EXIT, *(("site",) if site else ())]
 
 
-# Interpreter flags that leave compile() as it is in the verifier's own process: with others
-# (-O, -X, -W) the run compiles for itself.
-_PLAIN_FLAGS = frozenset({"-I", "-S", "-E", "-s", "-B", "-u"})
+_TESTS: dict[tuple[str, str], bytes] = {}  # the tests' bytecode, by interpreter and problem
 
 
-def _alone() -> bool:
-    import threading
-
-    return threading.active_count() == 1
-
-
-def _host_compiled(python: str, flags: tuple[str, ...], source: bytes, filename: str) -> bytes:
-    """`source` compiled here, marshalled, for a run of `python`: the same bytes the run would
-    compile (a coding cookie means the same), b"" when the run must compile
-    it itself (another interpreter or other flags, a syntax error, or any warning, which the
-    run's compile reports as it always has). A compile in a fresh fork of the warm template
-    copies every page it writes: here it costs a third as much.
-
-    Only while this process has no other thread: catching the compiler's warnings swaps the
-    process-wide warnings state, and another thread's catch_warnings crossing it would leave
-    one of the two in place for good."""
-    import marshal
-    import warnings
-
-    if not _PLAIN_FLAGS.issuperset(flags) or not _alone() or not _same_interpreter(python):
-        return b""
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            code = compile(source, filename, "exec", dont_inherit=True, optimize=0)
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return b""
-    return b"" if caught else marshal.dumps(code)
-
-
-_TESTS: dict[tuple[str, tuple[str, ...], str], bytes] = {}  # the tests' bytecode, by problem
-
-
-def _tests_compiled(python: str, flags: tuple[str, ...], test_code: str) -> bytes:
-    # Kept per problem: RAFT verifies many samples against the same test code. (What could
-    # not be compiled now, with another thread about, is not kept.)
-    key = (python, flags, test_code)
+def _tests_compiled(compiler: PythonCompiler, test_code: str) -> bytes:
+    # Kept per problem: RAFT verifies many samples against the same test code.
+    key = (compiler.python, test_code)
     code = _TESTS.get(key)
     if code is None:
-        code = _host_compiled(python, flags, test_code.encode("utf-8", errors="surrogatepass"), "<tests>")
+        code = compiler("<tests>", test_code.encode("utf-8", errors="surrogatepass"))  # the judge's stdin bytes
         if code:
             if len(_TESTS) >= 256:
                 _TESTS.pop(next(iter(_TESTS)))
@@ -171,19 +136,21 @@ def _tests_compiled(python: str, flags: tuple[str, ...], test_code: str) -> byte
     return code
 
 
-def judge_input(test_code: str, python: str, *, flags: tuple[str, ...] = ("-I",), solution: str | None = None
-                ) -> tuple[bytes, str]:
+def judge_input(test_code: str, python: str, *, compiler: PythonCompiler | None = None,
+                solution: str | None = None) -> tuple[bytes, str]:
     """(stdin for the judge, the token that proves its pass). Ahead of the token, the judge's
     bytecode and the solution's (empty: the judge compiles main.py); after it the tests, as
-    source or as NUL and their bytecode (source never holds a NUL)."""
+    source or as NUL and their bytecode (source never holds a NUL). `compiler` (pycompile.py)
+    makes the bytecode of `solution`, main.py's text, and of the tests."""
     token = secrets.token_hex(16)
-    code = b""
-    if solution is not None:
-        try:
-            code = _host_compiled(python, flags, solution.encode(), "main.py")  # main.py's bytes (Sandbox.workdir)
-        except UnicodeEncodeError:
-            pass
-    tests = _tests_compiled(python, flags, test_code)
+    code = tests = b""
+    if compiler is not None:
+        if solution is not None:
+            try:
+                code = compiler("main.py", solution.encode())  # main.py's own bytes (Sandbox.workdir)
+            except UnicodeEncodeError:
+                pass
+        tests = _tests_compiled(compiler, test_code)
     body = b"\0" + tests if tests else test_code.encode("utf-8", errors="surrogatepass")
     return judge_code(python) + len(code).to_bytes(8, "big") + code + token.encode() + b"\n" + body, token
 
@@ -237,14 +204,16 @@ _halo_harness()
 
 
 def python_test_run(python: str, flags: tuple[str, ...], test_code: str, *, legacy: bool = False,
-                    site: bool = False, solution: str | None = None) -> tuple[list[str], bytes, str]:
+                    site: bool = False, solution: str | None = None, compiler: PythonCompiler | None = None
+                    ) -> tuple[list[str], bytes, str]:
     """(argv, stdin, token) of the run that judges `test_code` against main.py (`solution`, its
-    text, lets the host compile it); `legacy` is the unsafe baseline for benchmarks."""
+    text, and `compiler` let the host compile both); `legacy` is the unsafe baseline for
+    benchmarks."""
     if legacy:
         token = secrets.token_hex(16)
         stdin = (token + "\n" + test_code).encode("utf-8", errors="surrogatepass")
         return [python, *flags, "-S", "-c", LEGACY_HARNESS], stdin, token  # -S: as the judge, for a fair cost
-    stdin, token = judge_input(test_code, python, flags=flags, solution=solution)
+    stdin, token = judge_input(test_code, python, compiler=compiler, solution=solution)
     return judge_argv(python, flags, site=site), stdin, token
 
 

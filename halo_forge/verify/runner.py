@@ -38,6 +38,7 @@ from halo_forge.verify.extract import extract_code, guess_language, why_no_code
 from halo_forge.verify.guards import static_guard
 from halo_forge.verify.judge_build import JudgeBuilds, judge_key, judge_limits
 from halo_forge.verify.pch import PchCache, wants_pch
+from halo_forge.verify.pycompile import PLAIN_FLAGS, PythonCompiler
 from halo_forge.verify.pyjudge import JUDGE_VERSION, python_test_run, read_verdict
 from halo_forge.verify.rewards import Outcome, reward
 from halo_forge.verify.toolchains import Toolchain, resolve_toolchain
@@ -144,6 +145,7 @@ class Verifier:
         # checker.DEFENCES switched off (tests only).
         self.judge_disabled: frozenset[str] = frozenset()
         self._warm: dict[tuple[str, tuple[str, ...]], bool] = {}
+        self._py_compilers: dict[str, PythonCompiler] = {}  # by interpreter (pycompile.py)
         self._compile_limits = _limits(self.config.compile_limits)
         self._run_limits = _limits(self.config.run_limits)
 
@@ -190,6 +192,9 @@ class Verifier:
 
     async def aclose(self) -> None:
         self._closed = True
+        compilers, self._py_compilers = self._py_compilers, {}
+        for compiler in compilers.values():
+            compiler.close()
         if self._own_sandbox and self._sandbox is not None:
             sandbox, self._sandbox = self._sandbox, None
             await sandbox.aclose()
@@ -385,6 +390,16 @@ class Verifier:
             results.append(result)
         return results
 
+    def _py_compiler(self, tc: Toolchain) -> PythonCompiler | None:
+        """The host's compiler of sample Python for `tc`'s interpreter; None where the run's
+        flags could change what compile() makes."""
+        if not PLAIN_FLAGS.issuperset(tc.flags):
+            return None
+        compiler = self._py_compilers.get(tc.path)
+        if compiler is None:
+            compiler = self._py_compilers[tc.path] = PythonCompiler(tc.path)
+        return compiler
+
     def _python_warm(self, p: _Prepared) -> bool:
         """May this Python run be a fork of the sandbox's warm template (pywarm_main.py)?
         Started on the first one; site-packages runs start cold (site would run in the
@@ -477,6 +492,7 @@ class Verifier:
         tc = p.toolchain
         if tc.kind == "python":  # the judge: halo_forge/verify/pyjudge.py
             argv, stdin, token = python_test_run(tc.path, tc.flags, p.test_code, solution=p.program,
+                                                 compiler=self._py_compiler(tc),
                                                  legacy=self.legacy_python_harness, site=p.python_packages)
             run = await self._sandbox.run(argv, cwd=workdir, stdin=stdin, limits=self._run_limits,
                                           warm=self._python_warm(p))

@@ -1,0 +1,130 @@
+"""The host's compiler of sample Python: main.py and the test code compiled to bytecode in a
+process of its own, so the run's judge loads bytecode instead of compiling (a compile in a
+fresh fork of the warm template copies every page it writes, and cost a warm run about a third
+of its CPU).
+
+A process of its own, `python -I -S` of the run's own interpreter (bytecode is private to one
+Python version): catching the compiler's warnings swaps the process-wide warnings state, which
+in the verifier's process another thread's catch_warnings could cross (generation threads, a
+training loop); and the model's code is compiled out of the verifier's memory. It answers each
+request with the marshalled code, or nothing when the run must compile for itself: a syntax
+error or any warning, which the run's compile reports as it always has. Any failure of this
+process (gone, too slow) leaves every later compile to the runs.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import threading
+import time
+
+# Flags that leave compile() as it is in a plain `python -I -S`: with others (-O, -X, -W) the
+# run compiles for itself.
+PLAIN_FLAGS = frozenset({"-I", "-S", "-E", "-s", "-B", "-u"})
+_MAX_SOURCE = 1 << 20  # larger sources go to the run's compile, under the run's limits
+_TIMEOUT_S = 10.0
+
+_SERVER = r"""
+import marshal, os, warnings
+
+
+def take(n):
+    b = b""
+    while len(b) < n:
+        c = os.read(0, n - len(b))
+        if not c:
+            raise SystemExit(0)
+        b += c
+    return b
+
+
+while True:
+    name, _, source = take(int.from_bytes(take(4), "big")).partition(b"\0")
+    out = b""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = compile(source, name.decode(), "exec", dont_inherit=True, optimize=0)
+        if not caught:
+            out = marshal.dumps(code)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        pass
+    data = memoryview(len(out).to_bytes(4, "big") + out)
+    while data:
+        data = data[os.write(1, data):]
+"""
+
+
+class PythonCompiler:
+    """`compiler(filename, source)`: the marshalled code of `source` (bytes, as the run would
+    read them) for `python`, or b"" when the run must compile it. Started on first use."""
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+        self._proc: subprocess.Popen | None = None
+        self._owner = os.getpid()
+        self._failed = False
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def __call__(self, filename: str, source: bytes) -> bytes:
+        if self._failed or len(source) > _MAX_SOURCE or os.getpid() != self._owner:
+            return b""
+        with self._lock:
+            try:
+                if self._proc is None:
+                    self._proc = subprocess.Popen([self.python, "-I", "-S", "-c", _SERVER], stdin=subprocess.PIPE,
+                                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+                request = filename.encode() + b"\0" + source
+                self._write(len(request).to_bytes(4, "big") + request)
+                deadline = time.monotonic() + _TIMEOUT_S
+                size = int.from_bytes(self._read(4, deadline), "big")
+                return self._read(size, deadline)
+            except (OSError, ValueError, TimeoutError):
+                self._failed = True
+                self._stop(kill=True)
+                return b""
+
+    def _write(self, data: bytes) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._proc.stdin.fileno(), view):]
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        assert self._proc is not None and self._proc.stdout is not None
+        fd, parts, got = self._proc.stdout.fileno(), [], 0
+        while got < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError("the python compiler did not answer")
+            chunk = os.read(fd, n - got)
+            if not chunk:
+                raise OSError("the python compiler exited")
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop(kill=False)
+
+    def _stop(self, *, kill: bool) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or os.getpid() != self._owner:
+            return
+        if kill:
+            proc.kill()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()  # the server reads end of file and exits
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

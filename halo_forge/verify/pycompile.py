@@ -23,7 +23,7 @@ import time
 # Flags that leave compile() as it is in a plain `python -I -S`: with others (-O, -X, -W) the
 # run compiles for itself.
 PLAIN_FLAGS = frozenset({"-I", "-S", "-E", "-s", "-B", "-u"})
-_MAX_SOURCE = 1 << 20  # larger sources go to the run's compile, under the run's limits
+_MAX_SOURCE = 256 << 10  # larger ones go to the run's compile, under its limits and off the event loop
 _TIMEOUT_S = 10.0
 
 _SERVER = r"""

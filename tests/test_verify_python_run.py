@@ -5,7 +5,9 @@ reaches the run ahead of the token leaks nothing of the token or the tests to th
 
 from __future__ import annotations
 
+import marshal
 import os
+import select
 import signal
 import subprocess
 
@@ -380,3 +382,53 @@ def test_the_hosts_bytecode_reads_main_py_as_the_run_would():
         compiler.close()
     got, _ = _verify([_python(id="latin", code=latin, test_code="assert f() == 'Ã©'\n")])
     assert (got["latin"].status, got["latin"].reward) == ("passed", 1.0), got["latin"]
+
+
+def test_the_hosts_compiler_leaves_a_huge_answer_to_the_run():
+    """Folded constants make bytecode far larger than its source (256 KiB of `'😀'*4096,` made
+    341 MB, which the verifier held twice over and sent down the run's stdin): past a bound the
+    run compiles, under its own memory limit."""
+    huge = "X = (" + "".join(f"'{chr(0x10000 + i)}'*4096," for i in range(400)) + ")\n" + ADD  # 6.5 MB
+    python = resolve_toolchain("python", CONFIG.compiler("python")).path
+    compiler = PythonCompiler(python)
+    try:
+        assert compiler("main.py", huge.encode()) == b""
+        assert compiler("main.py", ADD.encode())  # the honest control still gets its bytecode
+    finally:
+        compiler.close()
+    got, _ = _verify([_python(id="huge", code=huge, test_code=T_ADD)])
+    assert (got["huge"].status, got["huge"].reward) == ("passed", 1.0), got["huge"]
+
+
+def test_a_compile_longer_than_the_runs_cpu_limit_is_the_runs():
+    """The host's compile costs the run no CPU: one that takes longer than the run may have
+    (a call with 20000 keywords: quadratic) is left to the run, whose limit ends it as before,
+    and never holds the verifier longer than that."""
+    slow = ADD + "def f(**k):\n    return k\nN = f(" + "".join(f"a{i}=1," for i in range(20000)) + ")\n"
+    config = msgspec.structs.replace(CONFIG, run_limits=Limits(cpu_s=0.5, wall_s=5.0, memory_mb=1024))
+    got, _ = _verify([_python(id="slow", code=slow, test_code=T_ADD), _python(id="ok", code=ADD, test_code=T_ADD)],
+                     config)
+    assert got["slow"].status == "timeout", got["slow"]
+    assert (got["ok"].status, got["ok"].reward) == ("passed", 1.0), got["ok"]
+
+
+def test_an_interrupted_answer_is_never_read_as_the_next_one(monkeypatch):
+    """An exception while the verifier waits for an answer (Ctrl-C, a signal handler's) leaves
+    the answer in the pipe: read as the next one, one sample would be judged on another's code."""
+    python = resolve_toolchain("python", CONFIG.compiler("python")).path
+    compiler = PythonCompiler(python)
+    other = "def add(a, b):\n    return 3\n"
+
+    def interrupted(self, n, deadline):
+        select.select([self._proc.stdout.fileno()], [], [], 10)  # the answer has come
+        raise KeyboardInterrupt
+
+    try:
+        with monkeypatch.context() as mp:
+            mp.setattr(PythonCompiler, "_read", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                compiler("main.py", other.encode())
+        answer = compiler("main.py", ADD.encode())
+    finally:
+        compiler.close()
+    assert answer == b"" or marshal.loads(answer) == compile(ADD, "main.py", "exec", dont_inherit=True)

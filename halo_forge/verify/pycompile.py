@@ -8,8 +8,10 @@ Python version): catching the compiler's warnings swaps the process-wide warning
 in the verifier's process another thread's catch_warnings could cross (generation threads, a
 training loop); and the model's code is compiled out of the verifier's memory. It answers each
 request with the marshalled code, or nothing when the run must compile for itself: a syntax
-error or any warning, which the run's compile reports as it always has. Any failure of this
-process (gone, too slow) leaves every later compile to the runs.
+error or any warning, which the run's compile reports as it always has, and code whose bytecode
+is larger than _MAX_CODE. A compile may take no longer than the run's CPU limit (the run would
+have spent it compiling), and any failure of this process (gone, too slow) leaves every later
+compile to the runs.
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ import time
 # run compiles for itself.
 PLAIN_FLAGS = frozenset({"-I", "-S", "-E", "-s", "-B", "-u"})
 _MAX_SOURCE = 256 << 10  # larger ones go to the run's compile, under its limits and off the event loop
+# Folded constants make bytecode far larger than its source: 256 KiB of `'\U0001f600'*4096,`
+# made 341 MB, which the verifier held twice over and sent down the run's stdin. A larger answer
+# goes to the run's compile, under its memory limit.
+_MAX_CODE = 16 * _MAX_SOURCE
 _TIMEOUT_S = 10.0
 
 _SERVER = r"""
 import marshal, os, warnings
+MAX_CODE = %d
 
 
 def take(n):
@@ -49,6 +56,8 @@ while True:
             code = compile(source, name.decode(), "exec", dont_inherit=True, optimize=0)
         if not caught:
             out = marshal.dumps(code)
+            if len(out) > MAX_CODE:
+                out = b""
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         pass
     data = memoryview(len(out).to_bytes(4, "big") + out)
@@ -59,10 +68,12 @@ while True:
 
 class PythonCompiler:
     """`compiler(filename, source)`: the marshalled code of `source` (bytes, as the run would
-    read them) for `python`, or b"" when the run must compile it. Started on first use."""
+    read them) for `python`, or b"" when the run must compile it. Started on first use;
+    `timeout_s`: the longest a compile may take (the run's CPU limit; never over _TIMEOUT_S)."""
 
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, *, timeout_s: float = _TIMEOUT_S) -> None:
         self.python = python
+        self.timeout_s = min(timeout_s, _TIMEOUT_S)
         self._proc: subprocess.Popen | None = None
         self._owner = os.getpid()
         self._failed = False
@@ -78,17 +89,23 @@ class PythonCompiler:
         with self._lock:
             try:
                 if self._proc is None:
-                    self._proc = subprocess.Popen([self.python, "-I", "-S", "-c", _SERVER], stdin=subprocess.PIPE,
+                    self._proc = subprocess.Popen([self.python, "-I", "-S", "-c", _SERVER % _MAX_CODE], stdin=subprocess.PIPE,
                                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
                 request = filename.encode() + b"\0" + source
                 self._write(len(request).to_bytes(4, "big") + request)
-                deadline = time.monotonic() + _TIMEOUT_S
+                deadline = time.monotonic() + self.timeout_s
                 size = int.from_bytes(self._read(4, deadline), "big")
+                if size > _MAX_CODE:
+                    raise OSError("the python compiler's answer is larger than it may be")
                 return self._read(size, deadline)
             except (OSError, ValueError, TimeoutError):
                 self._failed = True
                 self._stop(kill=True)
                 return b""
+            except BaseException:  # Ctrl-C, a signal handler's exception: the rest of this answer
+                self._failed = True  # would be read as the next one's, another sample's code
+                self._stop(kill=True)
+                raise
 
     def _write(self, data: bytes) -> None:
         assert self._proc is not None and self._proc.stdin is not None

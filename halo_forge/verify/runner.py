@@ -397,7 +397,8 @@ class Verifier:
             return None
         compiler = self._py_compilers.get(tc.path)
         if compiler is None:
-            compiler = self._py_compilers[tc.path] = PythonCompiler(tc.path)
+            # No longer than the run may take: the run would have spent that time compiling.
+            compiler = self._py_compilers[tc.path] = PythonCompiler(tc.path, timeout_s=self._run_limits.cpu_s)
         return compiler
 
     def _python_warm(self, p: _Prepared) -> bool:

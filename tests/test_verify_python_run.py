@@ -10,6 +10,8 @@ import os
 import select
 import signal
 import subprocess
+import sys
+import threading
 
 import anyio
 import msgspec
@@ -432,3 +434,35 @@ def test_an_interrupted_answer_is_never_read_as_the_next_one(monkeypatch):
     finally:
         compiler.close()
     assert answer == b"" or marshal.loads(answer) == compile(ADD, "main.py", "exec", dont_inherit=True)
+
+
+def test_verifiers_on_threads_of_their_own_share_the_tests_bytecode(monkeypatch):
+    """Two BackgroundVerifiers are two threads of one process, and the tests' bytecode is kept
+    once per process: past its bound, one thread's eviction ran into the other's."""
+    monkeypatch.setattr(pyjudge, "_TESTS", {})
+    errors: list[BaseException] = []
+
+    class Compiler:
+        python = "python"
+
+        def __call__(self, filename: str, source: bytes) -> bytes:
+            return b"code"
+
+    def many(k: int) -> None:
+        try:
+            for i in range(3000):
+                pyjudge._tests_compiled(Compiler(), f"assert {k} != {i}\n")
+        except Exception as exc:
+            errors.append(exc)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often: the race shows at once
+    try:
+        threads = [threading.Thread(target=many, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert not errors and len(pyjudge._TESTS) == 256

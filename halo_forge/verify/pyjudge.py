@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import subprocess
+import threading
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,7 @@ def judge_argv(python: str, flags: tuple[str, ...] = ("-I",), *, site: bool = Fa
 
 
 _TESTS: dict[tuple[str, str], bytes] = {}  # the tests' bytecode, by interpreter and problem
+_TESTS_LOCK = threading.Lock()  # verifiers on threads of their own (BackgroundVerifier's) share it
 
 
 def _tests_compiled(compiler: PythonCompiler, test_code: str) -> bytes:
@@ -130,9 +132,10 @@ def _tests_compiled(compiler: PythonCompiler, test_code: str) -> bytes:
     if code is None:
         code = compiler("<tests>", test_code.encode("utf-8", errors="surrogatepass"))  # the judge's stdin bytes
         if code:
-            if len(_TESTS) >= 256:
-                _TESTS.pop(next(iter(_TESTS)))
-            _TESTS[key] = code
+            with _TESTS_LOCK:
+                if len(_TESTS) >= 256:
+                    _TESTS.pop(next(iter(_TESTS)))
+                _TESTS[key] = code
     return code
 
 

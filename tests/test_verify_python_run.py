@@ -466,3 +466,25 @@ def test_verifiers_on_threads_of_their_own_share_the_tests_bytecode(monkeypatch)
     finally:
         sys.setswitchinterval(switch)
     assert not errors and len(pyjudge._TESTS) == 256
+
+
+def test_what_the_host_compiles_the_runs_own_compile_compiles(monkeypatch):
+    """The compiler's nesting limit counts the frames below it: compiled at the top of the host's
+    stack, `a+a+...+a` 2991 deep passed where the run's own compile, a few frames deeper, had
+    refused it as a compile error."""
+    python = resolve_toolchain("python", CONFIG.compiler("python")).path
+    compiler = PythonCompiler(python)
+
+    def deep(n: int) -> str:
+        return ADD + "def g(a):\n    return a" + "+a" * n + "\n"
+
+    try:
+        lo, hi = 100, 20000  # the deepest the host compiles
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if compiler("main.py", deep(mid).encode()) else (lo, mid - 1)
+    finally:
+        compiler.close()
+    monkeypatch.setattr(Verifier, "_py_compiler", lambda self, tc: None)  # the run compiles
+    got, _ = _verify([_python(id="deep", code=deep(lo), test_code=T_ADD)])
+    assert (got["deep"].status, got["deep"].reward) == ("passed", 1.0), (lo, got["deep"])

@@ -19,7 +19,7 @@ import pytest
 
 from halo_forge.records import Problem, Sample
 from halo_forge.sandbox import Limits
-from halo_forge.verify import pyjudge
+from halo_forge.verify import pycompile, pyjudge
 from halo_forge.verify import pyjudge_main as judge_main
 from halo_forge.verify.config import VerifierConfig
 from halo_forge.verify.pycompile import PythonCompiler
@@ -362,11 +362,9 @@ def test_the_hosts_compiler_makes_bytecode_only_of_what_compiles_cleanly():
         assert warned == b""  # the run's own compile prints the warning, as before
         broken, _ = _frames(pyjudge.judge_input(T_ADD, python, compiler=compiler, solution="def add(:\n")[0], python)
         assert broken == b""
-        # A compiler that is gone leaves every compile to the runs, which still pass.
+        # A compiler that is gone leaves that compile to the run, which still passes.
         os.kill(compiler.pid, signal.SIGKILL)
-        pyjudge._TESTS.clear()
-        code, tests = _frames(pyjudge.judge_input(T_ADD, python, compiler=compiler, solution=ADD)[0], python)
-        assert code == b"" and tests == T_ADD.encode()
+        assert compiler("main.py", ADD.encode()) == b""
     finally:
         compiler.close()
     got, _ = _verify([_python(id="ok", code=ADD, test_code=T_ADD)])
@@ -488,3 +486,66 @@ def test_what_the_host_compiles_the_runs_own_compile_compiles(monkeypatch):
     monkeypatch.setattr(Verifier, "_py_compiler", lambda self, tc: None)  # the run compiles
     got, _ = _verify([_python(id="deep", code=deep(lo), test_code=T_ADD)])
     assert (got["deep"].status, got["deep"].reward) == ("passed", 1.0), (lo, got["deep"])
+
+
+def test_a_failed_compiler_is_replaced_until_it_has_failed_too_often():
+    """One slow or killed compile must not leave every later sample to the runs' own compile
+    (a third of a warm run's CPU); a stream of them must stop costing the host."""
+    python = resolve_toolchain("python", CONFIG.compiler("python")).path
+    compiler = PythonCompiler(python)
+    try:
+        for _ in range(pycompile._MAX_FAILURES):
+            assert compiler("main.py", ADD.encode())  # a compiler of its own again
+            os.kill(compiler.pid, signal.SIGKILL)
+            assert compiler("main.py", ADD.encode()) == b""  # this one's compile goes to the run
+        assert compiler("main.py", ADD.encode()) == b"" and compiler.pid is None  # for good
+    finally:
+        compiler.close()
+
+
+def test_the_compiler_process_has_a_bounded_address_space():
+    """256 KiB of folded constants took the compiler process to a GB: bounded, its compile
+    ends in a MemoryError it survives, and the run compiles the sample under its own limits."""
+    python = resolve_toolchain("python", CONFIG.compiler("python")).path
+    compiler = PythonCompiler(python)
+    amp = "X = (" + "".join(f"'{chr(0x10000 + i)}'*4096," for i in range(21800)) + ")\n"  # 256 KiB
+    try:
+        assert compiler("main.py", ADD.encode())
+        pid = compiler.pid
+        assert compiler("main.py", amp.encode()) == b""
+        status = open(f"/proc/{pid}/status").read()
+        peak_kb = int(status.split("VmPeak:")[1].split()[0])
+        assert peak_kb * 1024 <= pycompile._MAX_MEMORY, peak_kb
+        assert compiler("main.py", ADD.encode()) and compiler.pid == pid  # the honest control
+    finally:
+        compiler.close()
+
+
+def test_the_hosts_compile_leaves_the_event_loop_free(monkeypatch):
+    """A hostile sample's compile may take up to the run's CPU limit: on the event loop, every
+    other sample (and generation's stream) waited for it. Here the compile waits until a task
+    on the loop has run while it was under way, which on the loop itself could never happen."""
+    started, released, waited = threading.Event(), threading.Event(), []
+
+    def held(self, filename, source):
+        started.set()
+        waited.append(released.wait(5))
+        return b""
+
+    monkeypatch.setattr(PythonCompiler, "__call__", held)
+
+    async def main():
+        async with Verifier(CONFIG) as verifier:
+            async with anyio.create_task_group() as tg:
+                async def release() -> None:
+                    while not started.is_set():
+                        await anyio.sleep(0.01)
+                    released.set()
+
+                tg.start_soon(release)
+                verdict = await verifier.verify(_python(id="ok", code=ADD, test_code=T_ADD))
+        return verdict
+
+    verdict = anyio.run(main)
+    assert waited and waited[0] is True, waited
+    assert (verdict.status, verdict.reward) == ("passed", 1.0), verdict

@@ -31,10 +31,19 @@ _MAX_SOURCE = 256 << 10  # larger ones go to the run's compile, under its limits
 # goes to the run's compile, under its memory limit.
 _MAX_CODE = 16 * _MAX_SOURCE
 _TIMEOUT_S = 10.0
+# A compile that failed (too slow, too large, the process gone) stops the process; the next
+# sample starts another, so one hostile sample does not leave every later compile to the runs,
+# and after this many the runs compile for good (a stream of slow samples then costs the host
+# nothing more).
+_MAX_FAILURES = 3
+# The process's address space: a hostile source's compile ends in a MemoryError here (the run
+# then compiles it under its own memory limit) instead of taking a GB of the host's memory.
+_MAX_MEMORY = 512 << 20
 
 _SERVER = r"""
-import marshal, os, warnings
+import marshal, os, resource, warnings
 MAX_CODE = %d
+resource.setrlimit(resource.RLIMIT_AS, (%d, %d))
 
 
 def take(n):
@@ -85,7 +94,7 @@ class PythonCompiler:
         self.timeout_s = min(timeout_s, _TIMEOUT_S)
         self._proc: subprocess.Popen | None = None
         self._owner = os.getpid()
-        self._failed = False
+        self._failures = 0
         self._lock = threading.Lock()
 
     @property
@@ -93,12 +102,12 @@ class PythonCompiler:
         return self._proc.pid if self._proc is not None else None
 
     def __call__(self, filename: str, source: bytes) -> bytes:
-        if self._failed or len(source) > _MAX_SOURCE or os.getpid() != self._owner:
+        if self._failures >= _MAX_FAILURES or len(source) > _MAX_SOURCE or os.getpid() != self._owner:
             return b""
         with self._lock:
             try:
                 if self._proc is None:
-                    self._proc = subprocess.Popen([self.python, "-I", "-S", "-c", _SERVER % _MAX_CODE], stdin=subprocess.PIPE,
+                    self._proc = subprocess.Popen([self.python, "-I", "-S", "-c", _SERVER % (_MAX_CODE, _MAX_MEMORY, _MAX_MEMORY)], stdin=subprocess.PIPE,
                                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
                 request = filename.encode() + b"\0" + source
                 self._write(len(request).to_bytes(4, "big") + request)
@@ -108,11 +117,11 @@ class PythonCompiler:
                     raise OSError("the python compiler's answer is larger than it may be")
                 return self._read(size, deadline)
             except (OSError, ValueError, TimeoutError):
-                self._failed = True
+                self._failures += 1
                 self._stop(kill=True)
                 return b""
             except BaseException:  # Ctrl-C, a signal handler's exception: the rest of this answer
-                self._failed = True  # would be read as the next one's, another sample's code
+                self._failures += 1  # would be read as the next one's, another sample's code
                 self._stop(kill=True)
                 raise
 

@@ -13,6 +13,7 @@ never the program, and such verdicts are never cached or scored as bad samples.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -492,9 +493,13 @@ class Verifier:
     async def _run_test_code(self, p: _Prepared, workdir: os.PathLike) -> _TestResult:
         tc = p.toolchain
         if tc.kind == "python":  # the judge: halo_forge/verify/pyjudge.py
-            argv, stdin, token = python_test_run(tc.path, tc.flags, p.test_code, solution=p.program,
-                                                 compiler=self._py_compiler(tc),
-                                                 legacy=self.legacy_python_harness, site=p.python_packages)
+            compiler = self._py_compiler(tc)
+            make = functools.partial(python_test_run, tc.path, tc.flags, p.test_code, solution=p.program,
+                                     compiler=compiler, legacy=self.legacy_python_harness,
+                                     site=p.python_packages)
+            # The host's compile may take up to the run's CPU limit (a hostile sample's): on a
+            # thread of its own, so the event loop goes on with every other sample meanwhile.
+            argv, stdin, token = make() if compiler is None else await anyio.to_thread.run_sync(make)
             run = await self._sandbox.run(argv, cwd=workdir, stdin=stdin, limits=self._run_limits,
                                           warm=self._python_warm(p))
             result = self._plain(run, total=1, python=True)

@@ -118,13 +118,7 @@ def _stub_function(node: ast.AST) -> str:
 
 
 def _python_stub(tree: ast.Module) -> str:
-    if _is_stub_body(tree.body):
-        return "stub: the program has no statements"
-    for node in _nodes(tree):
-        reason = _stub_function(node)
-        if reason:
-            return reason
-    return ""
+    return _python_guards(tree, tamper=False)
 
 
 def stub_guard(code: str, *, language: str) -> str:
@@ -222,23 +216,28 @@ def tamper_guard(code: str, *, language: str) -> str:
     return ""
 
 
-def _python_static_guard(code: str, has_test_code: bool) -> str:
-    """static_guard for Python: one parse and one walk for both guards (a stub's reason first,
-    as static_guard orders them)."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return ""  # the run's compile reports it
+def _python_guards(tree: ast.Module, *, tamper: bool) -> str:
+    """The stub guard's reason, else (with `tamper`) the tamper guard's as static_guard words
+    it: one walk for both (a stub's reason first, as static_guard orders them)."""
     if _is_stub_body(tree.body):
         return "stub: the program has no statements"
-    tamper = ""
+    found = ""
     for node in _nodes(tree):
         reason = _stub_function(node)
         if reason:
             return reason
-        if has_test_code and not tamper:
-            tamper = _tamper_node(node)
-    return f"test tampering: {tamper}" if tamper else ""
+        if tamper and not found:
+            found = _tamper_node(node)
+    return f"test tampering: {found}" if found else ""
+
+
+def _python_static_guard(code: str, has_test_code: bool) -> str:
+    """static_guard for Python: one parse and one walk for both guards."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ""  # the run's compile reports it
+    return _python_guards(tree, tamper=has_test_code)
 
 
 def static_guard(code: str, *, language: str, has_test_code: bool) -> str:

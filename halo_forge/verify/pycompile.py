@@ -10,8 +10,8 @@ training loop); and the model's code is compiled out of the verifier's memory. I
 request with the marshalled code, or nothing when the run must compile for itself: a syntax
 error or any warning, which the run's compile reports as it always has, and code whose bytecode
 is larger than _MAX_CODE. A compile may take no longer than the run's CPU limit (the run would
-have spent it compiling), and any failure of this process (gone, too slow) leaves every later
-compile to the runs.
+have spent it compiling); a failure of this process (gone, too slow) leaves that compile to the
+run and the next sample to a new process, and after _MAX_FAILURES every compile to the runs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import time
 # Flags that leave compile() as it is in a plain `python -I -S`: with others (-O, -X, -W) the
 # run compiles for itself.
 PLAIN_FLAGS = frozenset({"-I", "-S", "-E", "-s", "-B", "-u"})
-_MAX_SOURCE = 256 << 10  # larger ones go to the run's compile, under its limits and off the event loop
+_MAX_SOURCE = 256 << 10  # larger ones go to the run's compile, under its limits
 # Folded constants make bytecode far larger than its source: 256 KiB of `'\U0001f600'*4096,`
 # made 341 MB, which the verifier held twice over and sent down the run's stdin. A larger answer
 # goes to the run's compile, under its memory limit.

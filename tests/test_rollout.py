@@ -179,7 +179,7 @@ def test_leaving_early_cancels_generation_and_verification():
 
 def test_verify_indexed_is_a_context_manager_and_early_exit_cancels_in_flight():
     verifier = _Verifier(hold=anyio.Event())  # never released
-    samples = [{"id": f"v{i}", "language": "python", "code": "print(1)"} for i in range(5)]
+    samples = [{"id": f"v{i}", "language": "python", "code": "print(1)"} for i in range(9)]
     finished = _Verifier()
 
     async def main():
@@ -187,10 +187,13 @@ def test_verify_indexed_is_a_context_manager_and_early_exit_cancels_in_flight():
             assert sorted([i async for i, _ in pairs]) == [0, 1]
         with anyio.fail_after(30):
             async with verify_indexed(samples, verifier=verifier, concurrency=3):
-                while len(verifier.seen) < 3:
+                while len(verifier.seen) < 6:
                     await anyio.sleep(0.01)
-                # leave now: three verifications are in flight, two not started
+                for _ in range(50):  # nothing more is taken in while all six wait
+                    await anyio.lowlevel.checkpoint()
+                assert len(verifier.seen) == 6
+                # leave now: six verifications are in flight (3 slots, 3 ahead), three not started
         return True
 
     assert _run(main)
-    assert verifier.cancelled == 3
+    assert verifier.cancelled == 6

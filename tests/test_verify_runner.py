@@ -115,6 +115,49 @@ def test_after_max_timeouts_the_remaining_tests_are_not_run():
     assert runs == 2  # the compile and the first test; max_timeouts=1 skips the other three
 
 
+def test_samples_ahead_of_a_free_slot_wait_in_the_sandbox_queue_and_never_run_beside_another():
+    """verify_stream takes twice the slots in: the extra samples' host side is done while the
+    slot's run goes, and their runs wait in the zygote's queue. Never two runs at a time."""
+    from halo_forge.sandbox import Sandbox
+
+    class TimedSandbox:
+        def __init__(self, inner):
+            self.inner, self.waiting, self.most_waiting, self.spans = inner, 0, 0, []
+
+        def workdir(self, *args, **kwargs):
+            return self.inner.workdir(*args, **kwargs)
+
+        async def run(self, argv, **kwargs):
+            self.waiting += 1
+            self.most_waiting = max(self.most_waiting, self.waiting)
+            try:
+                result = await self.inner.run(argv, **kwargs)
+            finally:
+                self.waiting -= 1
+            end = time.monotonic()
+            self.spans.append((end - result.wall_s, end))  # the wall clock starts with the run
+            return result
+
+    sleepy = [sample(f"s{i}", f"import time\ntime.sleep(0.4)  # {i}\n", language="python") for i in range(4)]
+
+    async def go():
+        async with Sandbox(max_concurrency=1) as sb:
+            timed = TimedSandbox(sb)
+            async with verify_stream(sleepy, config=FAST, sandbox=timed, concurrency=1) as stream:
+                verdicts = [v async for v in stream]
+        return verdicts, timed
+
+    verdicts, timed = anyio.run(go)
+    assert sorted(v.status for v in verdicts) == ["ran"] * 4, verdicts
+    assert timed.most_waiting == 2  # one running, one queued behind it
+    spans = sorted(timed.spans)
+    assert all(s[1] - s[0] >= 0.4 for s in spans), spans
+    # None began before the one ahead ended (0.1 s for the host noticing the end late).
+    assert all(b[0] >= a[1] - 0.1 for a, b in zip(spans, spans[1:])), spans
+    # The queue's wait is not the run's: none was charged the 0.4 s it waited.
+    assert all(v.wall_s < 0.75 for v in verdicts), verdicts
+
+
 def test_hostile_timeout_ends_promptly():
     start = time.monotonic()
     got = run([sample("sleep", "import time\ntime.sleep(60)\n", language="python")])

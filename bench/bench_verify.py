@@ -26,7 +26,10 @@ included) and against the
 verifier in-process (sandbox started before the clock) on both Python paths: cold (an
 interpreter start per run) and warm (each run a fork of the warm template, [verifier]
 python_warm). Prints rates and ratios (target: >= 1.0x the bare loop cold, >= 3x warm), the
-warm/cold ratio, and each path's CPU per sample.
+warm/cold ratio, and each path's CPU per sample: the verifier's split (run, host, sandbox) and
+the whole machine's user and system time (/proc/stat: the kernel's work for forks, faults and
+exits included). Two floor rows put the same number of samples that do nothing through the
+warm path (a plain `x = i`; a judged `assert f(1) == ...`): the least any sample costs there.
 
     python bench/bench_verify.py --native-judge [--rounds R] [--limit N]
 
@@ -137,6 +140,7 @@ def python_speed_rows(argv: list[str]) -> int:
     from halo_forge.verify.config import VerifierConfig
     from halo_forge.verify.runner import Verifier, verify_indexed
     from halo_forge.verify.toolchains import resolve_toolchain
+    from halo_forge.verify.types import VerifySample
 
     parser = argparse.ArgumentParser(prog="bench_verify.py --python-speed")
     parser.add_argument("--rounds", type=int, default=3)
@@ -148,6 +152,31 @@ def python_speed_rows(argv: list[str]) -> int:
     samples, what = _python_samples(args.limit)
     python = shutil.which("python3") or sys.executable
     workers = args.concurrency
+    # Floors: what the warm path costs a sample that does (almost) nothing, the same number of
+    # samples. A sample that only defines a name (no tests: one run, one fork of the template)
+    # and a judged one whose test is one call (the judge and the solution's worker: two forks).
+    floors = {
+        "noop": [VerifySample(id=f"noop{i}", language="python", code=f"x = {i}\n") for i in range(len(samples))],
+        "trivial": [VerifySample(id=f"triv{i}", language="python", code=f"def f(x):\n    return x + {i}\n",
+                                 test_code=f"assert f(1) == {i + 1}\n") for i in range(len(samples))],
+    }
+    machine_cpu: dict[str, list[tuple[float, float]]] = {}  # per path: (user, system) s per sample
+
+    def machine() -> tuple[int, int]:
+        """The whole machine's user and system ticks so far (/proc/stat): every process of the
+        path, the kernel's work for them included (forks, faults, exits), and any other load."""
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[0] + v[1], v[2] + v[5] + v[6]
+
+    def timed(key: str, count: int, fn):
+        before = machine()
+        out = fn()
+        after = machine()
+        tick = os.sysconf("SC_CLK_TCK")
+        machine_cpu.setdefault(key, []).append(((after[0] - before[0]) / tick / count,
+                                                (after[1] - before[1]) / tick / count))
+        return out
     with tempfile.TemporaryDirectory(prefix="hf-pyspeed-") as tmp:
         files = []
         for i, sample in enumerate(samples):
@@ -227,19 +256,26 @@ def python_speed_rows(argv: list[str]) -> int:
                     pass
             return total
 
-        async def in_process(warm: bool) -> tuple[float, int]:
+        async def in_process(warm: bool, floor: str = "") -> tuple[float, int]:
+            items = floors[floor] if floor else samples
             async with Verifier(msgspec.structs.replace(config, python_warm=warm)) as verifier:
-                await verifier.verify(samples[0])  # the sandbox is up before the clock starts
+                await verifier.verify(items[0])  # the sandbox is up before the clock starts
                 passed, run_cpu = 0, 0.0
                 sandbox_cpu = own_cpu(verifier.sandbox.zygote_pid)
                 compile_cpu = compilers_cpu(verifier)
                 host = resource.getrusage(resource.RUSAGE_SELF)
+                before = machine()
                 start = time.perf_counter()
-                async with verify_indexed(samples, verifier=verifier) as pairs:
+                async with verify_indexed(items, verifier=verifier) as pairs:
                     async for _, verdict in pairs:
-                        passed += verdict.status == "passed"
+                        passed += verdict.status in ("passed", "ran")
                         run_cpu += verdict.cpu_s
-                rate = len(samples) / (time.perf_counter() - start)
+                rate = len(items) / (time.perf_counter() - start)
+                after, tick = machine(), os.sysconf("SC_CLK_TCK")
+                machine_cpu.setdefault(floor or ("warm" if warm else "inproc"), []).append(
+                    ((after[0] - before[0]) / tick / len(items), (after[1] - before[1]) / tick / len(items)))
+                if floor:
+                    return rate, passed
                 now = resource.getrusage(resource.RUSAGE_SELF)
                 host_cpu = (now.ru_utime + now.ru_stime - host.ru_utime - host.ru_stime
                             + compilers_cpu(verifier) - compile_cpu)
@@ -265,12 +301,15 @@ def python_speed_rows(argv: list[str]) -> int:
             return 0
         bare()  # page cache, interpreters and bytecode caches warm for both sides (not counted)
         cli()
-        rows: dict[str, list[tuple[float, int]]] = {"bare": [], "cli": [], "inproc": [], "warm": []}
+        rows: dict[str, list[tuple[float, int]]] = {"bare": [], "cli": [], "inproc": [], "warm": [], "noop": [],
+                                                    "trivial": []}
         for _ in range(args.rounds):  # alternate: load that comes and goes favours none of them
-            rows["bare"].append(bare())
-            rows["cli"].append(cli())
+            rows["bare"].append(timed("bare", len(files), bare))
+            rows["cli"].append(timed("cli", len(samples), cli))
             rows["inproc"].append(anyio.run(in_process, False))
             rows["warm"].append(anyio.run(in_process, True))
+            rows["noop"].append(anyio.run(in_process, True, "noop"))
+            rows["trivial"].append(anyio.run(in_process, True, "trivial"))
     print(f"bench verify --python-speed: {len(samples)} samples ({what}), concurrency {workers}, "
           f"{os.cpu_count()} cores, best of {args.rounds} rounds; bare interpreter {python}")
     print(f"{'run':52} {'samples/s':>10} {'ratio':>7} {'passed':>8}   rounds")
@@ -278,12 +317,24 @@ def python_speed_rows(argv: list[str]) -> int:
     names = {"bare": "bare `python3 -I file.py` loop",
              "cli": "halo-forge verify --verifier python (end to end, warm)",
              "inproc": "verifier in-process, cold (python_warm = false)",
-             "warm": "verifier in-process, warm (python_warm = true)"}
+             "warm": "verifier in-process, warm (python_warm = true)",
+             "noop": "  floor: warm, samples that do nothing (x = i)",
+             "trivial": "  floor: warm, judged, one call (assert f(1) == ...)"}
     for key, name in names.items():
         rate, passed = best[key]
         rounds = ", ".join(f"{r:.1f}" for r, _ in rows[key])
         print(f"{name:52} {rate:10.2f} {rate / best['bare'][0]:6.2f}x {passed:>4}/{len(samples)}   {rounds}")
     print(f"warm / cold in-process: {best['warm'][0] / best['inproc'][0]:.2f}x")
+    print("machine CPU per sample (all processes and the kernel's work for them, /proc/stat; lowest round): "
+          "user + system")
+    for key, name in names.items():
+        user, system = min(machine_cpu[key], key=sum)
+        print(f"  {name:52} {user * 1e3:5.1f} + {system * 1e3:4.1f} = {(user + system) * 1e3:5.1f} ms")
+    bare_total = min(sum(x) for x in machine_cpu["bare"])
+    floor_system = min(machine_cpu["trivial"], key=sum)[1]
+    print(f"3x the bare loop leaves {bare_total / 3 * 1e3:.1f} ms a sample; the kernel's part alone of a judged "
+          f"sample that does nothing is {floor_system * 1e3:.1f} ms (two forks of the warm template, their "
+          f"copy-on-write faults and exits, the run's init and namespaces)")
     low_bare = min(bare_cpu[1:])  # the first was the warm-up
     for warm, label in ((False, "cold"), (True, "warm")):
         run_cpu, start_cpu, host_cpu, own_cpu_s = (min(x[i] for x in cpu_split[warm]) for i in range(4))

@@ -10,7 +10,8 @@ yields it, the benchmark counts its generation statistics). A producer task move
 bounded anyio memory stream, so the generator only waits when `buffer` batches are already
 waiting for the verifier, and the verifier only waits when that buffer is empty; both waits
 are measured. Samples `pending` from an earlier run are verified first, never regenerated.
-Memory holds the buffer and the samples in the verifier's slots, nothing more.
+Memory holds the buffer and the samples in the verifier (its slots, and as many again taken in
+ahead where its sandbox queues their runs: verify_indexed), nothing more.
 
 A stop (`stopping()` true) ends generation after the batch in hand and verification before
 the next sample; what is already in flight finishes, unless the caller cancels it.
@@ -76,8 +77,9 @@ async def rollout(
     stopping: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[Pairs]:
     """Verifies `pending`, then every batch from `batches` as it arrives, against its problem
-    in `problems` (by Sample.problem_id), with at most `concurrency` samples in the verifier
-    (default: the verifier's workers) and at most `buffer` batches waiting for it."""
+    in `problems` (by Sample.problem_id), with at most `concurrency` samples running in the
+    verifier (default: the verifier's workers; up to twice that many in flight, verify_indexed)
+    and at most `buffer` batches waiting for it."""
     from halo_forge.verify.runner import verify_indexed
     from halo_forge.verify.types import verify_input
 

@@ -296,6 +296,12 @@ class Sandbox:
     def zygote_pid(self) -> int:
         return int(self._client.zygote_pid)
 
+    @property
+    def max_concurrency(self) -> int:
+        """How many runs go at once; the zygote queues the rest (their wall clock starts when
+        they start)."""
+        return self._max
+
     # -- workdirs ----------------------------------------------------------------------------
 
     @contextlib.contextmanager

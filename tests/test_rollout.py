@@ -179,7 +179,7 @@ def test_leaving_early_cancels_generation_and_verification():
 
 def test_verify_indexed_is_a_context_manager_and_early_exit_cancels_in_flight():
     verifier = _Verifier(hold=anyio.Event())  # never released
-    samples = [{"id": f"v{i}", "language": "python", "code": "print(1)"} for i in range(9)]
+    samples = [{"id": f"v{i}", "language": "python", "code": "print(1)"} for i in range(5)]
     finished = _Verifier()
 
     async def main():
@@ -187,13 +187,31 @@ def test_verify_indexed_is_a_context_manager_and_early_exit_cancels_in_flight():
             assert sorted([i async for i, _ in pairs]) == [0, 1]
         with anyio.fail_after(30):
             async with verify_indexed(samples, verifier=verifier, concurrency=3):
-                while len(verifier.seen) < 6:
+                while len(verifier.seen) < 3:
                     await anyio.sleep(0.01)
-                for _ in range(50):  # nothing more is taken in while all six wait
-                    await anyio.lowlevel.checkpoint()
-                assert len(verifier.seen) == 6
-                # leave now: six verifications are in flight (3 slots, 3 ahead), three not started
+                # leave now: three verifications are in flight, two not started
         return True
 
     assert _run(main)
-    assert verifier.cancelled == 6
+    assert verifier.cancelled == 3
+
+
+@pytest.mark.parametrize(("run_slots", "in_flight"), [(3, 6), (2, 6), (8, 3), (None, 3)])
+def test_samples_are_taken_in_ahead_only_where_the_sandbox_queues_their_runs(run_slots, in_flight):
+    """With a sandbox that holds at most `concurrency` runs (it queues the rest), as many samples
+    again are taken in ahead of a free slot; with more slots than that, or none said, taking
+    more in would run more at once than the caller asked for."""
+    verifier = _Verifier(hold=anyio.Event())  # never released
+    verifier.run_slots = run_slots
+    samples = [{"id": f"v{i}", "language": "python", "code": "print(1)"} for i in range(9)]
+
+    async def main():
+        with anyio.fail_after(30):
+            async with verify_indexed(samples, verifier=verifier, concurrency=3):
+                while len(verifier.seen) < in_flight:
+                    await anyio.sleep(0.01)
+                for _ in range(50):  # nothing more is taken in while these wait
+                    await anyio.lowlevel.checkpoint()
+                return len(verifier.seen)
+
+    assert _run(main) == in_flight

@@ -139,11 +139,16 @@ def test_interrupt_in_process_keeps_the_partial(tmp_path, capsys, monkeypatch) -
     calls = []
 
     async def interrupt_second(self, sample):
+        import anyio
+
         calls.append(sample.id)
         if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the second sample runs
-            import anyio
-
+            # The second is taken in while the first runs (a sample ahead of the slot): Ctrl-C
+            # once the first's verdict is kept, while the second waits for its turn.
+            with anyio.fail_after(30):
+                while not any(p.read_text() for p in _partials(out)):
+                    await anyio.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGINT)
             await anyio.sleep(30)
         return await real(self, sample)
 

@@ -117,12 +117,14 @@ def test_after_max_timeouts_the_remaining_tests_are_not_run():
 
 def test_samples_ahead_of_a_free_slot_wait_in_the_sandbox_queue_and_never_run_beside_another():
     """verify_stream takes twice the slots in: the extra samples' host side is done while the
-    slot's run goes, and their runs wait in the zygote's queue. Never two runs at a time."""
+    slot's run goes, and their runs wait in the zygote's queue. Never two runs at a time, and
+    the wait in the queue is not the run's time."""
     from halo_forge.sandbox import Sandbox
 
-    class TimedSandbox:
+    class SpySandbox:
         def __init__(self, inner):
             self.inner, self.waiting, self.most_waiting, self.spans = inner, 0, 0, []
+            self.max_concurrency = inner.max_concurrency
 
         def workdir(self, *args, **kwargs):
             return self.inner.workdir(*args, **kwargs)
@@ -134,28 +136,37 @@ def test_samples_ahead_of_a_free_slot_wait_in_the_sandbox_queue_and_never_run_be
                 result = await self.inner.run(argv, **kwargs)
             finally:
                 self.waiting -= 1
-            end = time.monotonic()
-            self.spans.append((end - result.wall_s, end))  # the wall clock starts with the run
+            self.spans.append(tuple(float(t) for t in result.stdout.split()))  # the program's own clock
             return result
 
-    sleepy = [sample(f"s{i}", f"import time\ntime.sleep(0.4)  # {i}\n", language="python") for i in range(4)]
+    # CLOCK_MONOTONIC is the machine's (runs get no time namespace): spans compare across runs.
+    sleepy = [sample(f"s{i}", f"import time\nprint(time.monotonic())\ntime.sleep(0.8)  # {i}\n"
+                     "print(time.monotonic())\n", language="python") for i in range(3)]
 
     async def go():
         async with Sandbox(max_concurrency=1) as sb:
-            timed = TimedSandbox(sb)
-            async with verify_stream(sleepy, config=FAST, sandbox=timed, concurrency=1) as stream:
+            spy = SpySandbox(sb)
+            async with verify_stream(sleepy, config=FAST, sandbox=spy, concurrency=1) as stream:
                 verdicts = [v async for v in stream]
-        return verdicts, timed
+        return verdicts, spy
 
-    verdicts, timed = anyio.run(go)
-    assert sorted(v.status for v in verdicts) == ["ran"] * 4, verdicts
-    assert timed.most_waiting == 2  # one running, one queued behind it
-    spans = sorted(timed.spans)
-    assert all(s[1] - s[0] >= 0.4 for s in spans), spans
-    # None began before the one ahead ended (0.1 s for the host noticing the end late).
-    assert all(b[0] >= a[1] - 0.1 for a, b in zip(spans, spans[1:])), spans
-    # The queue's wait is not the run's: none was charged the 0.4 s it waited.
-    assert all(v.wall_s < 0.75 for v in verdicts), verdicts
+    verdicts, spy = anyio.run(go)
+    assert sorted(v.status for v in verdicts) == ["ran"] * 3, verdicts
+    assert spy.most_waiting == 2  # one running, one queued behind it
+    spans = sorted(spy.spans)
+    assert len(spans) == 3 and all(len(s) == 2 for s in spans), spans
+    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:])), spans  # none began before the one ahead ended
+    # The 0.8 s a queued run waited is not its wall time (each is one start and one sleep).
+    assert all(v.wall_s < 1.5 for v in verdicts), verdicts
+
+
+def test_a_concurrency_asked_of_verify_many_or_stream_sizes_their_own_sandbox():
+    from halo_forge.verify.runner import _sized
+
+    assert _sized(None, 3).concurrency == 3  # the sandbox holds 3 runs, not the cores
+    assert _sized(FAST, 1).concurrency == 1 and _sized(FAST, 1).run_limits == FAST.run_limits
+    assert _sized(VerifierConfig(concurrency=5), 3).concurrency == 5  # the config's own wins
+    assert _sized(None, None) is None
 
 
 def test_hostile_timeout_ends_promptly():

@@ -74,7 +74,8 @@ class VerifierConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     ladder: RewardLadder = RewardLadder()
 
     concurrency: Annotated[int | None, msgspec.Meta(
-        description="samples verified at once (default: CPU count)")] = None
+        description="runs at once in the sandbox (default: CPU count); up to twice as many samples "
+                    "are in flight, the next ones prepared while runs go")] = None
     # After this many timed-out tests the rest of the sample's tests are not run (they count
     # as failed): a program that hangs on one input rarely finishes the next, and each
     # timeout costs a full wall limit.

@@ -2,9 +2,9 @@
 against that binary, and turn what happened into a Verdict.
 
 `verify_stream` (an async context manager giving an async iterator) yields verdicts as they
-finish, with a bounded number of samples in flight (twice the sandbox's slots, which default
-to the machine's cores: the next samples' host side is done while runs go), pulling samples
-from its input only as slots free up. `verify_many` is the synchronous convenience.
+finish, with a bounded number of samples in flight (up to twice the sandbox's slots, which
+default to the machine's cores: the next samples' host side is done while runs go), pulling
+samples from its input only as slots free up. `verify_many` is the synchronous convenience.
 
 Status mapping: the sandbox's `ok`/`runtime_error`/`timeout`/`memory_limit`/`output_limit`
 carry over; a compiler that exits non-zero is `compile_error`; a test whose output differs
@@ -188,6 +188,12 @@ class Verifier:
 
             self._sandbox = Sandbox(max_concurrency=self.config.workers(), readonly_paths=self.readonly_paths())
         return self._sandbox
+
+    @property
+    def run_slots(self) -> int | None:
+        """How many runs its sandbox holds at a time (None: a caller's sandbox that does not
+        say, and may have no queue of its own)."""
+        return getattr(self._sandbox, "max_concurrency", None)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
@@ -618,13 +624,16 @@ async def verify_indexed(
     task and nothing yields from inside it. Leaving the block early cancels what is in flight
     (the sandbox kills those runs).
 
-    `concurrency` (default the config's) samples run at a time, and as many again are taken
-    in ahead of a free slot: their host side (extraction, static guards, Python's compile, the
-    workdir) is done while the runs go, and their runs wait in the sandbox's queue, whose wall
-    clock starts only when a run starts. With in-flight equal to the slots, a core waited on
-    the host between runs (a sixth of the machine idle on 2 cores, HumanEval in Python)."""
+    At most `concurrency` (default the config's) samples run at a time. Where the verifier's
+    sandbox holds no more runs than that, as many samples again are taken in ahead of a free
+    slot: their host side (extraction, static guards, Python's compile, the workdir) is done
+    while the runs go, and their runs wait in the sandbox's queue, whose wall clock starts only
+    when a run starts. With in-flight equal to the slots, a core waited on the host between
+    runs (a sixth of the machine idle on 2 cores, HumanEval in Python). A verifier whose sandbox
+    holds more runs, or does not say, gets `concurrency` samples at a time and no more."""
     workers = concurrency or verifier.config.workers()
-    in_flight = 2 * workers
+    slots = getattr(verifier, "run_slots", None)
+    in_flight = 2 * workers if slots is not None and slots <= workers else workers
     send, receive = anyio.create_memory_object_stream[tuple[int, Verdict]](workers)
 
     async def one(index: int, sample: VerifySample, out: Any, limiter: anyio.CapacityLimiter, token: object) -> None:
@@ -678,6 +687,15 @@ async def verify_indexed(
         raise first_error(group) from None
 
 
+def _sized(config: VerifierConfig | None, concurrency: int | None) -> VerifierConfig | None:
+    """The config whose own sandbox holds `concurrency` runs at a time, where the config leaves
+    it to the cores (a smaller `concurrency` would otherwise leave the sandbox's slots above
+    it, and verify_indexed would take in no samples ahead of them)."""
+    if not concurrency or (config is not None and config.concurrency is not None):
+        return config
+    return msgspec.structs.replace(config or VerifierConfig(), concurrency=concurrency)
+
+
 @asynccontextmanager
 async def verify_stream(
     samples: Iterable[Any] | AsyncIterable[Any],
@@ -689,11 +707,13 @@ async def verify_stream(
 ) -> AsyncIterator[AsyncIterator[Verdict]]:
     """`async with verify_stream(samples) as verdicts: async for v in verdicts: ...`: verdicts
     for `samples` (VerifySample, or dicts in the contract's shape) as they finish. At most
-    `concurrency` samples (default config.concurrency, else the cores) run at a time and twice
-    that many are in flight (verify_indexed), and the input is read only as slots free up, so
-    memory stays bounded. A context manager, not an
+    `concurrency` samples (default config.concurrency, else the cores) run at a time and up to
+    twice that many are in flight (verify_indexed), and the input is read only as slots free up,
+    so memory stays bounded. A context manager, not an
     async generator: the verifying tasks live in the block's task group, which anyio forbids
     a generator to yield from; leaving the block early cancels what is still in flight."""
+    if sandbox is None:
+        config = _sized(config, concurrency)
     async with (
         Verifier(config, sandbox=sandbox, cache=cache) as verifier,
         verify_indexed(samples, verifier=verifier, concurrency=concurrency) as pairs,
@@ -714,6 +734,7 @@ def verify_many(
 ) -> list[Verdict]:
     """Verify samples and return their verdicts in input order (runs its own event loop)."""
     items = list(samples)
+    config = _sized(config, concurrency)
 
     async def collect() -> list[Verdict]:
         out: list[Verdict | None] = [None] * len(items)

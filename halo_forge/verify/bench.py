@@ -237,6 +237,8 @@ def run_benchmark(*, corpus: str | None = None, verifier: str = "auto", concurre
     for r in results:
         if r.note:
             out(f"  {r.name}: {r.note}")
+    out("  p50/p99: from a sample taken in to its verdict; the verifier takes in a sample ahead of each "
+        "slot (its host side done while runs go), so its latencies include the wait for the run before it")
     if results[1].passed != bare.passed:
         out(f"  WARNING: the verifier passed {results[1].passed} samples, the bare loop {bare.passed}")
     if json_path:

@@ -171,13 +171,16 @@ def python_speed_rows(argv: list[str]) -> int:
             v = [int(x) for x in f.readline().split()[1:]]
         return v[0] + v[1], v[2] + v[5] + v[6]
 
+    def record(key: str, before: tuple[int, int], count: int) -> None:
+        """The machine's user and system seconds per sample since `before`, under `key`."""
+        after, tick = machine(), os.sysconf("SC_CLK_TCK")
+        machine_cpu.setdefault(key, []).append(((after[0] - before[0]) / tick / count,
+                                                (after[1] - before[1]) / tick / count))
+
     def timed(key: str, count: int, fn):
         before = machine()
         out = fn()
-        after = machine()
-        tick = os.sysconf("SC_CLK_TCK")
-        machine_cpu.setdefault(key, []).append(((after[0] - before[0]) / tick / count,
-                                                (after[1] - before[1]) / tick / count))
+        record(key, before, count)
         return out
     with tempfile.TemporaryDirectory(prefix="hf-pyspeed-") as tmp:
         files = []
@@ -260,6 +263,7 @@ def python_speed_rows(argv: list[str]) -> int:
 
         async def in_process(warm: bool, floor: str = "") -> tuple[float, int]:
             items = floors[floor] if floor else samples
+            key = floor or ("warm" if warm else "inproc")
             async with Verifier(msgspec.structs.replace(config, python_warm=warm)) as verifier:
                 await verifier.verify(items[0])  # the sandbox is up before the clock starts
                 passed, run_cpu = 0, 0.0
@@ -273,9 +277,7 @@ def python_speed_rows(argv: list[str]) -> int:
                         passed += verdict.status == "passed" or (floor == "noop" and verdict.status == "ran")
                         run_cpu += verdict.cpu_s
                 rate = len(items) / (time.perf_counter() - start)
-                after, tick = machine(), os.sysconf("SC_CLK_TCK")
-                machine_cpu.setdefault(floor or ("warm" if warm else "inproc"), []).append(
-                    ((after[0] - before[0]) / tick / len(items), (after[1] - before[1]) / tick / len(items)))
+                record(key, before, len(items))
                 now = resource.getrusage(resource.RUSAGE_SELF)
                 host_cpu = (now.ru_utime + now.ru_stime - host.ru_utime - host.ru_stime
                             + compilers_cpu(verifier) - compile_cpu)
@@ -288,7 +290,7 @@ def python_speed_rows(argv: list[str]) -> int:
                     with verifier.sandbox.workdir({}) as wd:
                         starts = [await verifier.sandbox.run([tc.path, "-I", "-S", "-c", "pass"], cwd=wd)
                                   for _ in range(20)]
-                cpu_split.setdefault(floor or ("warm" if warm else "inproc"), []).append(
+                cpu_split.setdefault(key, []).append(
                     (run_cpu / len(items), sum(r.cpu_s for r in starts) / max(len(starts), 1),
                      host_cpu / len(items), sandbox_cpu / len(items)))
                 return rate, passed
